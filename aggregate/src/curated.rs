@@ -1,0 +1,261 @@
+//! Step 1: deduplicated, registry-joined daily tables.
+//!
+//! Deduplication: within a day partition, rows sharing a `submission_id`
+//! keep the first received — the earliest transport timestamp, then the
+//! lowest (topic, partition, offset). A resend is byte-identical, so it has
+//! the same event time and lands in the same day partition.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use datafusion::execution::context::SessionContext;
+use object_store::ObjectStore;
+
+use crate::error::{query, Result};
+use crate::store::write_parquet;
+
+const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporter_id, r.reporter_role, \
+    r.grid_id, g.village_code, g.town_code, g.county_code, r.target_kind, r.target_id, \
+    r.residents_recorded, r.residents_present, r.newcomers_registered, r.residents_tested, r.residents_vaccinated, \
+    r.special_groups, r.safety_checks, r.hazards, r.hardships, r.enlisted_building_leads, r.enlisted_volunteers, \
+    r.hazards_found, r.hazards_fixed_on_spot, r.hardships_raised, \
+    r.source_topic, r.source_partition, r.source_offset, r.received_at";
+
+const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, r.grid_id, g.town_code, g.county_code, \
+    r.status, r.updated_at, r.handler_id, r.source_topic, r.source_partition, r.source_offset, r.received_at";
+
+fn dedup_sql(table: &str, columns: &str, day: NaiveDate, order: &str) -> String {
+    format!(
+        "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY submission_id \
+           ORDER BY received_at ASC NULLS LAST, source_topic, source_partition, source_offset) AS rn \
+         FROM {table} WHERE dt = '{day}') r \
+         LEFT JOIN registry_grids g ON r.grid_id = g.grid_id \
+         WHERE r.rn = 1 ORDER BY {order}"
+    )
+}
+
+/// Row counts of one curated day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CuratedDay {
+    /// Visits kept.
+    pub visits: usize,
+    /// Case updates kept.
+    pub cases: usize,
+    /// Files rewritten.
+    pub files_written: usize,
+}
+
+/// Rebuild the curated tables of one day.
+pub(crate) async fn curate_day(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    day: NaiveDate,
+) -> Result<CuratedDay> {
+    let dt = gridstat_schemas::lake::dt_partition(day);
+    let mut out = CuratedDay::default();
+    let visits_sql = dedup_sql(
+        "raw_visits",
+        VISIT_COLUMNS,
+        day,
+        "g.county_code, g.town_code, r.grid_id, r.visited_at, r.submission_id",
+    );
+    let df = ctx
+        .sql(&visits_sql)
+        .await
+        .map_err(query("curated visits"))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let visits = df.collect().await.map_err(query("curated visits"))?;
+    out.visits = visits.iter().map(RecordBatch::num_rows).sum();
+    out.files_written += usize::from(
+        write_parquet(
+            store,
+            &format!("curated/visits/{dt}/part-00000.parquet"),
+            Arc::clone(&schema),
+            &visits,
+        )
+        .await?,
+    );
+    let (hardships, hazards) = children(&visits)?;
+    out.files_written += usize::from(
+        write_parquet(
+            store,
+            &format!("curated/hardships/{dt}/part-00000.parquet"),
+            hardship_schema(),
+            &hardships,
+        )
+        .await?,
+    );
+    out.files_written += usize::from(
+        write_parquet(
+            store,
+            &format!("curated/hazards/{dt}/part-00000.parquet"),
+            hazard_schema(),
+            &hazards,
+        )
+        .await?,
+    );
+
+    let cases_sql = dedup_sql(
+        "raw_cases",
+        CASE_COLUMNS,
+        day,
+        "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
+    );
+    let df = ctx.sql(&cases_sql).await.map_err(query("curated cases"))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let cases = df.collect().await.map_err(query("curated cases"))?;
+    out.cases = cases.iter().map(RecordBatch::num_rows).sum();
+    out.files_written += usize::from(
+        write_parquet(
+            store,
+            &format!("curated/cases/{dt}/part-00000.parquet"),
+            schema,
+            &cases,
+        )
+        .await?,
+    );
+    Ok(out)
+}
+
+fn child_base_fields() -> Vec<Field> {
+    vec![
+        Field::new("submission_id", DataType::Utf8, false),
+        Field::new("grid_id", DataType::Utf8, false),
+        Field::new("village_code", DataType::Utf8, true),
+        Field::new("town_code", DataType::Utf8, true),
+        Field::new("county_code", DataType::Utf8, true),
+        Field::new("visited_at", gridstat_ts(), false),
+    ]
+}
+
+fn gridstat_ts() -> DataType {
+    DataType::Timestamp(
+        arrow::datatypes::TimeUnit::Millisecond,
+        Some(gridstat_schemas::arrow_schema::TZ.into()),
+    )
+}
+
+/// Schema of `curated/hardships`: one row per hardship raised.
+pub fn hardship_schema() -> SchemaRef {
+    let mut f = child_base_fields();
+    f.extend([
+        Field::new("case_id", DataType::Utf8, false),
+        Field::new("category", DataType::Utf8, false),
+        Field::new("urgency", DataType::Utf8, false),
+        Field::new("note", DataType::Utf8, false),
+    ]);
+    Arc::new(Schema::new(f))
+}
+
+/// Schema of `curated/hazards`: one row per hazard found.
+pub fn hazard_schema() -> SchemaRef {
+    let mut f = child_base_fields();
+    f.extend([
+        Field::new("hazard_id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("fixed_on_spot", DataType::Boolean, false),
+    ]);
+    Arc::new(Schema::new(f))
+}
+
+/// Flatten the `hardships` and `hazards` lists into child tables: repeat
+/// each parent row once per list element (via `take`) and append the
+/// element's struct fields.
+fn children(visits: &[RecordBatch]) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    let (mut hardships, mut hazards) = (Vec::new(), Vec::new());
+    for batch in visits {
+        hardships.push(explode(batch, "hardships", hardship_schema())?);
+        hazards.push(explode(batch, "hazards", hazard_schema())?);
+    }
+    Ok((hardships, hazards))
+}
+
+fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<RecordBatch> {
+    let list = batch
+        .column_by_name(list_column)
+        .expect("curated visits have the list column")
+        .as_list::<i32>();
+    let mut parent_rows: Vec<u32> = Vec::new();
+    for row in 0..list.len() {
+        let n = list.value_length(row) as usize;
+        parent_rows.extend(std::iter::repeat_n(row as u32, n));
+    }
+    let indices = arrow::array::UInt32Array::from(parent_rows);
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[0] as usize, offsets[list.len()] as usize);
+    let values = list.values().as_struct().slice(start, end - start);
+    let mut columns = Vec::new();
+    for name in [
+        "submission_id",
+        "grid_id",
+        "village_code",
+        "town_code",
+        "county_code",
+        "visited_at",
+    ] {
+        let col = batch
+            .column_by_name(name)
+            .expect("curated visits have the base columns");
+        columns.push(arrow::compute::take(col.as_ref(), &indices, None)?);
+    }
+    for field in schema.fields().iter().skip(6) {
+        columns.push(Arc::clone(
+            values.column_by_name(field.name()).expect("struct field"),
+        ));
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Rebuild `case_state`: one row per handed-on case (hardships, and hazards
+/// not fixed on the spot) with the times of its updates.
+pub(crate) async fn case_state(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+) -> Result<(usize, bool)> {
+    let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
+    let updates = if cases_exist {
+        "SELECT case_id, \
+           MIN(CASE WHEN status = 'assigned' THEN updated_at END) AS assigned_at, \
+           MIN(CASE WHEN status = 'escalated' THEN updated_at END) AS escalated_at, \
+           MIN(CASE WHEN status = 'resolved' THEN updated_at END) AS resolved_at, \
+           MIN(CASE WHEN status = 'resolved' THEN dt END) AS resolved_dt \
+         FROM curated_cases GROUP BY case_id"
+    } else {
+        "SELECT CAST(NULL AS VARCHAR) AS case_id, CAST(NULL AS TIMESTAMP) AS assigned_at, CAST(NULL AS TIMESTAMP) AS escalated_at, \
+           CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt WHERE false"
+    };
+    let sql = format!(
+        "WITH opened AS ( \
+           SELECT case_id, 'hardship' AS case_kind, category, urgency, grid_id, town_code, county_code, visited_at AS opened_at, dt AS opened_dt \
+           FROM curated_hardships \
+           UNION ALL \
+           SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
+           FROM curated_hazards WHERE NOT fixed_on_spot), \
+         first_open AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY opened_at, grid_id) AS rn FROM opened), \
+         upd AS ({updates}) \
+         SELECT o.case_id, o.case_kind, o.category, o.urgency, o.grid_id, o.town_code, o.county_code, o.opened_at, o.opened_dt, \
+           u.assigned_at, u.escalated_at, u.resolved_at, u.resolved_dt, \
+           CASE WHEN u.resolved_at IS NULL THEN NULL \
+                WHEN u.resolved_at < o.opened_at THEN 0.0 \
+                ELSE (CAST(CAST(u.resolved_at AS BIGINT) AS DOUBLE) - CAST(CAST(o.opened_at AS BIGINT) AS DOUBLE)) / 3600000.0 END AS hours_to_resolve \
+         FROM first_open o LEFT JOIN upd u ON o.case_id = u.case_id \
+         WHERE o.rn = 1 ORDER BY o.county_code, o.town_code, o.grid_id, o.opened_at, o.case_id"
+    );
+    let df = ctx.sql(&sql).await.map_err(query("case_state"))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(query("case_state"))?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let wrote = write_parquet(
+        store,
+        &format!(
+            "{}/part-00000.parquet",
+            gridstat_schemas::lake::CURATED_CASE_STATE
+        ),
+        schema,
+        &batches,
+    )
+    .await?;
+    Ok((rows, wrote))
+}

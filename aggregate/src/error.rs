@@ -1,0 +1,54 @@
+//! Errors of the aggregate stage.
+
+use thiserror::Error;
+
+/// Why an aggregate run failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A query failed.
+    #[error("query {step} failed")]
+    Query {
+        /// Which step.
+        step: String,
+        /// DataFusion's error.
+        source: datafusion::error::DataFusionError,
+    },
+    /// The lake could not be read or written.
+    #[error("lake I/O on {path} failed")]
+    Store {
+        /// The object or prefix.
+        path: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// Encoding or decoding Parquet failed.
+    #[error("Parquet encoding of {what} failed")]
+    Parquet {
+        /// What.
+        what: String,
+        /// The cause.
+        source: parquet::errors::ParquetError,
+    },
+    /// The bookkeeping object is unreadable.
+    #[error("aggregate state {path} is corrupt ({reason}); run with --all to rebuild it")]
+    CorruptState {
+        /// The object.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Arrow error (a bug).
+    #[error("internal Arrow error")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn query(
+    step: impl Into<String>,
+) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
+    let step = step.into();
+    move |source| Error::Query { step, source }
+}

@@ -1,0 +1,185 @@
+//! Lake I/O of the aggregate stage: listing raw files, reading and writing
+//! Parquet objects and the bookkeeping state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use gridstat_schemas::lake::parse_dt_partition;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A raw file as last seen: enough to notice it was rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag (or the store's equivalent), if any.
+    pub e_tag: Option<String>,
+    /// Last modified, RFC 3339.
+    pub last_modified: String,
+}
+
+/// What the last run saw (`_state/aggregate.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateState {
+    /// Raw and quarantine files by path.
+    pub files: BTreeMap<String, Fingerprint>,
+}
+
+/// List every object under `prefix` with its fingerprint.
+pub(crate) async fn list(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> Result<BTreeMap<String, Fingerprint>> {
+    let path = Path::from(prefix);
+    let metas: Vec<_> = store
+        .list(Some(&path))
+        .try_collect()
+        .await
+        .map_err(|source| Error::Store {
+            path: prefix.into(),
+            source,
+        })?;
+    Ok(metas
+        .into_iter()
+        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+        .map(|m| {
+            let fp = Fingerprint {
+                size: m.size,
+                e_tag: m.e_tag,
+                last_modified: m.last_modified.to_rfc3339(),
+            };
+            (m.location.to_string(), fp)
+        })
+        .collect())
+}
+
+/// The `dt=` day of a path, if it has one.
+pub(crate) fn day_of(path: &str) -> Option<NaiveDate> {
+    path.split('/').find_map(parse_dt_partition)
+}
+
+pub(crate) async fn read_state(
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+) -> Result<Option<AggregateState>> {
+    let p = Path::from(path);
+    match store.get(&p).await {
+        Ok(r) => {
+            let bytes = r.bytes().await.map_err(|source| Error::Store {
+                path: path.into(),
+                source,
+            })?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::CorruptState {
+                    path: path.into(),
+                    reason: e.to_string(),
+                })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::Store {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+pub(crate) async fn write_state(
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+    state: &AggregateState,
+) -> Result<()> {
+    let body = serde_json::to_vec_pretty(state).expect("state serializes");
+    put(store, path, Bytes::from(body)).await
+}
+
+pub(crate) async fn put(store: &Arc<dyn ObjectStore>, path: &str, body: Bytes) -> Result<()> {
+    store
+        .put(&Path::from(path), PutPayload::from_bytes(body))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Store {
+            path: path.into(),
+            source,
+        })
+}
+
+/// Write `batches` as one Parquet object, unless the object already holds
+/// exactly these bytes. Returns whether it wrote.
+pub(crate) async fn write_parquet(
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<bool> {
+    let body = encode(schema, batches).map_err(|source| Error::Parquet {
+        what: path.into(),
+        source,
+    })?;
+    if let Ok(existing) = store.get(&Path::from(path)).await {
+        if let Ok(old) = existing.bytes().await {
+            if old == body {
+                return Ok(false);
+            }
+        }
+    }
+    put(store, path, body).await?;
+    Ok(true)
+}
+
+/// Delete every object under `prefix` (a day that no longer has raw data).
+pub(crate) async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<usize> {
+    let listed = list(store, prefix).await?;
+    for path in listed.keys() {
+        store
+            .delete(&Path::from(path.as_str()))
+            .await
+            .map_err(|source| Error::Store {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(listed.len())
+}
+
+fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> parquet::errors::Result<Bytes> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_created_by(format!("gridstat {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
+    for b in batches {
+        writer.write(b)?;
+    }
+    writer.close()?;
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_from_paths() {
+        assert_eq!(
+            day_of("raw/visits/dt=2022-11-26/county=440703/p.parquet"),
+            NaiveDate::from_ymd_opt(2022, 11, 26)
+        );
+        assert_eq!(day_of("raw/visits/p.parquet"), None);
+    }
+}

@@ -1,0 +1,270 @@
+//! Registering the lake's tables in a DataFusion session, under the names
+//! documented in `docs/schema.md` (used by `gridstat sql` too).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{Duration, NaiveDate};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+use gridstat_schemas::arrow_schema::{quarantine_schema, raw_cases_schema, raw_visits_schema, TZ};
+use gridstat_schemas::lake;
+use gridstat_schemas::time::local_midnight;
+use gridstat_schemas::Registry;
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::error::{query, Result};
+
+/// The URL the lake's object store is registered under in a session.
+pub const LAKE_URL: &str = "gridstat://lake/";
+
+/// A session over `store` with nothing registered yet.
+pub fn session(store: Arc<dyn ObjectStore>) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let url = Url::parse(LAKE_URL).expect("a valid URL");
+    ctx.register_object_store(&url, store);
+    ctx
+}
+
+/// How a table is laid out in the lake.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec {
+    /// SQL name.
+    pub name: &'static str,
+    /// Prefix in the lake.
+    pub prefix: &'static str,
+    /// Hive partition columns.
+    pub partitions: &'static [&'static str],
+}
+
+/// Every Parquet table in the lake.
+pub const TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "raw_visits",
+        prefix: lake::RAW_VISITS,
+        partitions: &["dt", "county"],
+    },
+    TableSpec {
+        name: "raw_cases",
+        prefix: lake::RAW_CASES,
+        partitions: &["dt", "county"],
+    },
+    TableSpec {
+        name: "quarantine",
+        prefix: lake::QUARANTINE,
+        partitions: &["dt"],
+    },
+    TableSpec {
+        name: "curated_visits",
+        prefix: lake::CURATED_VISITS,
+        partitions: &["dt"],
+    },
+    TableSpec {
+        name: "curated_cases",
+        prefix: lake::CURATED_CASES,
+        partitions: &["dt"],
+    },
+    TableSpec {
+        name: "curated_hardships",
+        prefix: "curated/hardships",
+        partitions: &["dt"],
+    },
+    TableSpec {
+        name: "curated_hazards",
+        prefix: "curated/hazards",
+        partitions: &["dt"],
+    },
+    TableSpec {
+        name: "case_state",
+        prefix: lake::CURATED_CASE_STATE,
+        partitions: &[],
+    },
+    TableSpec {
+        name: "rollups_daily",
+        prefix: "rollups/daily",
+        partitions: &["dt"],
+    },
+    TableSpec {
+        name: "rollups_cumulative",
+        prefix: "rollups/cumulative",
+        partitions: &["dt"],
+    },
+    TableSpec {
+        name: "quality",
+        prefix: "rollups/quality",
+        partitions: &[],
+    },
+];
+
+fn known_schema(name: &str) -> Option<SchemaRef> {
+    match name {
+        "raw_visits" => Some(raw_visits_schema()),
+        "raw_cases" => Some(raw_cases_schema()),
+        "quarantine" => Some(quarantine_schema()),
+        _ => None,
+    }
+}
+
+/// Register one table. A table with no files yet is registered empty when
+/// its schema is known, and skipped otherwise. Returns whether it exists.
+pub async fn register(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    spec: &TableSpec,
+) -> Result<bool> {
+    let has_files = !crate::store::list(store, spec.prefix).await?.is_empty();
+    let partitions: Vec<(String, DataType)> = spec
+        .partitions
+        .iter()
+        .map(|p| ((*p).to_string(), DataType::Utf8))
+        .collect();
+    if !has_files {
+        let Some(schema) = known_schema(spec.name) else {
+            return Ok(false);
+        };
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(
+            partitions
+                .iter()
+                .map(|(n, t)| Field::new(n, t.clone(), false)),
+        );
+        let empty = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])
+            .map_err(query(spec.name))?;
+        ctx.register_table(spec.name, Arc::new(empty))
+            .map_err(query(spec.name))?;
+        return Ok(true);
+    }
+    let mut opts = ParquetReadOptions::default().table_partition_cols(partitions);
+    let schema = known_schema(spec.name);
+    if let Some(s) = schema.as_ref() {
+        opts = opts.schema(s);
+    }
+    let path = format!("{LAKE_URL}{}/", spec.prefix);
+    ctx.register_parquet(spec.name, &path, opts)
+        .await
+        .map_err(query(spec.name))?;
+    Ok(true)
+}
+
+/// Register every lake table that exists, plus `registry_grids`.
+pub async fn register_all(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    registry: &Registry,
+) -> Result<Vec<&'static str>> {
+    let mut names = Vec::new();
+    for spec in TABLES {
+        if register(ctx, store, spec).await? {
+            names.push(spec.name);
+        }
+    }
+    register_registry(ctx, registry)?;
+    names.push("registry_grids");
+    Ok(names)
+}
+
+/// Schema of the `registry_grids` table.
+pub fn registry_schema() -> SchemaRef {
+    let s = |n: &str| Field::new(n, DataType::Utf8, false);
+    Arc::new(Schema::new(vec![
+        s("grid_id"),
+        s("grid_name"),
+        s("village_code"),
+        s("village_name"),
+        s("town_code"),
+        s("town_name"),
+        s("county_code"),
+        s("county_name"),
+        s("city_code"),
+        s("city_name"),
+        Field::new("households", DataType::Int64, false),
+    ]))
+}
+
+/// The registry as one flat table, one row per grid.
+pub fn registry_batch(r: &Registry) -> Result<RecordBatch> {
+    let col = |f: &dyn Fn(&gridstat_schemas::registry::Grid) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(r.grids.iter().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        col(&|g| g.id.clone()),
+        col(&|g| g.name.clone()),
+        col(&|g| r.villages[g.village].code.clone()),
+        col(&|g| r.villages[g.village].name.clone()),
+        col(&|g| r.towns[g.town].code.clone()),
+        col(&|g| r.towns[g.town].name.clone()),
+        col(&|g| r.counties[g.county].code.clone()),
+        col(&|g| r.counties[g.county].name.clone()),
+        col(&|_| r.city.code.clone()),
+        col(&|_| r.city.name.clone()),
+        Arc::new(Int64Array::from_iter_values(
+            r.grids.iter().map(|g| i64::from(g.households)),
+        )),
+    ];
+    Ok(RecordBatch::try_new(registry_schema(), columns)?)
+}
+
+pub(crate) fn register_registry(ctx: &SessionContext, r: &Registry) -> Result<()> {
+    let batch = registry_batch(r)?;
+    let table =
+        MemTable::try_new(registry_schema(), vec![vec![batch]]).map_err(query("registry"))?;
+    ctx.register_table("registry_grids", Arc::new(table))
+        .map_err(query("registry"))?;
+    Ok(())
+}
+
+/// The campaign's days: `dt` (ISO string, as in partitions), `day_end`
+/// (next local midnight) and `overdue_cutoff` (day end − the overdue limit).
+pub(crate) fn register_days(
+    ctx: &SessionContext,
+    first: NaiveDate,
+    last: NaiveDate,
+    overdue_hours: i64,
+) -> Result<()> {
+    let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+    let ends: Vec<i64> = days
+        .iter()
+        .map(|d| (local_midnight(*d) + Duration::days(1)).timestamp_millis())
+        .collect();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some(TZ.into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("dt", DataType::Utf8, false),
+        Field::new("day", DataType::Date32, false),
+        Field::new("day_end", ts.clone(), false),
+        Field::new("overdue_cutoff", ts, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                days.iter().map(|d| d.format("%Y-%m-%d").to_string()),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                days.iter().map(|d| (*d - epoch).num_days() as i32),
+            )),
+            Arc::new(TimestampMillisecondArray::from(ends.clone()).with_timezone(TZ)),
+            Arc::new(
+                TimestampMillisecondArray::from(
+                    ends.iter()
+                        .map(|e| e - overdue_hours * 3_600_000)
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone(TZ),
+            ),
+        ],
+    )?;
+    let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(query("days"))?;
+    ctx.deregister_table("days").map_err(query("days"))?;
+    ctx.register_table("days", Arc::new(table))
+        .map_err(query("days"))?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Typed options of the ingest stage.
+
+use std::time::Duration;
+
+use gridstat_schemas::DecodeOptions;
+
+/// How segments are cut, buffered and written.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// A partition's open segment is flushed at the latest this long after
+    /// its first record arrived, even if no more messages come.
+    pub flush_interval: Duration,
+    /// A partition's segment is flushed when it holds this many records.
+    pub max_segment_rows: usize,
+    /// Global budget of buffered message bytes across all partitions; when
+    /// exceeded, the largest segment is flushed.
+    pub max_buffered_bytes: usize,
+    /// Global budget of buffered records across all partitions.
+    pub max_buffered_rows: usize,
+    /// Raw bytes kept in quarantine per message; the rest is cut off.
+    pub quarantine_raw_limit: usize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// zstd level of Parquet pages.
+    pub zstd_level: i32,
+    /// Decoder limits.
+    pub decode: DecodeOptions,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_secs(60),
+            max_segment_rows: 250_000,
+            max_buffered_bytes: 128 * 1024 * 1024,
+            max_buffered_rows: 500_000,
+            quarantine_raw_limit: 4096,
+            row_group_rows: 64 * 1024,
+            zstd_level: 3,
+            decode: DecodeOptions::default(),
+        }
+    }
+}

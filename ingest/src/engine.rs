@@ -1,0 +1,333 @@
+//! The ingest core shared by every source: decode, file into segments,
+//! flush segments to the lake, and say which offsets may be committed.
+//!
+//! Exactly-once without waiting for traffic: each partition's records are
+//! cut into segments `[start, end)`. A segment is written as one file per
+//! table × dt × county, all named after (topic, partition, start). Before the
+//! files, the partition's state object records the segment as pending;
+//! after them, it records `next_offset = end`. Only then is `end` committed.
+//! On assignment the state is read: offsets below `next_offset` are skipped
+//! (already in the lake), and a pending segment is cut again at exactly the
+//! same `end`, so its files overwrite whatever a crashed run left.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use gridstat_schemas::arrow_schema::Lineage;
+use gridstat_schemas::time::local_date;
+use gridstat_schemas::{decode_submission, ErrorClass, Registry};
+
+use crate::config::IngestOptions;
+use crate::encode::{encode_parquet, object_key, writer_properties, Table};
+use crate::error::{Error, Result};
+use crate::metrics::IngestMetrics;
+use crate::segment::{Filed, Segment};
+use crate::store::{LakeStore, PartitionState, PendingSegment};
+
+/// One message from a source.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRecord<'a> {
+    /// Topic (or `file:NAME`).
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset (line number − 1 for a file).
+    pub offset: i64,
+    /// Message key.
+    pub key: Option<&'a [u8]>,
+    /// Message value.
+    pub payload: &'a [u8],
+    /// Transport timestamp (Kafka message time), if any.
+    pub timestamp: Option<DateTime<FixedOffset>>,
+}
+
+/// An offset that may now be committed: everything below is in the lake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// The next offset to read.
+    pub next_offset: i64,
+}
+
+#[derive(Debug)]
+struct PartitionSlot {
+    topic: Arc<str>,
+    /// Offsets below are in the lake.
+    durable: i64,
+    /// A segment that must be re-cut at exactly this end.
+    forced_end: Option<i64>,
+    segment: Option<Segment>,
+    /// Local day of the last accepted event: dates quarantine rows that
+    /// have no transport timestamp, deterministically.
+    last_day: Option<NaiveDate>,
+}
+
+/// The ingest core. Sources push records; the engine tells which offsets to commit.
+#[derive(Debug)]
+pub struct IngestEngine {
+    store: LakeStore,
+    registry: Arc<Registry>,
+    opts: IngestOptions,
+    partitions: BTreeMap<(Arc<str>, i32), PartitionSlot>,
+    buffered_rows: usize,
+    buffered_bytes: usize,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl IngestEngine {
+    /// An engine writing to `store`.
+    pub fn new(
+        store: LakeStore,
+        registry: Arc<Registry>,
+        opts: IngestOptions,
+        metrics: Arc<IngestMetrics>,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            opts,
+            partitions: BTreeMap::new(),
+            buffered_rows: 0,
+            buffered_bytes: 0,
+            metrics,
+        }
+    }
+
+    /// Take ownership of a partition: read its state from the lake and
+    /// return the offset to resume from (`None`: from the source's own
+    /// committed offset, which is never behind the lake's).
+    pub async fn assign(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let state = self.store.read_state(topic, partition).await?;
+        let (durable, forced_end) = match state.pending {
+            Some(p) if p.start == state.next_offset => (state.next_offset, Some(p.end)),
+            _ => (state.next_offset, None),
+        };
+        tracing::info!(
+            topic,
+            partition,
+            next_offset = durable,
+            forced_end,
+            "Partition assigned."
+        );
+        let topic: Arc<str> = topic.into();
+        self.partitions.insert(
+            (Arc::clone(&topic), partition),
+            PartitionSlot {
+                topic,
+                durable,
+                forced_end,
+                segment: None,
+                last_day: None,
+            },
+        );
+        Ok(durable)
+    }
+
+    /// Give a partition up: its unwritten records are dropped (the next
+    /// owner reads them again from the last committed offset).
+    pub fn revoke(&mut self, topic: &str, partition: i32) {
+        if let Some(slot) = self.partitions.remove(&(Arc::from(topic), partition)) {
+            if let Some(seg) = slot.segment {
+                self.buffered_rows -= seg.rows;
+                self.buffered_bytes -= seg.bytes;
+            }
+            tracing::info!(topic, partition, "Partition revoked.");
+        }
+    }
+
+    /// Partitions currently owned.
+    pub fn assigned(&self) -> Vec<(Arc<str>, i32)> {
+        self.partitions.keys().cloned().collect()
+    }
+
+    /// The metrics this engine updates.
+    pub fn metrics(&self) -> &Arc<IngestMetrics> {
+        &self.metrics
+    }
+
+    /// File one record; may flush segments and return offsets to commit.
+    pub async fn push(&mut self, rec: SourceRecord<'_>, now: Instant) -> Result<Vec<Commit>> {
+        let key = (Arc::from(rec.topic), rec.partition);
+        if !self.partitions.contains_key(&key) {
+            self.assign(rec.topic, rec.partition).await?;
+        }
+        let slot = self.partitions.get_mut(&key).expect("assigned above");
+        if rec.offset < slot.durable {
+            return Ok(Vec::new()); // already in the lake: a replay
+        }
+        self.metrics.record_in(rec.payload.len());
+        let seg = slot
+            .segment
+            .get_or_insert_with(|| Segment::new(rec.offset, now));
+        let (rows, bytes) = (seg.rows, seg.bytes);
+        let lineage = Lineage {
+            topic: &slot.topic,
+            partition: rec.partition,
+            offset: rec.offset,
+            received_at: rec.timestamp,
+        };
+        let filed = if rec.payload.iter().all(u8::is_ascii_whitespace) && !rec.payload.is_empty() {
+            seg.skip(rec.offset);
+            None
+        } else {
+            match decode_submission(
+                rec.payload,
+                &self.registry,
+                &self.opts.decode,
+                rec.timestamp,
+            ) {
+                Ok(s) => {
+                    slot.last_day = Some(local_date(&s.event_time()));
+                    Some(seg.add_valid(&s, &self.registry, &lineage, rec.payload.len()))
+                }
+                Err(e) => {
+                    let fallback = slot.last_day.unwrap_or(self.opts.decode.campaign_start);
+                    Some(seg.add_rejected(
+                        &e,
+                        &lineage,
+                        rec.timestamp,
+                        fallback,
+                        rec.key,
+                        rec.payload,
+                        self.opts.quarantine_raw_limit,
+                    ))
+                }
+            }
+        };
+        if let Some(Filed::Quarantined(class)) = filed {
+            self.metrics.quarantined(class);
+        }
+        self.buffered_rows += seg.rows - rows;
+        self.buffered_bytes += seg.bytes - bytes;
+        let seg_end = seg.end;
+        let seg_rows = seg.rows;
+        let mut commits = Vec::new();
+        match slot.forced_end {
+            Some(end) if seg_end >= end => commits.extend(self.flush(&key).await?),
+            Some(_) => {} // re-cutting a pending segment: no other trigger may cut it
+            None if seg_rows >= self.opts.max_segment_rows => {
+                commits.extend(self.flush(&key).await?)
+            }
+            None => {}
+        }
+        while self.buffered_bytes > self.opts.max_buffered_bytes
+            || self.buffered_rows > self.opts.max_buffered_rows
+        {
+            let Some(largest) = self.largest_flushable() else {
+                break;
+            };
+            commits.extend(self.flush(&largest).await?);
+        }
+        Ok(commits)
+    }
+
+    fn largest_flushable(&self) -> Option<(Arc<str>, i32)> {
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.forced_end.is_none())
+            .filter_map(|(k, s)| s.segment.as_ref().map(|seg| (seg.bytes, k)))
+            .max_by_key(|(b, _)| *b)
+            .map(|(_, k)| k.clone())
+    }
+
+    /// Flush every segment older than the flush interval.
+    pub async fn tick(&mut self, now: Instant) -> Result<Vec<Commit>> {
+        let due: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.forced_end.is_none())
+            .filter(|(_, s)| {
+                s.segment.as_ref().is_some_and(|seg| {
+                    now.duration_since(seg.opened_at) >= self.opts.flush_interval
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut commits = Vec::new();
+        for key in due {
+            commits.extend(self.flush(&key).await?);
+        }
+        Ok(commits)
+    }
+
+    /// Flush everything buffered (end of input, shutdown). A pending
+    /// segment that has not reached its forced end stays unwritten: its
+    /// replay will cut it again.
+    pub async fn flush_all(&mut self) -> Result<Vec<Commit>> {
+        let keys: Vec<_> = self.partitions.keys().cloned().collect();
+        let mut commits = Vec::new();
+        for key in keys {
+            if self.partitions[&key].forced_end.is_none() {
+                commits.extend(self.flush(&key).await?);
+            }
+        }
+        Ok(commits)
+    }
+
+    async fn flush(&mut self, key: &(Arc<str>, i32)) -> Result<Option<Commit>> {
+        let Some(slot) = self.partitions.get_mut(key) else {
+            return Ok(None);
+        };
+        let Some(mut seg) = slot.segment.take() else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        self.buffered_rows -= seg.rows;
+        self.buffered_bytes -= seg.bytes;
+        let (topic, partition) = (Arc::clone(&slot.topic), key.1);
+        let replay = slot.forced_end.take().is_some();
+        let pending = PendingSegment {
+            start: seg.start,
+            end: seg.end,
+        };
+        if !replay {
+            let state = PartitionState {
+                next_offset: seg.start,
+                pending: Some(pending),
+            };
+            self.store.write_state(&topic, partition, &state).await?;
+        }
+        let props = writer_properties(self.opts.row_group_rows, self.opts.zstd_level);
+        let batches = seg.finish().map_err(|e| Error::Encode {
+            what: "a segment".into(),
+            source: Box::new(e),
+        })?;
+        let mut objects: Vec<(object_store::path::Path, Bytes)> = Vec::with_capacity(batches.len());
+        let (mut rows_written, mut bytes_written) = (0usize, 0usize);
+        for (file_key, batch) in batches {
+            if file_key.table != Table::Quarantine {
+                rows_written += batch.num_rows();
+            }
+            let body = encode_parquet(&batch, props.clone())?;
+            bytes_written += body.len();
+            objects.push((object_key(&file_key, &topic, partition, seg.start), body));
+        }
+        let files = objects.len();
+        self.store.put_all(objects).await?;
+        let done = PartitionState {
+            next_offset: seg.end,
+            pending: None,
+        };
+        self.store.write_state(&topic, partition, &done).await?;
+        slot.durable = seg.end;
+        self.metrics
+            .flushed(rows_written, bytes_written, started.elapsed());
+        tracing::debug!(topic = %topic, partition, start = seg.start, end = seg.end, rows = seg.rows, files, "Flushed segment.");
+        Ok(Some(Commit {
+            topic,
+            partition,
+            next_offset: seg.end,
+        }))
+    }
+
+    /// The class counts quarantined so far (for summaries).
+    pub fn quarantined_by_class(&self) -> Vec<(ErrorClass, u64)> {
+        self.metrics.quarantined_by_class()
+    }
+}

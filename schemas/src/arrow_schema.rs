@@ -1,0 +1,527 @@
+//! Arrow schemas of the lake's raw tables, and builders that turn decoded
+//! records into record batches.
+//!
+//! Nested parts stay nested: `hazards` and `hardships` are `list<struct>`
+//! columns, so one raw row is exactly one submission (what exactly-once
+//! writing and deduplication reason about). Counts derived from them
+//! (`hazards_found`, …) are stored beside them so that simple queries need
+//! no `unnest`. Unsigned counts are stored as signed `int32` because Spark
+//! has no unsigned types. See `docs/schema.md`.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, StructBuilder, TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use chrono::{DateTime, FixedOffset};
+
+use crate::record::{CaseUpdate, Visit};
+
+/// Time zone stored with every timestamp column (Asia/Shanghai's offset).
+pub const TZ: &str = "+08:00";
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some(TZ.into()))
+}
+
+fn hazard_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("hazard_id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("fixed_on_spot", DataType::Boolean, false),
+    ])
+}
+
+fn hardship_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("case_id", DataType::Utf8, false),
+        Field::new("category", DataType::Utf8, false),
+        Field::new("urgency", DataType::Utf8, false),
+        Field::new("note", DataType::Utf8, false),
+    ])
+}
+
+fn list_of(dt: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", dt, true)))
+}
+
+fn lineage_fields() -> Vec<Field> {
+    vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("source_offset", DataType::Int64, false),
+        Field::new("received_at", ts(), true),
+    ]
+}
+
+/// Schema of `raw/visits` files (partition columns `dt`, `county` are in the path only).
+pub fn raw_visits_schema() -> SchemaRef {
+    let i32f = |n: &str| Field::new(n, DataType::Int32, false);
+    let mut fields = vec![
+        Field::new("submission_id", DataType::Utf8, false),
+        Field::new("sent_at", ts(), false),
+        Field::new("visited_at", ts(), false),
+        Field::new("reporter_id", DataType::Utf8, false),
+        Field::new("reporter_role", DataType::Utf8, false),
+        Field::new("grid_id", DataType::Utf8, false),
+        Field::new("target_kind", DataType::Utf8, false),
+        Field::new("target_id", DataType::Utf8, false),
+        i32f("residents_recorded"),
+        i32f("residents_present"),
+        i32f("newcomers_registered"),
+        i32f("residents_tested"),
+        i32f("residents_vaccinated"),
+        Field::new("special_groups", list_of(DataType::Utf8), false),
+        Field::new("safety_checks", list_of(DataType::Utf8), false),
+        Field::new("hazards", list_of(DataType::Struct(hazard_fields())), false),
+        Field::new(
+            "hardships",
+            list_of(DataType::Struct(hardship_fields())),
+            false,
+        ),
+        i32f("enlisted_building_leads"),
+        i32f("enlisted_volunteers"),
+        i32f("hazards_found"),
+        i32f("hazards_fixed_on_spot"),
+        i32f("hardships_raised"),
+    ];
+    fields.extend(lineage_fields());
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of `raw/cases` files.
+pub fn raw_cases_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("submission_id", DataType::Utf8, false),
+        Field::new("sent_at", ts(), false),
+        Field::new("case_id", DataType::Utf8, false),
+        Field::new("case_kind", DataType::Utf8, false),
+        Field::new("grid_id", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("updated_at", ts(), false),
+        Field::new("handler_id", DataType::Utf8, false),
+    ];
+    fields.extend(lineage_fields());
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of `quarantine` files.
+pub fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("source_offset", DataType::Int64, false),
+        Field::new("message_key", DataType::Utf8, true),
+        Field::new("message_timestamp", ts(), true),
+        Field::new("error_class", DataType::Utf8, false),
+        Field::new("error_field", DataType::Utf8, true),
+        Field::new("error_message", DataType::Utf8, false),
+        Field::new("raw_size", DataType::Int64, false),
+        Field::new("raw_truncated", DataType::Boolean, false),
+        Field::new("raw", DataType::Binary, false),
+    ]))
+}
+
+/// Where a record came from: topic (or file), partition, offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage<'a> {
+    /// Kafka topic, or `file:NAME` for the embedded source.
+    pub topic: &'a str,
+    /// Kafka partition (0 for a file).
+    pub partition: i32,
+    /// Kafka offset (line number − 1 for a file).
+    pub offset: i64,
+    /// Transport timestamp, if any.
+    pub received_at: Option<DateTime<FixedOffset>>,
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+struct LineageBuilder {
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    received_at: TimestampMillisecondBuilder,
+}
+
+impl LineageBuilder {
+    fn new() -> Self {
+        Self {
+            topic: StringBuilder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
+            received_at: TimestampMillisecondBuilder::new().with_timezone(TZ),
+        }
+    }
+    fn append(&mut self, l: &Lineage<'_>) {
+        self.topic.append_value(l.topic);
+        self.partition.append_value(l.partition);
+        self.offset.append_value(l.offset);
+        self.received_at
+            .append_option(l.received_at.map(|t| t.timestamp_millis()));
+    }
+    fn finish(&mut self, cols: &mut Vec<ArrayRef>) {
+        cols.push(Arc::new(self.topic.finish()));
+        cols.push(Arc::new(self.partition.finish()));
+        cols.push(Arc::new(self.offset.finish()));
+        cols.push(Arc::new(self.received_at.finish()));
+    }
+}
+
+fn ts_builder() -> TimestampMillisecondBuilder {
+    TimestampMillisecondBuilder::new().with_timezone(TZ)
+}
+
+/// Accumulates visits into a `raw/visits` record batch.
+#[allow(missing_debug_implementations)]
+pub struct VisitBatchBuilder {
+    submission_id: StringBuilder,
+    sent_at: TimestampMillisecondBuilder,
+    visited_at: TimestampMillisecondBuilder,
+    reporter_id: StringBuilder,
+    reporter_role: StringBuilder,
+    grid_id: StringBuilder,
+    target_kind: StringBuilder,
+    target_id: StringBuilder,
+    ints: [Int32Builder; 10],
+    special_groups: ListBuilder<StringBuilder>,
+    safety_checks: ListBuilder<StringBuilder>,
+    hazards: ListBuilder<StructBuilder>,
+    hardships: ListBuilder<StructBuilder>,
+    lineage: LineageBuilder,
+    rows: usize,
+}
+
+impl Default for VisitBatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VisitBatchBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self {
+            submission_id: StringBuilder::new(),
+            sent_at: ts_builder(),
+            visited_at: ts_builder(),
+            reporter_id: StringBuilder::new(),
+            reporter_role: StringBuilder::new(),
+            grid_id: StringBuilder::new(),
+            target_kind: StringBuilder::new(),
+            target_id: StringBuilder::new(),
+            ints: std::array::from_fn(|_| Int32Builder::new()),
+            special_groups: ListBuilder::new(StringBuilder::new()),
+            safety_checks: ListBuilder::new(StringBuilder::new()),
+            hazards: ListBuilder::new(StructBuilder::from_fields(hazard_fields(), 0)),
+            hardships: ListBuilder::new(StructBuilder::from_fields(hardship_fields(), 0)),
+            lineage: LineageBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row was appended.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Append one visit.
+    pub fn append(&mut self, v: &Visit, lineage: &Lineage<'_>) {
+        self.submission_id.append_value(&v.submission_id);
+        self.sent_at.append_value(v.sent_at.timestamp_millis());
+        self.visited_at
+            .append_value(v.visited_at.timestamp_millis());
+        self.reporter_id.append_value(&v.reporter_id);
+        self.reporter_role.append_value(v.reporter_role.as_str());
+        self.grid_id.append_value(&v.grid_id);
+        self.target_kind.append_value(v.target_kind.as_str());
+        self.target_id.append_value(&v.target_id);
+        let fixed = v.hazards.iter().filter(|h| h.fixed_on_spot).count();
+        let ints = [
+            int(v.residents_recorded),
+            int(v.residents_present),
+            int(v.newcomers_registered),
+            int(v.residents_tested),
+            int(v.residents_vaccinated),
+            int(v.enlisted_building_leads),
+            int(v.enlisted_volunteers),
+            count(v.hazards.len()),
+            count(fixed),
+            count(v.hardships.len()),
+        ];
+        for (b, n) in self.ints.iter_mut().zip(ints) {
+            b.append_value(n);
+        }
+        for g in &v.special_groups {
+            self.special_groups.values().append_value(g.as_str());
+        }
+        self.special_groups.append(true);
+        for c in &v.safety_checks {
+            self.safety_checks.values().append_value(c.as_str());
+        }
+        self.safety_checks.append(true);
+        for h in &v.hazards {
+            let s = self.hazards.values();
+            s.field_builder::<StringBuilder>(0)
+                .expect("hazard_id")
+                .append_value(&h.hazard_id);
+            s.field_builder::<StringBuilder>(1)
+                .expect("kind")
+                .append_value(h.kind.as_str());
+            s.field_builder::<BooleanBuilder>(2)
+                .expect("fixed_on_spot")
+                .append_value(h.fixed_on_spot);
+            s.append(true);
+        }
+        self.hazards.append(true);
+        for h in &v.hardships {
+            let s = self.hardships.values();
+            s.field_builder::<StringBuilder>(0)
+                .expect("case_id")
+                .append_value(&h.case_id);
+            s.field_builder::<StringBuilder>(1)
+                .expect("category")
+                .append_value(h.category.as_str());
+            s.field_builder::<StringBuilder>(2)
+                .expect("urgency")
+                .append_value(h.urgency.as_str());
+            s.field_builder::<StringBuilder>(3)
+                .expect("note")
+                .append_value(&h.note);
+            s.append(true);
+        }
+        self.hardships.append(true);
+        self.lineage.append(lineage);
+        self.rows += 1;
+    }
+
+    /// Finish the batch and reset the builder.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let [rec, pres, newc, test, vacc, leads, vols, hz, hzf, hs] = &mut self.ints;
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(self.submission_id.finish()),
+            Arc::new(self.sent_at.finish()),
+            Arc::new(self.visited_at.finish()),
+            Arc::new(self.reporter_id.finish()),
+            Arc::new(self.reporter_role.finish()),
+            Arc::new(self.grid_id.finish()),
+            Arc::new(self.target_kind.finish()),
+            Arc::new(self.target_id.finish()),
+            Arc::new(rec.finish()),
+            Arc::new(pres.finish()),
+            Arc::new(newc.finish()),
+            Arc::new(test.finish()),
+            Arc::new(vacc.finish()),
+            Arc::new(self.special_groups.finish()),
+            Arc::new(self.safety_checks.finish()),
+            Arc::new(self.hazards.finish()),
+            Arc::new(self.hardships.finish()),
+            Arc::new(leads.finish()),
+            Arc::new(vols.finish()),
+            Arc::new(hz.finish()),
+            Arc::new(hzf.finish()),
+            Arc::new(hs.finish()),
+        ];
+        self.lineage.finish(&mut cols);
+        self.rows = 0;
+        RecordBatch::try_new(raw_visits_schema(), cols)
+    }
+}
+
+/// Accumulates case updates into a `raw/cases` record batch.
+#[allow(missing_debug_implementations)]
+pub struct CaseBatchBuilder {
+    strings: [StringBuilder; 6],
+    sent_at: TimestampMillisecondBuilder,
+    updated_at: TimestampMillisecondBuilder,
+    lineage: LineageBuilder,
+    rows: usize,
+}
+
+impl Default for CaseBatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CaseBatchBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self {
+            strings: std::array::from_fn(|_| StringBuilder::new()),
+            sent_at: ts_builder(),
+            updated_at: ts_builder(),
+            lineage: LineageBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row was appended.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Append one case update.
+    pub fn append(&mut self, c: &CaseUpdate, lineage: &Lineage<'_>) {
+        let [sub, case, kind, grid, status, handler] = &mut self.strings;
+        sub.append_value(&c.submission_id);
+        case.append_value(&c.case_id);
+        kind.append_value(c.case_kind.as_str());
+        grid.append_value(&c.grid_id);
+        status.append_value(c.status.as_str());
+        handler.append_value(&c.handler_id);
+        self.sent_at.append_value(c.sent_at.timestamp_millis());
+        self.updated_at
+            .append_value(c.updated_at.timestamp_millis());
+        self.lineage.append(lineage);
+        self.rows += 1;
+    }
+
+    /// Finish the batch and reset the builder.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let [sub, case, kind, grid, status, handler] = &mut self.strings;
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(sub.finish()),
+            Arc::new(self.sent_at.finish()),
+            Arc::new(case.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(grid.finish()),
+            Arc::new(status.finish()),
+            Arc::new(self.updated_at.finish()),
+            Arc::new(handler.finish()),
+        ];
+        self.lineage.finish(&mut cols);
+        self.rows = 0;
+        RecordBatch::try_new(raw_cases_schema(), cols)
+    }
+}
+
+/// One rejected message, as stored in quarantine.
+#[derive(Debug, Clone)]
+pub struct QuarantineRow<'a> {
+    /// Where it came from.
+    pub lineage: Lineage<'a>,
+    /// Message key, lossily decoded as UTF-8.
+    pub key: Option<String>,
+    /// The error class name.
+    pub error_class: &'a str,
+    /// The field the error names.
+    pub error_field: Option<&'a str>,
+    /// The error message.
+    pub error_message: String,
+    /// The raw bytes (possibly truncated).
+    pub raw: &'a [u8],
+    /// The original size.
+    pub raw_size: usize,
+}
+
+/// Accumulates quarantined messages into a batch.
+#[allow(missing_debug_implementations)]
+pub struct QuarantineBatchBuilder {
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    key: StringBuilder,
+    ts: TimestampMillisecondBuilder,
+    class: StringBuilder,
+    field: StringBuilder,
+    message: StringBuilder,
+    size: Int64Builder,
+    truncated: BooleanBuilder,
+    raw: BinaryBuilder,
+    rows: usize,
+}
+
+impl Default for QuarantineBatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QuarantineBatchBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self {
+            topic: StringBuilder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
+            key: StringBuilder::new(),
+            ts: ts_builder(),
+            class: StringBuilder::new(),
+            field: StringBuilder::new(),
+            message: StringBuilder::new(),
+            size: Int64Builder::new(),
+            truncated: BooleanBuilder::new(),
+            raw: BinaryBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row was appended.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Append one rejected message.
+    pub fn append(&mut self, q: &QuarantineRow<'_>) {
+        self.topic.append_value(q.lineage.topic);
+        self.partition.append_value(q.lineage.partition);
+        self.offset.append_value(q.lineage.offset);
+        self.key.append_option(q.key.as_deref());
+        self.ts
+            .append_option(q.lineage.received_at.map(|t| t.timestamp_millis()));
+        self.class.append_value(q.error_class);
+        self.field.append_option(q.error_field);
+        self.message.append_value(&q.error_message);
+        self.size
+            .append_value(i64::try_from(q.raw_size).unwrap_or(i64::MAX));
+        self.truncated.append_value(q.raw.len() < q.raw_size);
+        self.raw.append_value(q.raw);
+        self.rows += 1;
+    }
+
+    /// Finish the batch and reset the builder.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.rows = 0;
+        RecordBatch::try_new(
+            quarantine_schema(),
+            vec![
+                Arc::new(self.topic.finish()),
+                Arc::new(self.partition.finish()),
+                Arc::new(self.offset.finish()),
+                Arc::new(self.key.finish()),
+                Arc::new(self.ts.finish()),
+                Arc::new(self.class.finish()),
+                Arc::new(self.field.finish()),
+                Arc::new(self.message.finish()),
+                Arc::new(self.size.finish()),
+                Arc::new(self.truncated.finish()),
+                Arc::new(self.raw.finish()),
+            ],
+        )
+    }
+}

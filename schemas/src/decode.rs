@@ -1,0 +1,341 @@
+//! Strict decoding of one message: bytes → validated [`Submission`].
+//!
+//! Pure and panic-free on any input. Structural errors come from serde
+//! (with the path of the field, via `serde_path_to_error`); semantic checks
+//! (registry, numbers, times) follow.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
+use serde::Deserialize;
+
+use crate::error::DecodeError;
+use crate::record::{
+    CaseUpdate, Submission, TargetKind, Visit, CASE_SCHEMA_V1, KNOWN_SCHEMAS, VISIT_SCHEMA_V1,
+};
+use crate::registry::Registry;
+use crate::time::local_midnight;
+
+/// Default size limit of one message, in bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Default tolerance for phone clocks running ahead, in minutes.
+pub const DEFAULT_MAX_CLOCK_SKEW_MINUTES: i64 = 10;
+/// Most residents one household may record; larger is a typo.
+pub const MAX_HOUSEHOLD_RESIDENTS: u32 = 50;
+/// Most people one enterprise or venue visit may record.
+pub const MAX_SITE_PEOPLE: u32 = 100_000;
+
+/// Limits applied while decoding.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Messages larger than this are rejected unread.
+    pub max_message_bytes: usize,
+    /// First local day of the campaign; earlier events are rejected.
+    pub campaign_start: NaiveDate,
+    /// How far a time may lie after its reference time.
+    pub max_clock_skew: Duration,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            campaign_start: crate::time::DEFAULT_CAMPAIGN_START,
+            max_clock_skew: Duration::minutes(DEFAULT_MAX_CLOCK_SKEW_MINUTES),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    schema: Option<Cow<'a, str>>,
+}
+
+/// Decode and validate one message.
+///
+/// `received_at` is the transport's timestamp (Kafka message time) when
+/// there is one; without it the message's own `sent_at` is the reference for
+/// the future-time check.
+pub fn decode_submission(
+    bytes: &[u8],
+    registry: &Registry,
+    opts: &DecodeOptions,
+    received_at: Option<DateTime<FixedOffset>>,
+) -> Result<Submission, DecodeError> {
+    if bytes.len() > opts.max_message_bytes {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            limit: opts.max_message_bytes,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    if !text.trim_start().starts_with('{') {
+        // serde would read a JSON array as a struct; only objects are messages.
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Err(e) => syntax_error(&e),
+            Ok(_) => DecodeError::WrongType {
+                field: "$".into(),
+                reason: "expected a JSON object".into(),
+            },
+        });
+    }
+    let probe: Probe<'_> = parse(text)?;
+    let submission = match probe.schema.as_deref() {
+        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(parse::<Visit>(text)?)),
+        Some(CASE_SCHEMA_V1) => Submission::Case(parse::<CaseUpdate>(text)?),
+        Some(other) => {
+            return Err(DecodeError::UnknownSchema {
+                found: other.to_string(),
+                known: KNOWN_SCHEMAS,
+            })
+        }
+        None => {
+            return Err(DecodeError::MissingField {
+                field: "schema".into(),
+            })
+        }
+    };
+    validate(&submission, registry, opts, received_at)?;
+    Ok(submission)
+}
+
+fn parse<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, DecodeError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(|e| syntax_error(&e))?;
+    Ok(value)
+}
+
+fn syntax_error(e: &serde_json::Error) -> DecodeError {
+    DecodeError::MalformedJson {
+        line: e.line(),
+        column: e.column(),
+        reason: bare_message(e),
+    }
+}
+
+/// serde_json appends " at line L column C"; the position is kept separately.
+fn bare_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
+}
+
+fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    let path = err.path().to_string();
+    let inner = err.inner();
+    if !matches!(inner.classify(), serde_json::error::Category::Data) {
+        return syntax_error(inner);
+    }
+    let msg = bare_message(inner);
+    let field = if path == "." || path.is_empty() {
+        "$".to_string()
+    } else {
+        path
+    };
+    if let Some(name) = between(&msg, "missing field `", "`") {
+        let field = if field == "$" {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+        return DecodeError::MissingField { field };
+    }
+    if let Some(name) = between(&msg, "unknown field `", "`") {
+        let valid_fields = msg
+            .split_once(", expected ")
+            .map(|(_, rest)| rest.replace("one of ", ""))
+            .unwrap_or_else(|| "none".into());
+        // Depending on where serde raised it, the path may or may not end
+        // with the unknown key already.
+        let field = if field == "$" {
+            name.to_string()
+        } else if field == name || field.ends_with(&format!(".{name}")) {
+            field
+        } else {
+            format!("{field}.{name}")
+        };
+        return DecodeError::UnknownField {
+            field,
+            valid_fields,
+        };
+    }
+    if let Some(found) = between(&msg, "unknown variant `", "`") {
+        let allowed = msg
+            .split_once(", expected ")
+            .map(|(_, rest)| rest.replace("one of ", ""))
+            .unwrap_or_default();
+        return DecodeError::BadEnum {
+            field,
+            found: found.to_string(),
+            allowed,
+        };
+    }
+    if msg.starts_with("invalid value: integer `-") {
+        return DecodeError::ImpossibleNumber {
+            field,
+            reason: format!("negative: {msg}"),
+        };
+    }
+    if msg.starts_with("duplicate field") {
+        return DecodeError::MalformedJson {
+            line: inner.line(),
+            column: inner.column(),
+            reason: msg,
+        };
+    }
+    DecodeError::WrongType { field, reason: msg }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = s.strip_prefix(start)?;
+    rest.split_once(end).map(|(name, _)| name)
+}
+
+fn validate(
+    s: &Submission,
+    registry: &Registry,
+    opts: &DecodeOptions,
+    received_at: Option<DateTime<FixedOffset>>,
+) -> Result<(), DecodeError> {
+    match s {
+        Submission::Visit(v) => {
+            check_ids(&[
+                ("submission_id", &v.submission_id),
+                ("reporter_id", &v.reporter_id),
+                ("target_id", &v.target_id),
+            ])?;
+            for (i, h) in v.hazards.iter().enumerate() {
+                check_ids(&[(&format!("hazards[{i}].hazard_id"), &h.hazard_id)])?;
+            }
+            for (i, h) in v.hardships.iter().enumerate() {
+                check_ids(&[(&format!("hardships[{i}].case_id"), &h.case_id)])?;
+            }
+            check_grid(registry, &v.grid_id)?;
+            check_visit_numbers(v)?;
+            check_times(opts, received_at, v.sent_at, "visited_at", v.visited_at)
+        }
+        Submission::Case(c) => {
+            check_ids(&[
+                ("submission_id", &c.submission_id),
+                ("case_id", &c.case_id),
+                ("handler_id", &c.handler_id),
+            ])?;
+            check_grid(registry, &c.grid_id)?;
+            check_times(opts, received_at, c.sent_at, "updated_at", c.updated_at)
+        }
+    }
+}
+
+fn check_ids(ids: &[(&str, &str)]) -> Result<(), DecodeError> {
+    for (field, value) in ids {
+        if value.trim().is_empty() || value.len() > 128 {
+            return Err(DecodeError::WrongType {
+                field: field.to_string(),
+                reason: format!(
+                    "expected an id of 1 to 128 characters, found {:?}",
+                    truncate(value, 40)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+fn check_grid(registry: &Registry, grid_id: &str) -> Result<(), DecodeError> {
+    if registry.grid(grid_id).is_none() {
+        return Err(DecodeError::UnknownGrid {
+            field: "grid_id".into(),
+            grid_id: truncate(grid_id, 40),
+        });
+    }
+    Ok(())
+}
+
+fn check_visit_numbers(v: &Visit) -> Result<(), DecodeError> {
+    let impossible = |field: &str, reason: String| {
+        Err(DecodeError::ImpossibleNumber {
+            field: field.into(),
+            reason,
+        })
+    };
+    let cap = match v.target_kind {
+        TargetKind::Household => MAX_HOUSEHOLD_RESIDENTS,
+        TargetKind::Enterprise | TargetKind::Venue => MAX_SITE_PEOPLE,
+    };
+    if v.residents_recorded > cap {
+        return impossible(
+            "residents_recorded",
+            format!(
+                "{} people recorded in one {}, above the limit {cap}",
+                v.residents_recorded,
+                v.target_kind.as_str()
+            ),
+        );
+    }
+    let parts = [
+        ("residents_present", v.residents_present, "present"),
+        ("residents_tested", v.residents_tested, "tested"),
+        ("residents_vaccinated", v.residents_vaccinated, "vaccinated"),
+        ("newcomers_registered", v.newcomers_registered, "newcomers"),
+    ];
+    for (field, n, what) in parts {
+        if n > v.residents_recorded {
+            return impossible(
+                field,
+                format!(
+                    "{n} {what} but only {} residents recorded",
+                    v.residents_recorded
+                ),
+            );
+        }
+    }
+    let enlisted = u64::from(v.enlisted_building_leads) + u64::from(v.enlisted_volunteers);
+    if enlisted > u64::from(cap) {
+        return impossible(
+            "enlisted_volunteers",
+            format!("{enlisted} people enlisted in one visit"),
+        );
+    }
+    Ok(())
+}
+
+fn check_times(
+    opts: &DecodeOptions,
+    received_at: Option<DateTime<FixedOffset>>,
+    sent_at: DateTime<FixedOffset>,
+    event_field: &str,
+    event_at: DateTime<FixedOffset>,
+) -> Result<(), DecodeError> {
+    let tolerance_minutes = opts.max_clock_skew.num_minutes();
+    let future = |field: &str, time, reference| DecodeError::FutureTime {
+        field: field.into(),
+        time,
+        reference,
+        tolerance_minutes,
+    };
+    if let Some(received) = received_at {
+        if sent_at > received + opts.max_clock_skew {
+            return Err(future("sent_at", sent_at, received));
+        }
+    }
+    if event_at > sent_at + opts.max_clock_skew {
+        return Err(future(event_field, event_at, sent_at));
+    }
+    let start = local_midnight(opts.campaign_start);
+    if event_at < start {
+        return Err(DecodeError::BeforeCampaign {
+            field: event_field.into(),
+            time: event_at,
+            campaign_start: opts.campaign_start,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the schemas crate.
+mod decode;
+mod generate;
+mod registry;

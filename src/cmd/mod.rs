@@ -1,0 +1,29 @@
+//! One module per subcommand.
+
+pub(crate) mod aggregate;
+pub(crate) mod gen;
+pub(crate) mod ingest;
+pub(crate) mod lake;
+pub(crate) mod registry;
+
+use std::path::Path;
+
+use anyhow::Context;
+use gridstat_schemas::Registry;
+
+/// The registry named by `--registry`, or the embedded Jiangmen one.
+pub(crate) fn load_registry(dir: Option<&Path>) -> anyhow::Result<Registry> {
+    match dir {
+        Some(dir) => Registry::load_dir(dir)
+            .with_context(|| format!("loading the registry in {}", dir.display())),
+        None => Ok(Registry::jiangmen()),
+    }
+}
+
+/// A tokio runtime for the async stages.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,77 @@
+//! The `gridstat` command line: binds the stages together. Only this binary
+//! reads arguments and the environment and sets up logging.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// gridstat: neighbourhood-grid field reports → Parquet lake → rollups → public statistics site.
+#[derive(Debug, Parser)]
+#[command(name = "gridstat", version, about)]
+struct Cli {
+    /// Place registry directory (city/counties/towns/villages/grids CSV files); default: the embedded Jiangmen registry.
+    #[arg(long, global = true, env = "GRIDSTAT_REGISTRY", value_name = "DIR")]
+    registry: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GRIDSTAT_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Summarise, export or build the place registry.
+    Registry(cmd::registry::RegistryArgs),
+    /// Generate a deterministic synthetic campaign as NDJSON.
+    Gen(cmd::gen::GenArgs),
+    /// Validate messages and write them to the lake as Hive-partitioned Parquet.
+    Ingest(cmd::ingest::IngestArgs),
+    /// Deduplicate raw data into curated tables and compute rollups (incremental).
+    Aggregate(cmd::aggregate::AggregateArgs),
+    /// Query the lake with SQL (DataFusion).
+    Sql(cmd::aggregate::SqlArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRIDSTAT_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Registry(args) => cmd::registry::run(cli.registry.as_deref(), args),
+        Command::Gen(args) => cmd::gen::run(cli.registry.as_deref(), args),
+        Command::Ingest(args) => cmd::ingest::run(cli.registry.as_deref(), args),
+        Command::Aggregate(args) => cmd::aggregate::run(cli.registry.as_deref(), args),
+        Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
