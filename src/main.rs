@@ -40,6 +40,8 @@ enum Command {
     Aggregate(cmd::aggregate::AggregateArgs),
     /// Query the lake with SQL (DataFusion).
     Sql(cmd::aggregate::SqlArgs),
+    /// Build the public statistics site or the internal dashboard from the rollups.
+    Site(cmd::site::SiteArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => cmd::ingest::run(cli.registry.as_deref(), args),
         Command::Aggregate(args) => cmd::aggregate::run(cli.registry.as_deref(), args),
         Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
+        Command::Site(args) => cmd::site::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -121,6 +121,7 @@ pub async fn register(
     spec: &TableSpec,
 ) -> Result<bool> {
     let has_files = !crate::store::list(store, spec.prefix).await?.is_empty();
+    ctx.deregister_table(spec.name).map_err(query(spec.name))?;
     let partitions: Vec<(String, DataType)> = spec
         .partitions
         .iter()

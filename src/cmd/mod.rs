@@ -5,6 +5,7 @@ pub(crate) mod gen;
 pub(crate) mod ingest;
 pub(crate) mod lake;
 pub(crate) mod registry;
+pub(crate) mod site;
 
 use std::path::Path;
 

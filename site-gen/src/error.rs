@@ -1,0 +1,58 @@
+//! Errors of the site generator.
+
+use thiserror::Error;
+
+/// Why a site could not be built.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A template failed to render (a bug in an overriding template, or ours).
+    #[error("template {name} failed to render")]
+    Template {
+        /// Template name.
+        name: String,
+        /// minijinja's error (with line).
+        source: minijinja::Error,
+    },
+    /// A chart failed to draw.
+    #[error("chart drawing failed: {0}")]
+    Chart(String),
+    /// The lake could not be read.
+    #[error("reading {path} from the lake failed")]
+    Store {
+        /// Object or prefix.
+        path: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// A Parquet file could not be decoded.
+    #[error("decoding {path} failed")]
+    Parquet {
+        /// Object.
+        path: String,
+        /// The cause.
+        source: parquet::errors::ParquetError,
+    },
+    /// No rollups in the lake.
+    #[error("the lake has no rollups yet: run `gridstat aggregate` first")]
+    NoRollups,
+    /// Writing the output failed.
+    #[error("writing {path} failed")]
+    Write {
+        /// File.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A templates directory could not be read.
+    #[error("reading template {path} failed")]
+    ReadTemplate {
+        /// File.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

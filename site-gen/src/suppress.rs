@@ -1,0 +1,291 @@
+//! Disclosure control for the public site.
+//!
+//! 1. **Primary**: a count `v` with `0 < v < threshold` is withheld and
+//!    shown as "<threshold".
+//! 2. **Over time**: a cumulative count is published on a day only if it
+//!    differs from the last published value of the same series by 0 or by
+//!    at least the threshold; otherwise it is withheld. Differences between
+//!    any two published days are then 0 or ≥ threshold, so no small daily
+//!    count can be recovered from two cumulative figures. Daily figures are
+//!    published only as such differences.
+//! 3. **Complementary**: when exactly one child of a published parent is
+//!    withheld (for a metric and day), the smallest other child is withheld
+//!    too — or, with no other child, the parent — repeated until stable, so
+//!    no withheld cell equals its parent minus its siblings.
+//! 4. Shares are withheld when their numerator or denominator is.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Area, Level, Rollups};
+
+/// How a metric behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A count that only grows over the campaign.
+    Flow,
+    /// A count at the end of the day (open cases).
+    State,
+    /// A ratio of two figures.
+    Share {
+        /// Numerator metric.
+        num: &'static str,
+        /// Denominator metric.
+        den: &'static str,
+    },
+}
+
+/// A published metric.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Column name.
+    pub key: &'static str,
+    /// Chinese label.
+    pub label: &'static str,
+    /// Unit shown after numbers.
+    pub unit: &'static str,
+    /// Behaviour.
+    pub kind: Kind,
+}
+
+/// Every figure on the public site.
+pub const PUBLIC_METRICS: &[Metric] = &[
+    Metric { key: "reporters_cadre", label: "下沉机关干部", unit: "名", kind: Kind::Flow },
+    Metric { key: "households_visited", label: "累计走访住户", unit: "户", kind: Kind::Flow },
+    Metric { key: "coverage", label: "住户覆盖率", unit: "%", kind: Kind::Share { num: "households_visited", den: "households_registered" } },
+    Metric { key: "enterprises_visited", label: "走访企业", unit: "家", kind: Kind::Flow },
+    Metric { key: "venues_visited", label: "走访场所", unit: "处", kind: Kind::Flow },
+    Metric { key: "newcomers_registered", label: "外来人员报备", unit: "人", kind: Kind::Flow },
+    Metric { key: "tested_share", label: "核酸检测率", unit: "%", kind: Kind::Share { num: "residents_tested", den: "residents_recorded" } },
+    Metric { key: "vaccinated_share", label: "疫苗接种率", unit: "%", kind: Kind::Share { num: "residents_vaccinated", den: "residents_recorded" } },
+    Metric { key: "hazards_found", label: "排查安全隐患", unit: "处", kind: Kind::Flow },
+    Metric { key: "hazards_fixed", label: "已整改隐患", unit: "处", kind: Kind::Flow },
+    Metric { key: "hazards_open", label: "未整改隐患", unit: "处", kind: Kind::State },
+    Metric { key: "hardships_raised", label: "收集困难诉求", unit: "件", kind: Kind::Flow },
+    Metric { key: "hardships_resolved", label: "已解决诉求", unit: "件", kind: Kind::Flow },
+    Metric { key: "hardships_open", label: "未解决诉求", unit: "件", kind: Kind::State },
+    Metric { key: "enlisted", label: "发动楼长和志愿者", unit: "人", kind: Kind::Flow },
+];
+
+/// Counts that shares are built from but that are not shown on their own.
+const HIDDEN_COUNTS: &[&str] = &["residents_tested", "residents_vaccinated", "residents_recorded"];
+
+/// One published cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell {
+    /// The value.
+    Shown(f64),
+    /// Below the threshold: shown as "<threshold".
+    Small,
+    /// Withheld to protect another cell (shown as "×").
+    Withheld,
+}
+
+impl Cell {
+    /// The value, if shown.
+    pub fn value(self) -> Option<f64> {
+        match self {
+            Cell::Shown(v) => Some(v),
+            Cell::Small | Cell::Withheld => None,
+        }
+    }
+}
+
+/// Published values.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// The threshold used (0: nothing withheld, the internal dashboard).
+    pub threshold: f64,
+    /// Values by (level, code) → metric → per day.
+    pub cells: BTreeMap<(Level, String), BTreeMap<&'static str, Vec<Cell>>>,
+}
+
+impl Published {
+    /// A published cell (`Withheld` when absent).
+    pub fn cell(&self, area: &Area, metric: &str, day: usize) -> Cell {
+        self.cells
+            .get(&(area.level, area.code.clone()))
+            .and_then(|m| m.get(metric))
+            .and_then(|s| s.get(day).copied())
+            .unwrap_or(Cell::Withheld)
+    }
+
+    /// A published value.
+    pub fn get(&self, area: &Area, metric: &str, day: usize) -> Option<f64> {
+        self.cell(area, metric, day).value()
+    }
+
+    /// Every figure of `areas` unwithheld (the internal dashboard).
+    pub fn unsuppressed<'a>(areas: impl Iterator<Item = &'a Area>, days: usize) -> Published {
+        let mut out = Published::default();
+        for area in areas {
+            let mut metrics = BTreeMap::new();
+            for m in PUBLIC_METRICS {
+                let series = (0..days)
+                    .map(|d| match m.kind {
+                        Kind::Share { num, den } => match (area.cum(num, d), area.cum(den, d)) {
+                            (Some(n), Some(dv)) if dv > 0.0 => Cell::Shown(n / dv),
+                            _ => Cell::Withheld,
+                        },
+                        _ => area.cum(m.key, d).map_or(Cell::Withheld, Cell::Shown),
+                    })
+                    .collect();
+                metrics.insert(m.key, series);
+            }
+            out.cells.insert((area.level, area.code.clone()), metrics);
+        }
+        out
+    }
+
+    /// A published daily increment: the difference of two published
+    /// cumulative values (day 0: from zero).
+    pub fn increment(&self, area: &Area, metric: &str, day: usize) -> Option<f64> {
+        let today = self.get(area, metric, day)?;
+        let before = if day == 0 { 0.0 } else { self.get(area, metric, day - 1)? };
+        Some(today - before)
+    }
+}
+
+fn counts() -> impl Iterator<Item = (&'static str, bool)> {
+    PUBLIC_METRICS
+        .iter()
+        .filter(|m| !matches!(m.kind, Kind::Share { .. }))
+        .map(|m| (m.key, m.kind == Kind::Flow))
+        .chain(HIDDEN_COUNTS.iter().map(|k| (*k, true)))
+}
+
+/// Apply the rules to the city, county and town areas of `r`.
+pub fn suppress(r: &Rollups, threshold: f64) -> Published {
+    let days = r.days.len();
+    let mut out = Published { threshold, cells: BTreeMap::new() };
+    let public: Vec<&Area> = r.areas.values().filter(|a| a.level != Level::Grid).collect();
+    for area in &public {
+        let mut metrics = BTreeMap::new();
+        for (key, flow) in counts() {
+            let mut last_published = 0.0;
+            let series = (0..days)
+                .map(|d| {
+                    let v = area.cum(key, d).unwrap_or(0.0);
+                    let small = v > 0.0 && v < threshold;
+                    let step = v - last_published;
+                    let small_step = flow && step > 0.0 && step < threshold;
+                    if small {
+                        Cell::Small
+                    } else if small_step {
+                        Cell::Withheld
+                    } else {
+                        last_published = v;
+                        Cell::Shown(v)
+                    }
+                })
+                .collect();
+            metrics.insert(key, series);
+        }
+        out.cells.insert((area.level, area.code.clone()), metrics);
+    }
+    complementary(r, &public, &mut out, days);
+    for area in &public {
+        let cells = out.cells.get_mut(&(area.level, area.code.clone())).expect("inserted above");
+        for m in PUBLIC_METRICS {
+            if let Kind::Share { num, den } = m.kind {
+                let series = (0..days)
+                    .map(|d| {
+                        let n = cells.get(num).and_then(|s| s[d].value());
+                        let dv = if den == "households_registered" { area.cum(den, d) } else { cells.get(den).and_then(|s| s[d].value()) };
+                        match (n, dv) {
+                            (Some(n), Some(dv)) if dv > 0.0 => Cell::Shown(n / dv),
+                            _ => Cell::Withheld,
+                        }
+                    })
+                    .collect();
+                cells.insert(m.key, series);
+            }
+        }
+    }
+    out
+}
+
+fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize) {
+    let keys: Vec<&'static str> = counts().map(|(k, _)| k).collect();
+    loop {
+        let mut changed = false;
+        for parent in public.iter().filter(|a| a.level != Level::Town) {
+            let children: Vec<&Area> = r.children(parent).collect();
+            for &key in &keys {
+                for d in 0..days {
+                    let pkey = (parent.level, parent.code.clone());
+                    if out.cells[&pkey][key][d].value().is_none() {
+                        continue;
+                    }
+                    let withheld = children.iter().filter(|c| out.cells[&(c.level, c.code.clone())][key][d].value().is_none()).count();
+                    if withheld != 1 {
+                        continue;
+                    }
+                    let candidate = children
+                        .iter()
+                        .filter_map(|c| out.cells[&(c.level, c.code.clone())][key][d].value().map(|v| (c, v)))
+                        .min_by(|a, b| (a.1 == 0.0).cmp(&(b.1 == 0.0)).then(a.1.total_cmp(&b.1)).then(a.0.code.cmp(&b.0.code)));
+                    let target = match candidate {
+                        Some((c, _)) => (c.level, c.code.clone()),
+                        None => pkey,
+                    };
+                    out.cells.get_mut(&target).expect("public area").get_mut(key).expect("metric")[d] = Cell::Withheld;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn area(level: Level, code: &str, parent: Option<&str>, hh: &[f64]) -> Area {
+        let mut cumulative = BTreeMap::new();
+        cumulative.insert("households_visited".to_string(), hh.iter().map(|v| Some(*v)).collect());
+        cumulative.insert("households_registered".to_string(), hh.iter().map(|_| Some(1000.0)).collect());
+        Area { level, code: code.into(), name: code.into(), parent: parent.map(Into::into), cumulative, daily: BTreeMap::new() }
+    }
+
+    fn rollups(areas: Vec<Area>, days: usize) -> Rollups {
+        let start = NaiveDate::from_ymd_opt(2022, 11, 25).unwrap();
+        Rollups {
+            days: start.iter_days().take(days).collect(),
+            areas: areas.into_iter().map(|a| ((a.level, a.code.clone()), a)).collect(),
+            ..Rollups::default()
+        }
+    }
+
+    #[test]
+    fn small_counts_and_small_steps_are_withheld() {
+        let r = rollups(vec![area(Level::City, "c", None, &[3.0, 10.0, 12.0, 20.0])], 4);
+        let p = suppress(&r, 5.0);
+        let city = r.city().unwrap();
+        let got: Vec<_> = (0..4).map(|d| p.get(city, "households_visited", d)).collect();
+        assert_eq!(got, vec![None, Some(10.0), None, Some(20.0)]);
+        assert_eq!(p.increment(city, "households_visited", 3), None);
+    }
+
+    #[test]
+    fn a_lone_withheld_child_gets_a_companion() {
+        let r = rollups(
+            vec![
+                area(Level::City, "c", None, &[130.0]),
+                area(Level::County, "a", Some("c"), &[3.0]),
+                area(Level::County, "b", Some("c"), &[50.0]),
+                area(Level::County, "d", Some("c"), &[77.0]),
+            ],
+            1,
+        );
+        let p = suppress(&r, 5.0);
+        let get = |code: &str| p.get(&r.areas[&(if code == "c" { Level::City } else { Level::County }, code.to_string())], "households_visited", 0);
+        assert_eq!(get("a"), None);
+        assert_eq!(get("b"), None, "smallest sibling withheld too");
+        assert_eq!(get("d"), Some(77.0));
+        assert_eq!(get("c"), Some(130.0));
+    }
+}

@@ -1,0 +1,72 @@
+//! `gridstat site`: the public site or the internal dashboard.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use gridstat_site_gen::{build, load::load_rollups, read_template_overrides, write_site, Audience, SiteOptions};
+
+use super::lake::LakeArgs;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum AudienceArg {
+    Public,
+    Internal,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SiteArgs {
+    #[command(flatten)]
+    pub(crate) lake: LakeArgs,
+    /// Output directory (replaced).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Public site (suppressed, no grid pages) or internal dashboard.
+    #[arg(long, value_enum, default_value_t = AudienceArg::Public)]
+    pub(crate) audience: AudienceArg,
+    /// Last day to publish (default: the latest in the rollups).
+    #[arg(long)]
+    pub(crate) as_of: Option<chrono::NaiveDate>,
+    /// Counts below this are shown as "<N" on the public site.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) threshold: u32,
+    /// Directory of templates overriding the embedded ones (same file names).
+    #[arg(long)]
+    pub(crate) templates: Option<PathBuf>,
+    /// Absolute URL the site is served at, for the feed and sitemap.
+    #[arg(long, default_value = "http://127.0.0.1:8000/")]
+    pub(crate) base_url: String,
+}
+
+pub(crate) fn options(args: &SiteArgs) -> anyhow::Result<SiteOptions> {
+    let template_overrides = match &args.templates {
+        Some(dir) => read_template_overrides(dir)?,
+        None => Default::default(),
+    };
+    let audience = match args.audience {
+        AudienceArg::Public => Audience::Public,
+        AudienceArg::Internal => Audience::Internal,
+    };
+    let mut base_url = args.base_url.clone();
+    if !base_url.ends_with('/') {
+        base_url.push('/');
+    }
+    anyhow::ensure!(args.threshold >= 1, "--threshold must be at least 1");
+    Ok(SiteOptions { audience, threshold: args.threshold, base_url, template_overrides })
+}
+
+pub(crate) async fn build_site(store: Arc<dyn object_store::ObjectStore>, as_of: Option<chrono::NaiveDate>, opts: &SiteOptions, out: &Path) -> anyhow::Result<usize> {
+    let rollups = load_rollups(&store, as_of).await?;
+    let files = build(&rollups, opts)?;
+    write_site(out, &files)?;
+    Ok(files.iter().filter(|f| f.path.ends_with(".html")).count())
+}
+
+pub(crate) fn run(args: SiteArgs) -> anyhow::Result<()> {
+    let opts = options(&args)?;
+    let store = args.lake.open()?;
+    let started = std::time::Instant::now();
+    let pages = super::runtime()?.block_on(build_site(store, args.as_of, &opts, &args.out))?;
+    println!("Wrote {pages} pages to {} in {:.2}s; open {}", args.out.display(), started.elapsed().as_secs_f64(), args.out.join("index.html").display());
+    Ok(())
+}
