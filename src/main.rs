@@ -42,6 +42,8 @@ enum Command {
     Sql(cmd::aggregate::SqlArgs),
     /// Build the public statistics site or the internal dashboard from the rollups.
     Site(cmd::site::SiteArgs),
+    /// Run the whole pipeline on a generated Jiangmen campaign, local files only.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Aggregate(args) => cmd::aggregate::run(cli.registry.as_deref(), args),
         Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
         Command::Site(args) => cmd::site::run(args),
+        Command::Demo(args) => cmd::demo::run(cli.registry.as_deref(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

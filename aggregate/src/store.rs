@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use futures::TryStreamExt;
@@ -124,7 +124,12 @@ pub(crate) async fn write_parquet(
     schema: SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<bool> {
-    let body = encode(schema, batches).map_err(|source| Error::Parquet {
+    let schema = plain_schema(&schema);
+    let batches = batches
+        .iter()
+        .map(|b| plain_strings(b, &schema))
+        .collect::<Result<Vec<_>>>()?;
+    let body = encode(schema, &batches).map_err(|source| Error::Parquet {
         what: path.into(),
         source,
     })?;
@@ -152,6 +157,39 @@ pub(crate) async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) ->
             })?;
     }
     Ok(listed.len())
+}
+
+/// The schema with string views as plain strings: what every reader of
+/// the lake (DuckDB, Spark, Polars, pandas) handles best.
+fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.data_type() == &DataType::Utf8View {
+                Field::new(f.name(), DataType::Utf8, f.is_nullable())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn plain_strings(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = b
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
 }
 
 fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> parquet::errors::Result<Bytes> {

@@ -202,7 +202,7 @@ impl<'r> Generator<'r> {
             while self.sites_visited[g] < site_target {
                 let n = self.sites_visited[g];
                 self.sites_visited[g] += 1;
-                let kind = if n % 3 == 2 {
+                let kind = if (n + g as u64) % 3 == 2 {
                     TargetKind::Venue
                 } else {
                     TargetKind::Enterprise

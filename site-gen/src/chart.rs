@@ -27,12 +27,21 @@ const PALETTE: [RGBColor; 8] = [
 
 /// A line chart of `series` over `days`, with `<title>` and `<desc>`.
 /// `percent` formats the y axis as percentages of 1.
-pub fn line_chart(title: &str, desc: &str, days: &[NaiveDate], series: &[Series], percent: bool) -> Result<String> {
+pub fn line_chart(
+    title: &str,
+    desc: &str,
+    days: &[NaiveDate],
+    series: &[Series],
+    percent: bool,
+) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
         root.fill(&WHITE).map_err(chart_err)?;
-        let max = series.iter().flat_map(|s| s.values.iter().flatten()).fold(0.0_f64, |m, v| m.max(*v));
+        let max = series
+            .iter()
+            .flat_map(|s| s.values.iter().flatten())
+            .fold(0.0_f64, |m, v| m.max(*v));
         let y_max = if max <= 0.0 { 1.0 } else { max * 1.08 };
         let n = days.len().max(1);
         let mut chart = ChartBuilder::on(&root)
@@ -45,8 +54,22 @@ pub fn line_chart(title: &str, desc: &str, days: &[NaiveDate], series: &[Series]
         chart
             .configure_mesh()
             .x_labels(n.min(8))
-            .x_label_formatter(&|i: &usize| if i % step == 0 { days.get(*i).map(|d| d.format("%m-%d").to_string()).unwrap_or_default() } else { String::new() })
-            .y_label_formatter(&|v: &f64| if percent { format!("{:.0}%", v * 100.0) } else { format_count(*v) })
+            .x_label_formatter(&|i: &usize| {
+                if i % step == 0 {
+                    days.get(*i)
+                        .map(|d| d.format("%m-%d").to_string())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v: &f64| {
+                if percent {
+                    format!("{:.0}%", v * 100.0)
+                } else {
+                    format_count(*v)
+                }
+            })
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(chart_err)?;
@@ -54,9 +77,13 @@ pub fn line_chart(title: &str, desc: &str, days: &[NaiveDate], series: &[Series]
             let color = PALETTE[k % PALETTE.len()];
             let mut first = true;
             for run in runs(&s.values) {
-                let line = chart.draw_series(LineSeries::new(run, color.stroke_width(2))).map_err(chart_err)?;
+                let line = chart
+                    .draw_series(LineSeries::new(run, color.stroke_width(2)))
+                    .map_err(chart_err)?;
                 if first {
-                    line.label(s.label.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                    line.label(s.label.clone()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
                     first = false;
                 }
             }
@@ -104,9 +131,15 @@ fn accessible(svg: &str, title: &str, desc: &str) -> String {
         Some(rest) => rest.split_once("?>").map_or(rest, |(_, r)| r).trim_start(),
         None => body,
     };
-    let Some(end) = body.find('>') else { return body.to_string() };
+    let Some(end) = body.find('>') else {
+        return body.to_string();
+    };
     let open = &body[..end];
-    let open = open.replacen("width=\"720\" height=\"320\"", "width=\"100%\" preserveAspectRatio=\"xMinYMin meet\"", 1);
+    let open = open.replacen(
+        "width=\"720\" height=\"320\"",
+        "width=\"100%\" preserveAspectRatio=\"xMinYMin meet\"",
+        1,
+    );
     format!(
         "{open} role=\"img\" aria-labelledby=\"t\"><title>{}</title><desc>{}</desc>{}",
         escape(title),
@@ -116,7 +149,10 @@ fn accessible(svg: &str, title: &str, desc: &str) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn chart_err<E: std::fmt::Debug>(e: E) -> Error {
@@ -129,8 +165,15 @@ mod tests {
 
     #[test]
     fn chart_has_title_and_breaks_at_gaps() {
-        let days: Vec<NaiveDate> = NaiveDate::from_ymd_opt(2022, 11, 25).unwrap().iter_days().take(4).collect();
-        let s = Series { label: "a".into(), values: vec![Some(1.0), None, Some(3.0), Some(4.0)] };
+        let days: Vec<NaiveDate> = NaiveDate::from_ymd_opt(2022, 11, 25)
+            .unwrap()
+            .iter_days()
+            .take(4)
+            .collect();
+        let s = Series {
+            label: "a".into(),
+            values: vec![Some(1.0), None, Some(3.0), Some(4.0)],
+        };
         let svg = line_chart("标题 <x>", "说明", &days, &[s], false).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
         assert!(svg.contains("<title>标题 &lt;x&gt;</title>"));

@@ -30,14 +30,23 @@ pub use render::{build, Audience, OutputFile, SiteOptions};
 /// Write `files` under `dir`, replacing what a previous build left there.
 pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|source| Error::Write { path: dir.display().to_string(), source })?;
+        std::fs::remove_dir_all(dir).map_err(|source| Error::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     for f in files {
         let path = dir.join(&f.path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Write { path: parent.display().to_string(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| Error::Write {
+                path: parent.display().to_string(),
+                source,
+            })?;
         }
-        std::fs::write(&path, &f.bytes).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+        std::fs::write(&path, &f.bytes).map_err(|source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -48,7 +57,10 @@ pub fn read_template_overrides(dir: &Path) -> Result<std::collections::BTreeMap<
     for (name, _) in render::TEMPLATES {
         let path = dir.join(name);
         if path.exists() {
-            let body = std::fs::read_to_string(&path).map_err(|source| Error::ReadTemplate { path: path.display().to_string(), source })?;
+            let body = std::fs::read_to_string(&path).map_err(|source| Error::ReadTemplate {
+                path: path.display().to_string(),
+                source,
+            })?;
             out.insert((*name).to_string(), body);
         }
     }

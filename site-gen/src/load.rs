@@ -18,11 +18,24 @@ use crate::error::{Error, Result};
 use crate::model::{days_of, OpenCase, Rollups};
 
 async fn read_parquet(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Vec<RecordBatch>> {
-    let bytes: Bytes = async { store.get(path).await?.bytes().await }.await.map_err(|source| Error::Store { path: path.to_string(), source })?;
+    let bytes: Bytes = async { store.get(path).await?.bytes().await }
+        .await
+        .map_err(|source| Error::Store {
+            path: path.to_string(),
+            source,
+        })?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
-        .map_err(|source| Error::Parquet { path: path.to_string(), source })?;
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::Parquet { path: path.to_string(), source: e.into() })?;
+        .map_err(|source| Error::Parquet {
+            path: path.to_string(),
+            source,
+        })?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Parquet {
+            path: path.to_string(),
+            source: e.into(),
+        })?;
     batches.iter().map(plain_strings).collect()
 }
 
@@ -32,14 +45,18 @@ fn plain_strings(b: &RecordBatch) -> Result<RecordBatch> {
     let mut cols = Vec::new();
     for (f, c) in b.schema().fields().iter().zip(b.columns()) {
         if f.data_type() == &DataType::Utf8View {
-            cols.push(arrow::compute::cast(c, &DataType::Utf8).map_err(|e| Error::Chart(format!("internal: {e}")))?);
+            cols.push(
+                arrow::compute::cast(c, &DataType::Utf8)
+                    .map_err(|e| Error::Chart(format!("internal: {e}")))?,
+            );
             fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
         } else {
             cols.push(Arc::clone(c));
             fields.push(f.as_ref().clone());
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::Chart(format!("internal: {e}")))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::Chart(format!("internal: {e}")))
 }
 
 /// Every Parquet object under `prefix`, each batch with its `dt` partition
@@ -50,7 +67,10 @@ async fn read_partitioned(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<
         .map_ok(|m| m.location)
         .try_collect()
         .await
-        .map_err(|source| Error::Store { path: prefix.into(), source })?;
+        .map_err(|source| Error::Store {
+            path: prefix.into(),
+            source,
+        })?;
     paths.retain(|p| p.as_ref().ends_with(".parquet"));
     paths.sort();
     let mut out = Vec::new();
@@ -67,16 +87,28 @@ async fn read_partitioned(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<
 }
 
 fn with_dt(b: &RecordBatch, day: NaiveDate) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new("dt", DataType::Utf8, false));
     let mut cols = b.columns().to_vec();
-    cols.push(Arc::new(StringArray::from(vec![day.to_string(); b.num_rows()])));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::Chart(format!("internal: {e}")))
+    cols.push(Arc::new(StringArray::from(vec![
+        day.to_string();
+        b.num_rows()
+    ])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::Chart(format!("internal: {e}")))
 }
 
 /// Read rollups (daily, cumulative, quality and open cases) from the lake,
 /// keeping days up to `as_of`.
-pub async fn load_rollups(store: &Arc<dyn ObjectStore>, as_of: Option<NaiveDate>) -> Result<Rollups> {
+pub async fn load_rollups(
+    store: &Arc<dyn ObjectStore>,
+    as_of: Option<NaiveDate>,
+) -> Result<Rollups> {
     let cumulative = read_partitioned(store, "rollups/cumulative").await?;
     let daily = read_partitioned(store, "rollups/daily").await?;
     let mut days = days_of(&cumulative);
@@ -86,21 +118,46 @@ pub async fn load_rollups(store: &Arc<dyn ObjectStore>, as_of: Option<NaiveDate>
     if days.is_empty() {
         return Err(Error::NoRollups);
     }
-    let mut r = Rollups { days, ..Rollups::default() };
+    let mut r = Rollups {
+        days,
+        ..Rollups::default()
+    };
     r.add_batches(&cumulative, true);
     r.add_batches(&daily, false);
     r.derive();
     for b in read_partitioned(store, "rollups/quality").await? {
-        let (Some(dt), Some(kind), Some(class), Some(count)) = (b.column_by_name("dt"), b.column_by_name("kind"), b.column_by_name("class"), b.column_by_name("count")) else { continue };
-        let (dt, kind, class, count) = (dt.as_string::<i32>(), kind.as_string::<i32>(), class.as_string::<i32>(), count.as_primitive::<Int64Type>());
+        let (Some(dt), Some(kind), Some(class), Some(count)) = (
+            b.column_by_name("dt"),
+            b.column_by_name("kind"),
+            b.column_by_name("class"),
+            b.column_by_name("count"),
+        ) else {
+            continue;
+        };
+        let (dt, kind, class, count) = (
+            dt.as_string::<i32>(),
+            kind.as_string::<i32>(),
+            class.as_string::<i32>(),
+            count.as_primitive::<Int64Type>(),
+        );
         for i in 0..b.num_rows() {
-            if NaiveDate::parse_from_str(dt.value(i), "%Y-%m-%d").is_ok_and(|d| as_of.is_none_or(|l| d <= l)) {
-                r.quality.push((dt.value(i).into(), kind.value(i).into(), (!class.is_null(i)).then(|| class.value(i).into()), count.value(i)));
+            if NaiveDate::parse_from_str(dt.value(i), "%Y-%m-%d")
+                .is_ok_and(|d| as_of.is_none_or(|l| d <= l))
+            {
+                r.quality.push((
+                    dt.value(i).into(),
+                    kind.value(i).into(),
+                    (!class.is_null(i)).then(|| class.value(i).into()),
+                    count.value(i),
+                ));
             }
         }
     }
     let last_end = local_midnight(*r.days.last().expect("non-empty")) + Duration::days(1);
-    r.open_cases = open_cases(&read_partitioned(store, "curated/case_state").await?, last_end.timestamp_millis());
+    r.open_cases = open_cases(
+        &read_partitioned(store, "curated/case_state").await?,
+        last_end.timestamp_millis(),
+    );
     Ok(r)
 }
 
@@ -108,17 +165,31 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Vec<OpenCase> {
     let mut out = Vec::new();
     for b in batches {
         let s = |n: &str| b.column_by_name(n).map(|c| c.as_string::<i32>().clone());
-        let t = |n: &str| b.column_by_name(n).map(|c| c.as_primitive::<TimestampMillisecondType>().clone());
-        let (Some(id), Some(kind), Some(cat), Some(grid), Some(opened), Some(resolved)) =
-            (s("case_id"), s("case_kind"), s("category"), s("grid_id"), t("opened_at"), t("resolved_at"))
-        else {
+        let t = |n: &str| {
+            b.column_by_name(n)
+                .map(|c| c.as_primitive::<TimestampMillisecondType>().clone())
+        };
+        let (Some(id), Some(kind), Some(cat), Some(grid), Some(opened), Some(resolved)) = (
+            s("case_id"),
+            s("case_kind"),
+            s("category"),
+            s("grid_id"),
+            t("opened_at"),
+            t("resolved_at"),
+        ) else {
             continue;
         };
         for i in 0..b.num_rows() {
             let open_at = opened.value(i);
             let still_open = resolved.is_null(i) || resolved.value(i) >= end_ms;
             if open_at < end_ms && still_open {
-                let opened_text = DateTime::from_timestamp_millis(open_at).map(|d| d.with_timezone(&shanghai()).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+                let opened_text = DateTime::from_timestamp_millis(open_at)
+                    .map(|d| {
+                        d.with_timezone(&shanghai())
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
                 out.push(OpenCase {
                     case_id: id.value(i).into(),
                     case_kind: kind.value(i).into(),
@@ -130,6 +201,10 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Vec<OpenCase> {
             }
         }
     }
-    out.sort_by(|a, b| b.hours_open.total_cmp(&a.hours_open).then(a.case_id.cmp(&b.case_id)));
+    out.sort_by(|a, b| {
+        b.hours_open
+            .total_cmp(&a.hours_open)
+            .then(a.case_id.cmp(&b.case_id))
+    });
     out
 }

@@ -64,7 +64,9 @@ pub struct Area {
 impl Area {
     /// A cumulative figure on day index `i`.
     pub fn cum(&self, metric: &str, i: usize) -> Option<f64> {
-        self.cumulative.get(metric).and_then(|v| v.get(i).copied().flatten())
+        self.cumulative
+            .get(metric)
+            .and_then(|v| v.get(i).copied().flatten())
     }
 }
 
@@ -111,7 +113,9 @@ impl Rollups {
             Level::County => Level::Town,
             Level::Town | Level::Grid => Level::Grid,
         };
-        self.areas.values().filter(move |a| a.level == child && a.parent.as_deref() == Some(parent.code.as_str()))
+        self.areas
+            .values()
+            .filter(move |a| a.level == child && a.parent.as_deref() == Some(parent.code.as_str()))
     }
 
     /// The city.
@@ -123,9 +127,13 @@ impl Rollups {
     pub fn add_batches(&mut self, batches: &[RecordBatch], cumulative: bool) {
         for b in batches {
             let strings = |name: &str| b.column_by_name(name).map(|c| c.as_string::<i32>().clone());
-            let (Some(level), Some(code), Some(name), Some(parent), Some(dt)) =
-                (strings("level"), strings("area_code"), strings("area_name"), strings("parent_code"), strings("dt"))
-            else {
+            let (Some(level), Some(code), Some(name), Some(parent), Some(dt)) = (
+                strings("level"),
+                strings("area_code"),
+                strings("area_name"),
+                strings("parent_code"),
+                strings("dt"),
+            ) else {
                 continue;
             };
             let numeric: Vec<(String, Vec<Option<f64>>)> = b
@@ -133,24 +141,41 @@ impl Rollups {
                 .fields()
                 .iter()
                 .enumerate()
-                .filter_map(|(i, f)| numbers(b.column(i).as_ref(), f.data_type()).map(|v| (f.name().clone(), v)))
+                .filter_map(|(i, f)| {
+                    numbers(b.column(i).as_ref(), f.data_type()).map(|v| (f.name().clone(), v))
+                })
                 .collect();
             for row in 0..b.num_rows() {
-                let Some(lvl) = Level::parse(level.value(row)) else { continue };
-                let Ok(day) = NaiveDate::parse_from_str(dt.value(row), "%Y-%m-%d") else { continue };
-                let Ok(di) = self.days.binary_search(&day) else { continue };
+                let Some(lvl) = Level::parse(level.value(row)) else {
+                    continue;
+                };
+                let Ok(day) = NaiveDate::parse_from_str(dt.value(row), "%Y-%m-%d") else {
+                    continue;
+                };
+                let Ok(di) = self.days.binary_search(&day) else {
+                    continue;
+                };
                 let n = self.days.len();
-                let area = self.areas.entry((lvl, code.value(row).to_string())).or_insert_with(|| Area {
-                    level: lvl,
-                    code: code.value(row).to_string(),
-                    name: name.value(row).to_string(),
-                    parent: (!parent.is_null(row)).then(|| parent.value(row).to_string()),
-                    cumulative: BTreeMap::new(),
-                    daily: BTreeMap::new(),
-                });
-                let target = if cumulative { &mut area.cumulative } else { &mut area.daily };
+                let area = self
+                    .areas
+                    .entry((lvl, code.value(row).to_string()))
+                    .or_insert_with(|| Area {
+                        level: lvl,
+                        code: code.value(row).to_string(),
+                        name: name.value(row).to_string(),
+                        parent: (!parent.is_null(row)).then(|| parent.value(row).to_string()),
+                        cumulative: BTreeMap::new(),
+                        daily: BTreeMap::new(),
+                    });
+                let target = if cumulative {
+                    &mut area.cumulative
+                } else {
+                    &mut area.daily
+                };
                 for (metric, values) in &numeric {
-                    target.entry(metric.clone()).or_insert_with(|| vec![None; n])[di] = values[row];
+                    target
+                        .entry(metric.clone())
+                        .or_insert_with(|| vec![None; n])[di] = values[row];
                 }
             }
         }
@@ -159,9 +184,19 @@ impl Rollups {
 
 fn numbers(col: &dyn Array, dt: &DataType) -> Option<Vec<Option<f64>>> {
     match dt {
-        DataType::Int64 => Some(col.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect()),
+        DataType::Int64 => Some(
+            col.as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(|x| x as f64))
+                .collect(),
+        ),
         DataType::Float64 => Some(col.as_primitive::<Float64Type>().iter().collect()),
-        DataType::Int32 => Some(col.as_primitive::<arrow::datatypes::Int32Type>().iter().map(|v| v.map(f64::from)).collect()),
+        DataType::Int32 => Some(
+            col.as_primitive::<arrow::datatypes::Int32Type>()
+                .iter()
+                .map(|v| v.map(f64::from))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -171,7 +206,13 @@ pub fn days_of(batches: &[RecordBatch]) -> Vec<NaiveDate> {
     let mut days: Vec<NaiveDate> = batches
         .iter()
         .filter_map(|b| b.column_by_name("dt"))
-        .flat_map(|c| c.as_string::<i32>().iter().flatten().filter_map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).collect::<Vec<_>>())
+        .flat_map(|c| {
+            c.as_string::<i32>()
+                .iter()
+                .flatten()
+                .filter_map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .collect::<Vec<_>>()
+        })
         .collect();
     days.sort();
     days.dedup();
@@ -180,8 +221,14 @@ pub fn days_of(batches: &[RecordBatch]) -> Vec<NaiveDate> {
 
 /// Figures the site shows that the rollups store as parts.
 const DERIVED: &[(&str, &[&str])] = &[
-    ("hazards_fixed", &["hazards_fixed_on_spot", "hazards_resolved"]),
-    ("enlisted", &["enlisted_building_leads", "enlisted_volunteers"]),
+    (
+        "hazards_fixed",
+        &["hazards_fixed_on_spot", "hazards_resolved"],
+    ),
+    (
+        "enlisted",
+        &["enlisted_building_leads", "enlisted_volunteers"],
+    ),
 ];
 
 impl Rollups {
@@ -199,13 +246,20 @@ impl Rollups {
     }
 }
 
-fn sum_series(table: &BTreeMap<String, Vec<Option<f64>>>, parts: &[&str]) -> Option<Vec<Option<f64>>> {
+fn sum_series(
+    table: &BTreeMap<String, Vec<Option<f64>>>,
+    parts: &[&str],
+) -> Option<Vec<Option<f64>>> {
     let mut out: Option<Vec<Option<f64>>> = None;
     for p in parts {
         let s = table.get(*p)?;
         out = Some(match out {
             None => s.clone(),
-            Some(acc) => acc.iter().zip(s).map(|(a, b)| Some(a.unwrap_or(0.0) + b.unwrap_or(0.0))).collect(),
+            Some(acc) => acc
+                .iter()
+                .zip(s)
+                .map(|(a, b)| Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)))
+                .collect(),
         });
     }
     out

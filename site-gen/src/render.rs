@@ -37,7 +37,12 @@ pub struct SiteOptions {
 
 impl Default for SiteOptions {
     fn default() -> Self {
-        Self { audience: Audience::Public, threshold: 5, base_url: "http://127.0.0.1:8000/".into(), template_overrides: BTreeMap::new() }
+        Self {
+            audience: Audience::Public,
+            threshold: 5,
+            base_url: "http://127.0.0.1:8000/".into(),
+            template_overrides: BTreeMap::new(),
+        }
     }
 }
 
@@ -101,11 +106,17 @@ struct Card {
 }
 
 fn text(s: impl Into<String>) -> TCell {
-    TCell { text: s.into(), href: None }
+    TCell {
+        text: s.into(),
+        href: None,
+    }
 }
 
 fn link(s: impl Into<String>, href: String) -> TCell {
-    TCell { text: s.into(), href: Some(href) }
+    TCell {
+        text: s.into(),
+        href: Some(href),
+    }
 }
 
 struct Ctx<'a> {
@@ -128,11 +139,29 @@ pub fn build(r: &Rollups, opts: &SiteOptions) -> Result<Vec<OutputFile>> {
     };
     let mut env = Environment::new();
     for (name, body) in TEMPLATES {
-        let body = opts.template_overrides.get(*name).cloned().unwrap_or_else(|| (*body).to_string());
-        env.add_template_owned(name.to_string(), body).map_err(|source| Error::Template { name: name.to_string(), source })?;
+        let body = opts
+            .template_overrides
+            .get(*name)
+            .cloned()
+            .unwrap_or_else(|| (*body).to_string());
+        env.add_template_owned(name.to_string(), body)
+            .map_err(|source| Error::Template {
+                name: name.to_string(),
+                source,
+            })?;
     }
-    let mut cx = Ctx { r, p, opts, env, last: r.days.len() - 1, out: Vec::new() };
-    cx.out.push(OutputFile { path: "style.css".into(), bytes: STYLE_CSS.as_bytes().to_vec() });
+    let mut cx = Ctx {
+        r,
+        p,
+        opts,
+        env,
+        last: r.days.len() - 1,
+        out: Vec::new(),
+    };
+    cx.out.push(OutputFile {
+        path: "style.css".into(),
+        bytes: STYLE_CSS.as_bytes().to_vec(),
+    });
     cx.home()?;
     let levels: &[Level] = match opts.audience {
         Audience::Public => &[Level::County, Level::Town],
@@ -182,7 +211,13 @@ fn level_label(l: Level) -> &'static str {
 
 impl Ctx<'_> {
     fn render(&mut self, template: &str, path: &str, extra: minijinja::Value) -> Result<()> {
-        let tmpl = self.env.get_template(template).map_err(|source| Error::Template { name: template.into(), source })?;
+        let tmpl = self
+            .env
+            .get_template(template)
+            .map_err(|source| Error::Template {
+                name: template.into(),
+                source,
+            })?;
         let audience = match self.opts.audience {
             Audience::Public => "public",
             Audience::Internal => "internal",
@@ -195,8 +230,14 @@ impl Ctx<'_> {
             as_of => date_label(self.r.days[self.last]),
             ..extra
         };
-        let html = tmpl.render(ctx).map_err(|source| Error::Template { name: template.into(), source })?;
-        self.out.push(OutputFile { path: path.into(), bytes: html.into_bytes() });
+        let html = tmpl.render(ctx).map_err(|source| Error::Template {
+            name: template.into(),
+            source,
+        })?;
+        self.out.push(OutputFile {
+            path: path.into(),
+            bytes: html.into_bytes(),
+        });
         Ok(())
     }
 
@@ -212,7 +253,10 @@ impl Ctx<'_> {
     }
 
     fn metric(key: &str) -> &'static Metric {
-        PUBLIC_METRICS.iter().find(|m| m.key == key).expect("a published metric")
+        PUBLIC_METRICS
+            .iter()
+            .find(|m| m.key == key)
+            .expect("a published metric")
     }
 
     fn value(&self, a: &Area, key: &str, day: usize) -> String {
@@ -222,7 +266,18 @@ impl Ctx<'_> {
     fn cards(&self, a: &Area) -> Vec<Card> {
         PUBLIC_METRICS
             .iter()
-            .map(|m| Card { label: m.label.into(), value: format!("{}{}", self.show(m, self.p.cell(a, m.key, self.last)), if matches!(m.kind, Kind::Share { .. }) { "" } else { m.unit }) })
+            .map(|m| Card {
+                label: m.label.into(),
+                value: format!(
+                    "{}{}",
+                    self.show(m, self.p.cell(a, m.key, self.last)),
+                    if matches!(m.kind, Kind::Share { .. }) {
+                        ""
+                    } else {
+                        m.unit
+                    }
+                ),
+            })
             .collect()
     }
 
@@ -236,24 +291,44 @@ impl Ctx<'_> {
                 row
             })
             .collect();
-        Table { caption: caption.into(), headers, rows }
+        Table {
+            caption: caption.into(),
+            headers,
+            rows,
+        }
     }
 
     fn area_charts(&self, a: &Area) -> Result<Vec<Chart>> {
         let specs: [(&str, &[&str], bool); 3] = [
             ("住户走访覆盖率(累计)", &["coverage"], true),
-            ("安全隐患:排查与整改(累计)", &["hazards_found", "hazards_fixed", "hazards_open"], false),
-            ("困难诉求:收集、解决与未解决", &["hardships_raised", "hardships_resolved", "hardships_open"], false),
+            (
+                "安全隐患:排查与整改(累计)",
+                &["hazards_found", "hazards_fixed", "hazards_open"],
+                false,
+            ),
+            (
+                "困难诉求:收集、解决与未解决",
+                &["hardships_raised", "hardships_resolved", "hardships_open"],
+                false,
+            ),
         ];
         specs
             .iter()
             .map(|(title, keys, percent)| {
                 let series: Vec<Series> = keys
                     .iter()
-                    .map(|k| Series { label: Self::metric(k).label.into(), values: (0..self.r.days.len()).map(|d| self.p.get(a, k, d)).collect() })
+                    .map(|k| Series {
+                        label: Self::metric(k).label.into(),
+                        values: (0..self.r.days.len())
+                            .map(|d| self.p.get(a, k, d))
+                            .collect(),
+                    })
                     .collect();
                 let full_title = format!("{}{}", a.name, title);
-                let desc = format!("{}至{}每日数值,数据见图下表格。", self.r.days[0], self.r.days[self.last]);
+                let desc = format!(
+                    "{}至{}每日数值,数据见图下表格。",
+                    self.r.days[0], self.r.days[self.last]
+                );
                 Ok(Chart {
                     svg: line_chart(&full_title, &desc, &self.r.days, &series, *percent)?,
                     table: self.series_table(&full_title, a, keys),
@@ -264,7 +339,15 @@ impl Ctx<'_> {
     }
 
     fn children_table(&self, a: &Area, from: &str) -> Table {
-        let keys = ["households_visited", "coverage", "hazards_found", "hazards_fixed", "hardships_raised", "hardships_resolved", "hardships_open"];
+        let keys = [
+            "households_visited",
+            "coverage",
+            "hazards_found",
+            "hazards_fixed",
+            "hardships_raised",
+            "hardships_resolved",
+            "hardships_open",
+        ];
         let mut headers = vec!["名称".to_string()];
         headers.extend(keys.iter().map(|k| Self::metric(k).label.to_string()));
         let root = depth_root(from);
@@ -278,7 +361,16 @@ impl Ctx<'_> {
                 row
             })
             .collect();
-        Table { caption: format!("{}下辖各{}(截至{})", a.name, level_label(child_level(a.level)), date_label(self.r.days[self.last])), headers, rows }
+        Table {
+            caption: format!(
+                "{}下辖各{}(截至{})",
+                a.name,
+                level_label(child_level(a.level)),
+                date_label(self.r.days[self.last])
+            ),
+            headers,
+            rows,
+        }
     }
 
     fn home(&mut self) -> Result<()> {
@@ -286,18 +378,36 @@ impl Ctx<'_> {
         let counties: Vec<&Area> = self.r.children(city).collect();
         let series: Vec<Series> = counties
             .iter()
-            .map(|c| Series { label: c.name.clone(), values: (0..self.r.days.len()).map(|d| self.p.get(c, "coverage", d)).collect() })
+            .map(|c| Series {
+                label: c.name.clone(),
+                values: (0..self.r.days.len())
+                    .map(|d| self.p.get(c, "coverage", d))
+                    .collect(),
+            })
             .collect();
         let title = "各县(市、区)住户走访覆盖率(累计)";
-        let mut table = Table { caption: title.into(), headers: vec!["日期".into()], rows: Vec::new() };
-        table.headers.extend(counties.iter().map(|c| c.name.clone()));
+        let mut table = Table {
+            caption: title.into(),
+            headers: vec!["日期".into()],
+            rows: Vec::new(),
+        };
+        table
+            .headers
+            .extend(counties.iter().map(|c| c.name.clone()));
         for d in 0..self.r.days.len() {
             let mut row = vec![text(self.r.days[d].format("%Y-%m-%d").to_string())];
             row.extend(counties.iter().map(|c| text(self.value(c, "coverage", d))));
             table.rows.push(row);
         }
-        let desc = format!("{}个县(市、区)每日累计覆盖率,数据见图下表格。", counties.len());
-        let mut charts = vec![Chart { svg: line_chart(title, &desc, &self.r.days, &series, true)?, table, title: title.into() }];
+        let desc = format!(
+            "{}个县(市、区)每日累计覆盖率,数据见图下表格。",
+            counties.len()
+        );
+        let mut charts = vec![Chart {
+            svg: line_chart(title, &desc, &self.r.days, &series, true)?,
+            table,
+            title: title.into(),
+        }];
         charts.extend(self.area_charts(city)?);
         let bulletin = (self.opts.audience == Audience::Public).then(|| {
             let day = self.r.days[self.last];
@@ -320,17 +430,40 @@ impl Ctx<'_> {
     }
 
     fn lagging_grids(&self) -> Table {
-        let mut grids: Vec<(&Area, f64)> = self.r.level(Level::Grid).map(|g| (g, self.p.get(g, "coverage", self.last).unwrap_or(0.0))).collect();
+        let mut grids: Vec<(&Area, f64)> = self
+            .r
+            .level(Level::Grid)
+            .map(|g| (g, self.p.get(g, "coverage", self.last).unwrap_or(0.0)))
+            .collect();
         grids.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.code.cmp(&b.0.code)));
         let rows = grids
             .iter()
             .take(20)
             .map(|(g, _)| {
-                let town = g.parent.as_ref().and_then(|t| self.r.areas.get(&(Level::Town, t.clone()))).map(|t| t.name.clone()).unwrap_or_default();
-                vec![link(g.name.clone(), area_path(g)), text(town), text(self.value(g, "households_visited", self.last)), text(self.value(g, "coverage", self.last))]
+                let town = g
+                    .parent
+                    .as_ref()
+                    .and_then(|t| self.r.areas.get(&(Level::Town, t.clone())))
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                vec![
+                    link(g.name.clone(), area_path(g)),
+                    text(town),
+                    text(self.value(g, "households_visited", self.last)),
+                    text(self.value(g, "coverage", self.last)),
+                ]
             })
             .collect();
-        Table { caption: "按累计覆盖率从低到高,前20个网格".into(), headers: vec!["网格".into(), "镇(街道)".into(), "累计走访住户".into(), "覆盖率".into()], rows }
+        Table {
+            caption: "按累计覆盖率从低到高,前20个网格".into(),
+            headers: vec![
+                "网格".into(),
+                "镇(街道)".into(),
+                "累计走访住户".into(),
+                "覆盖率".into(),
+            ],
+            rows,
+        }
     }
 
     fn overdue_cases(&self) -> Table {
@@ -341,13 +474,34 @@ impl Ctx<'_> {
             .take(20)
             .map(|c| {
                 let grid = self.r.areas.get(&(Level::Grid, c.grid_id.clone()));
-                let grid_cell = grid.map_or_else(|| text(c.grid_id.clone()), |g| link(g.name.clone(), area_path(g)));
-                vec![text(c.case_id.clone()), text(if c.case_kind == "hazard" { "隐患" } else { "诉求" }), text(c.category.clone()), grid_cell, text(c.opened_at.clone()), text(format!("{:.0}", c.hours_open))]
+                let grid_cell = grid.map_or_else(
+                    || text(c.grid_id.clone()),
+                    |g| link(g.name.clone(), area_path(g)),
+                );
+                vec![
+                    text(c.case_id.clone()),
+                    text(if c.case_kind == "hazard" {
+                        "隐患"
+                    } else {
+                        "诉求"
+                    }),
+                    text(c.category.clone()),
+                    grid_cell,
+                    text(c.opened_at.clone()),
+                    text(format!("{:.0}", c.hours_open)),
+                ]
             })
             .collect();
         Table {
             caption: "截至最后一日仍未办结、历时最长的20件".into(),
-            headers: vec!["编号".into(), "类型".into(), "类别".into(), "网格".into(), "登记时间".into(), "已历时(小时)".into()],
+            headers: vec![
+                "编号".into(),
+                "类型".into(),
+                "类别".into(),
+                "网格".into(),
+                "登记时间".into(),
+                "已历时(小时)".into(),
+            ],
             rows,
         }
     }
@@ -355,24 +509,47 @@ impl Ctx<'_> {
     fn area_page(&mut self, a: &Area) -> Result<()> {
         let path = area_path(a);
         let root = depth_root(&path);
-        let mut crumbs = vec![Link { text: "首页".into(), href: format!("{root}index.html") }];
+        let mut crumbs = vec![Link {
+            text: "首页".into(),
+            href: format!("{root}index.html"),
+        }];
         let mut chain = Vec::new();
         let mut parent = a.parent.clone();
         let mut level = a.level;
         while let Some(code) = parent {
             level = parent_level(level);
-            let Some(p) = self.r.areas.get(&(level, code.clone())) else { break };
+            let Some(p) = self.r.areas.get(&(level, code.clone())) else {
+                break;
+            };
             if p.level != Level::City {
-                chain.push(Link { text: p.name.clone(), href: format!("{root}{}", area_path(p)) });
+                chain.push(Link {
+                    text: p.name.clone(),
+                    href: format!("{root}{}", area_path(p)),
+                });
             }
             parent = p.parent.clone();
         }
         crumbs.extend(chain.into_iter().rev());
-        let crumbs: Vec<TCell> = crumbs.into_iter().map(|l| link(l.text, l.href)).chain([text(a.name.clone())]).collect();
-        let children = (a.level != Level::Grid && (a.level != Level::Town || self.opts.audience == Audience::Internal)).then(|| self.children_table(a, &path));
+        let crumbs: Vec<TCell> = crumbs
+            .into_iter()
+            .map(|l| link(l.text, l.href))
+            .chain([text(a.name.clone())])
+            .collect();
+        let children = (a.level != Level::Grid
+            && (a.level != Level::Town || self.opts.audience == Audience::Internal))
+            .then(|| self.children_table(a, &path));
         let downloads = (self.opts.audience == Audience::Public).then(|| {
             let stem = format!("{root}{}", data_stem(a));
-            vec![Link { text: "CSV".into(), href: format!("{stem}.csv") }, Link { text: "JSON".into(), href: format!("{stem}.json") }]
+            vec![
+                Link {
+                    text: "CSV".into(),
+                    href: format!("{stem}.csv"),
+                },
+                Link {
+                    text: "JSON".into(),
+                    href: format!("{stem}.json"),
+                },
+            ]
         });
         let extra = context! {
             title => a.name.clone(),
@@ -388,7 +565,8 @@ impl Ctx<'_> {
     }
 
     fn registered(&self, a: &Area) -> String {
-        a.cum("households_registered", self.last).map_or_else(|| "—".into(), |v| format!("{v:.0}"))
+        a.cum("households_registered", self.last)
+            .map_or_else(|| "—".into(), |v| format!("{v:.0}"))
     }
 
     /// The bulletin of day `d`, in the style of the press office.
@@ -413,7 +591,11 @@ impl Ctx<'_> {
             v(city, "hardships_raised"),
             v(city, "hardships_resolved"),
         )];
-        let inc = |k: &str| self.p.increment(city, k, d).map_or_else(|| "×".into(), |x| format!("{x:.0}"));
+        let inc = |k: &str| {
+            self.p
+                .increment(city, k, d)
+                .map_or_else(|| "×".into(), |x| format!("{x:.0}"))
+        };
         paras.push(format!(
             "当日新增走访住户{}户,新增排查隐患{}处,新增困难诉求{}件、办结{}件;目前尚有{}件诉求、{}处隐患正在跟进办理。",
             inc("households_visited"),
@@ -426,16 +608,34 @@ impl Ctx<'_> {
         let counties: Vec<String> = self
             .r
             .children(city)
-            .map(|c| format!("{}走访住户{}户,覆盖率{}", c.name, v(c, "households_visited"), v(c, "coverage")))
+            .map(|c| {
+                format!(
+                    "{}走访住户{}户,覆盖率{}",
+                    c.name,
+                    v(c, "households_visited"),
+                    v(c, "coverage")
+                )
+            })
             .collect();
         if !counties.is_empty() {
             paras.push(format!("分地区看,{}。", counties.join(";")));
         }
-        let mut towns: Vec<(&Area, f64)> = self.r.level(Level::Town).filter_map(|t| self.p.get(t, "coverage", d).map(|c| (t, c))).collect();
+        let mut towns: Vec<(&Area, f64)> = self
+            .r
+            .level(Level::Town)
+            .filter_map(|t| self.p.get(t, "coverage", d).map(|c| (t, c)))
+            .collect();
         towns.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.code.cmp(&b.0.code)));
         if towns.len() >= 3 {
-            let names: Vec<String> = towns.iter().take(3).map(|(t, c)| format!("{}({:.1}%)", t.name, c * 100.0)).collect();
-            paras.push(format!("覆盖率较低的镇(街道)为{},请相关单位加快推进,做到不漏一户、不落一人。", names.join("、")));
+            let names: Vec<String> = towns
+                .iter()
+                .take(3)
+                .map(|(t, c)| format!("{}({:.1}%)", t.name, c * 100.0))
+                .collect();
+            paras.push(format!(
+                "覆盖率较低的镇(街道)为{},请相关单位加快推进,做到不漏一户、不落一人。",
+                names.join("、")
+            ));
         }
         paras
     }
@@ -448,15 +648,31 @@ impl Ctx<'_> {
             let path = format!("bulletins/{day}/index.html");
             let root = depth_root(&path);
             let paragraphs = self.bulletin_text(d);
-            let keys = ["households_visited", "coverage", "hazards_found", "hazards_fixed", "hardships_raised", "hardships_resolved"];
-            let mut table = Table { caption: format!("截至{}各县(市、区)累计数据", date_label(day)), headers: vec!["地区".into()], rows: Vec::new() };
-            table.headers.extend(keys.iter().map(|k| Self::metric(k).label.to_string()));
+            let keys = [
+                "households_visited",
+                "coverage",
+                "hazards_found",
+                "hazards_fixed",
+                "hardships_raised",
+                "hardships_resolved",
+            ];
+            let mut table = Table {
+                caption: format!("截至{}各县(市、区)累计数据", date_label(day)),
+                headers: vec!["地区".into()],
+                rows: Vec::new(),
+            };
+            table
+                .headers
+                .extend(keys.iter().map(|k| Self::metric(k).label.to_string()));
             for a in std::iter::once(&city).chain(self.r.children(&city)) {
                 let mut row = vec![link(a.name.clone(), format!("{root}{}", area_path(a)))];
                 row.extend(keys.iter().map(|k| text(self.value(a, k, d))));
                 table.rows.push(row);
             }
-            let nav = |i: usize| Link { text: date_label(self.r.days[i]), href: format!("../{}/index.html", self.r.days[i]) };
+            let nav = |i: usize| Link {
+                text: date_label(self.r.days[i]),
+                href: format!("../{}/index.html", self.r.days[i]),
+            };
             let extra = context! {
                 title => format!("{}“三询问一完善”活动通报", date_label(day)),
                 date => day.to_string(),
@@ -474,8 +690,21 @@ impl Ctx<'_> {
                 summary => paragraphs.first().cloned().unwrap_or_default(),
             });
         }
-        let archive: Vec<Link> = self.r.days.iter().rev().map(|day| Link { text: format!("{}通报", date_label(*day)), href: format!("{day}/index.html") }).collect();
-        self.render("archive.html", "bulletins/index.html", context! { title => "每日通报", bulletins => Serde(archive) })?;
+        let archive: Vec<Link> = self
+            .r
+            .days
+            .iter()
+            .rev()
+            .map(|day| Link {
+                text: format!("{}通报", date_label(*day)),
+                href: format!("{day}/index.html"),
+            })
+            .collect();
+        self.render(
+            "archive.html",
+            "bulletins/index.html",
+            context! { title => "每日通报", bulletins => Serde(archive) },
+        )?;
         entries.reverse();
         let updated = format!("{}T21:00:00+08:00", self.r.days[self.last]);
         let extra = context! { base_url => self.opts.base_url.clone(), entries => entries, updated => updated };
@@ -500,29 +729,57 @@ impl Ctx<'_> {
                 format!("为防止通过“上级合计减去其他下级”或“两日累计数相减”推算出被隐藏的数值,部分数值也会隐藏并显示为“×”:同一上级下只有一个下级数值被隐藏时,另隐藏一个最小的下级数值;某日累计数与上一次公布值相差大于0且小于{t}时,当日累计数不公布。每日新增数只在前后两日累计数都公布时给出。"),
             ]},
         ];
-        self.render("page.html", "methodology/index.html", context! { title => "统计说明", sections => sections })
+        self.render(
+            "page.html",
+            "methodology/index.html",
+            context! { title => "统计说明", sections => sections },
+        )
     }
 
     fn downloads(&mut self) -> Result<()> {
         let mut all_rows = Vec::new();
         let mut links = Vec::new();
-        let public: Vec<&Area> = self.r.areas.values().filter(|a| a.level != Level::Grid).collect();
+        let public: Vec<&Area> = self
+            .r
+            .areas
+            .values()
+            .filter(|a| a.level != Level::Grid)
+            .collect();
         for a in public {
             let rows = self.table_rows(a);
             let stem = data_stem(a);
-            self.out.push(OutputFile { path: format!("{stem}.csv"), bytes: to_csv(&rows).into_bytes() });
-            self.out.push(OutputFile { path: format!("{stem}.json"), bytes: serde_json::to_vec_pretty(&rows).expect("rows serialize") });
-            links.push(Link { text: format!("{}(CSV)", a.name), href: format!("../{stem}.csv") });
+            self.out.push(OutputFile {
+                path: format!("{stem}.csv"),
+                bytes: to_csv(&rows).into_bytes(),
+            });
+            self.out.push(OutputFile {
+                path: format!("{stem}.json"),
+                bytes: serde_json::to_vec_pretty(&rows).expect("rows serialize"),
+            });
+            links.push(Link {
+                text: format!("{}(CSV)", a.name),
+                href: format!("../{stem}.csv"),
+            });
             all_rows.extend(rows);
         }
-        self.out.push(OutputFile { path: "data/all.csv".into(), bytes: to_csv(&all_rows).into_bytes() });
-        self.out.push(OutputFile { path: "data/all.json".into(), bytes: serde_json::to_vec_pretty(&all_rows).expect("rows serialize") });
+        self.out.push(OutputFile {
+            path: "data/all.csv".into(),
+            bytes: to_csv(&all_rows).into_bytes(),
+        });
+        self.out.push(OutputFile {
+            path: "data/all.json".into(),
+            bytes: serde_json::to_vec_pretty(&all_rows).expect("rows serialize"),
+        });
         let sections = vec![
             context! { heading => "全部数据", paragraphs => vec![format!("市、县(市、区)、镇(街道)三级每日累计数据。数值小于{}的单元格为“<{}”,因保护需要隐藏的为“×”。", self.opts.threshold, self.opts.threshold)],
-                links => Serde(vec![Link { text: "all.csv".into(), href: "all.csv".into() }, Link { text: "all.json".into(), href: "all.json".into() }]) },
+            links => Serde(vec![Link { text: "all.csv".into(), href: "all.csv".into() }, Link { text: "all.json".into(), href: "all.json".into() }]) },
             context! { heading => "分地区数据", paragraphs => Vec::<String>::new(), links => Serde(links.into_iter().map(|l| Link { href: l.href.replace("../data/", ""), ..l }).collect::<Vec<_>>()) },
         ];
-        self.render("page.html", "data/index.html", context! { title => "数据下载", sections => sections })
+        self.render(
+            "page.html",
+            "data/index.html",
+            context! { title => "数据下载", sections => sections },
+        )
     }
 
     fn table_rows(&self, a: &Area) -> Vec<BTreeMap<&'static str, String>> {
@@ -570,11 +827,29 @@ impl Ctx<'_> {
                 }
                 None => kind.clone(),
             };
-            *by_day.entry(dt.as_str()).or_default().entry(key).or_default() += n;
+            *by_day
+                .entry(dt.as_str())
+                .or_default()
+                .entry(key)
+                .or_default() += n;
         }
         classes.sort();
-        let base = ["raw_visits", "curated_visits", "raw_cases", "curated_cases", "late_arrivals"];
-        let mut headers: Vec<String> = vec!["日期".into(), "原始走访".into(), "去重后走访".into(), "去除重复".into(), "原始进展".into(), "去重后进展".into(), "迟报走访".into()];
+        let base = [
+            "raw_visits",
+            "curated_visits",
+            "raw_cases",
+            "curated_cases",
+            "late_arrivals",
+        ];
+        let mut headers: Vec<String> = vec![
+            "日期".into(),
+            "原始走访".into(),
+            "去重后走访".into(),
+            "去除重复".into(),
+            "原始进展".into(),
+            "去重后进展".into(),
+            "迟报走访".into(),
+        ];
         headers.extend(classes.iter().map(|c| format!("隔离:{c}")));
         let rows = by_day
             .iter()
@@ -584,18 +859,36 @@ impl Ctx<'_> {
                 row.extend(base[..2].iter().map(|k| text(g(k).to_string())));
                 row.push(text((g("raw_visits") - g("curated_visits")).to_string()));
                 row.extend(base[2..].iter().map(|k| text(g(k).to_string())));
-                row.extend(classes.iter().map(|c| text(g(&format!("q:{c}")).to_string())));
+                row.extend(
+                    classes
+                        .iter()
+                        .map(|c| text(g(&format!("q:{c}")).to_string())),
+                );
                 row
             })
             .collect();
-        let table = Table { caption: "按日统计的入库、去重、迟报和隔离记录(隔离按接收日期)".into(), headers, rows };
-        let sections = vec![context! { heading => "数据质量", paragraphs => vec!["去除重复 = 原始走访 − 去重后走访。迟报走访:提交时间晚于走访时间24小时以上。隔离记录按错误类别统计,原文保存在湖的 quarantine 表中。".to_string()], table => Serde(table) }];
-        self.render("page.html", "quality/index.html", context! { title => "数据质量", sections => sections })
+        let table = Table {
+            caption: "按日统计的入库、去重、迟报和隔离记录(隔离按接收日期)".into(),
+            headers,
+            rows,
+        };
+        let sections = vec![
+            context! { heading => "数据质量", paragraphs => vec!["去除重复 = 原始走访 − 去重后走访。迟报走访:提交时间晚于走访时间24小时以上。隔离记录按错误类别统计,原文保存在湖的 quarantine 表中。".to_string()], table => Serde(table) },
+        ];
+        self.render(
+            "page.html",
+            "quality/index.html",
+            context! { title => "数据质量", sections => sections },
+        )
     }
 }
 
 fn data_stem(a: &Area) -> String {
-    format!("data/{}-{}", format!("{:?}", a.level).to_lowercase(), a.code)
+    format!(
+        "data/{}-{}",
+        format!("{:?}", a.level).to_lowercase(),
+        a.code
+    )
 }
 
 fn child_level(l: Level) -> Level {
@@ -615,11 +908,22 @@ fn parent_level(l: Level) -> Level {
 }
 
 fn to_csv(rows: &[BTreeMap<&'static str, String>]) -> String {
-    let Some(first) = rows.first() else { return String::new() };
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
     let mut out = first.keys().copied().collect::<Vec<_>>().join(",");
     out.push('\n');
     for r in rows {
-        let line: Vec<String> = r.values().map(|v| if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.clone() }).collect();
+        let line: Vec<String> = r
+            .values()
+            .map(|v| {
+                if v.contains([',', '"', '\n']) {
+                    format!("\"{}\"", v.replace('"', "\"\""))
+                } else {
+                    v.clone()
+                }
+            })
+            .collect();
         out += &line.join(",");
         out.push('\n');
     }

@@ -49,25 +49,113 @@ pub struct Metric {
 
 /// Every figure on the public site.
 pub const PUBLIC_METRICS: &[Metric] = &[
-    Metric { key: "reporters_cadre", label: "下沉机关干部", unit: "名", kind: Kind::Flow },
-    Metric { key: "households_visited", label: "累计走访住户", unit: "户", kind: Kind::Flow },
-    Metric { key: "coverage", label: "住户覆盖率", unit: "%", kind: Kind::Share { num: "households_visited", den: "households_registered" } },
-    Metric { key: "enterprises_visited", label: "走访企业", unit: "家", kind: Kind::Flow },
-    Metric { key: "venues_visited", label: "走访场所", unit: "处", kind: Kind::Flow },
-    Metric { key: "newcomers_registered", label: "外来人员报备", unit: "人", kind: Kind::Flow },
-    Metric { key: "tested_share", label: "核酸检测率", unit: "%", kind: Kind::Share { num: "residents_tested", den: "residents_recorded" } },
-    Metric { key: "vaccinated_share", label: "疫苗接种率", unit: "%", kind: Kind::Share { num: "residents_vaccinated", den: "residents_recorded" } },
-    Metric { key: "hazards_found", label: "排查安全隐患", unit: "处", kind: Kind::Flow },
-    Metric { key: "hazards_fixed", label: "已整改隐患", unit: "处", kind: Kind::Flow },
-    Metric { key: "hazards_open", label: "未整改隐患", unit: "处", kind: Kind::State },
-    Metric { key: "hardships_raised", label: "收集困难诉求", unit: "件", kind: Kind::Flow },
-    Metric { key: "hardships_resolved", label: "已解决诉求", unit: "件", kind: Kind::Flow },
-    Metric { key: "hardships_open", label: "未解决诉求", unit: "件", kind: Kind::State },
-    Metric { key: "enlisted", label: "发动楼长和志愿者", unit: "人", kind: Kind::Flow },
+    Metric {
+        key: "reporters_cadre",
+        label: "下沉机关干部",
+        unit: "名",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "households_visited",
+        label: "累计走访住户",
+        unit: "户",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "coverage",
+        label: "住户覆盖率",
+        unit: "%",
+        kind: Kind::Share {
+            num: "households_visited",
+            den: "households_registered",
+        },
+    },
+    Metric {
+        key: "enterprises_visited",
+        label: "走访企业",
+        unit: "家",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "venues_visited",
+        label: "走访场所",
+        unit: "处",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "newcomers_registered",
+        label: "外来人员报备",
+        unit: "人",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "tested_share",
+        label: "核酸检测率",
+        unit: "%",
+        kind: Kind::Share {
+            num: "residents_tested",
+            den: "residents_recorded",
+        },
+    },
+    Metric {
+        key: "vaccinated_share",
+        label: "疫苗接种率",
+        unit: "%",
+        kind: Kind::Share {
+            num: "residents_vaccinated",
+            den: "residents_recorded",
+        },
+    },
+    Metric {
+        key: "hazards_found",
+        label: "排查安全隐患",
+        unit: "处",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "hazards_fixed",
+        label: "已整改隐患",
+        unit: "处",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "hazards_open",
+        label: "未整改隐患",
+        unit: "处",
+        kind: Kind::State,
+    },
+    Metric {
+        key: "hardships_raised",
+        label: "收集困难诉求",
+        unit: "件",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "hardships_resolved",
+        label: "已解决诉求",
+        unit: "件",
+        kind: Kind::Flow,
+    },
+    Metric {
+        key: "hardships_open",
+        label: "未解决诉求",
+        unit: "件",
+        kind: Kind::State,
+    },
+    Metric {
+        key: "enlisted",
+        label: "发动楼长和志愿者",
+        unit: "人",
+        kind: Kind::Flow,
+    },
 ];
 
 /// Counts that shares are built from but that are not shown on their own.
-const HIDDEN_COUNTS: &[&str] = &["residents_tested", "residents_vaccinated", "residents_recorded"];
+const HIDDEN_COUNTS: &[&str] = &[
+    "residents_tested",
+    "residents_vaccinated",
+    "residents_recorded",
+];
 
 /// One published cell.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,7 +228,11 @@ impl Published {
     /// cumulative values (day 0: from zero).
     pub fn increment(&self, area: &Area, metric: &str, day: usize) -> Option<f64> {
         let today = self.get(area, metric, day)?;
-        let before = if day == 0 { 0.0 } else { self.get(area, metric, day - 1)? };
+        let before = if day == 0 {
+            0.0
+        } else {
+            self.get(area, metric, day - 1)?
+        };
         Some(today - before)
     }
 }
@@ -156,8 +248,15 @@ fn counts() -> impl Iterator<Item = (&'static str, bool)> {
 /// Apply the rules to the city, county and town areas of `r`.
 pub fn suppress(r: &Rollups, threshold: f64) -> Published {
     let days = r.days.len();
-    let mut out = Published { threshold, cells: BTreeMap::new() };
-    let public: Vec<&Area> = r.areas.values().filter(|a| a.level != Level::Grid).collect();
+    let mut out = Published {
+        threshold,
+        cells: BTreeMap::new(),
+    };
+    let public: Vec<&Area> = r
+        .areas
+        .values()
+        .filter(|a| a.level != Level::Grid)
+        .collect();
     for area in &public {
         let mut metrics = BTreeMap::new();
         for (key, flow) in counts() {
@@ -184,13 +283,20 @@ pub fn suppress(r: &Rollups, threshold: f64) -> Published {
     }
     complementary(r, &public, &mut out, days);
     for area in &public {
-        let cells = out.cells.get_mut(&(area.level, area.code.clone())).expect("inserted above");
+        let cells = out
+            .cells
+            .get_mut(&(area.level, area.code.clone()))
+            .expect("inserted above");
         for m in PUBLIC_METRICS {
             if let Kind::Share { num, den } = m.kind {
                 let series = (0..days)
                     .map(|d| {
                         let n = cells.get(num).and_then(|s| s[d].value());
-                        let dv = if den == "households_registered" { area.cum(den, d) } else { cells.get(den).and_then(|s| s[d].value()) };
+                        let dv = if den == "households_registered" {
+                            area.cum(den, d)
+                        } else {
+                            cells.get(den).and_then(|s| s[d].value())
+                        };
                         match (n, dv) {
                             (Some(n), Some(dv)) if dv > 0.0 => Cell::Shown(n / dv),
                             _ => Cell::Withheld,
@@ -216,19 +322,39 @@ fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize
                     if out.cells[&pkey][key][d].value().is_none() {
                         continue;
                     }
-                    let withheld = children.iter().filter(|c| out.cells[&(c.level, c.code.clone())][key][d].value().is_none()).count();
+                    let withheld = children
+                        .iter()
+                        .filter(|c| {
+                            out.cells[&(c.level, c.code.clone())][key][d]
+                                .value()
+                                .is_none()
+                        })
+                        .count();
                     if withheld != 1 {
                         continue;
                     }
                     let candidate = children
                         .iter()
-                        .filter_map(|c| out.cells[&(c.level, c.code.clone())][key][d].value().map(|v| (c, v)))
-                        .min_by(|a, b| (a.1 == 0.0).cmp(&(b.1 == 0.0)).then(a.1.total_cmp(&b.1)).then(a.0.code.cmp(&b.0.code)));
+                        .filter_map(|c| {
+                            out.cells[&(c.level, c.code.clone())][key][d]
+                                .value()
+                                .map(|v| (c, v))
+                        })
+                        .min_by(|a, b| {
+                            (a.1 == 0.0)
+                                .cmp(&(b.1 == 0.0))
+                                .then(a.1.total_cmp(&b.1))
+                                .then(a.0.code.cmp(&b.0.code))
+                        });
                     let target = match candidate {
                         Some((c, _)) => (c.level, c.code.clone()),
                         None => pkey,
                     };
-                    out.cells.get_mut(&target).expect("public area").get_mut(key).expect("metric")[d] = Cell::Withheld;
+                    out.cells
+                        .get_mut(&target)
+                        .expect("public area")
+                        .get_mut(key)
+                        .expect("metric")[d] = Cell::Withheld;
                     changed = true;
                 }
             }
@@ -246,26 +372,47 @@ mod tests {
 
     fn area(level: Level, code: &str, parent: Option<&str>, hh: &[f64]) -> Area {
         let mut cumulative = BTreeMap::new();
-        cumulative.insert("households_visited".to_string(), hh.iter().map(|v| Some(*v)).collect());
-        cumulative.insert("households_registered".to_string(), hh.iter().map(|_| Some(1000.0)).collect());
-        Area { level, code: code.into(), name: code.into(), parent: parent.map(Into::into), cumulative, daily: BTreeMap::new() }
+        cumulative.insert(
+            "households_visited".to_string(),
+            hh.iter().map(|v| Some(*v)).collect(),
+        );
+        cumulative.insert(
+            "households_registered".to_string(),
+            hh.iter().map(|_| Some(1000.0)).collect(),
+        );
+        Area {
+            level,
+            code: code.into(),
+            name: code.into(),
+            parent: parent.map(Into::into),
+            cumulative,
+            daily: BTreeMap::new(),
+        }
     }
 
     fn rollups(areas: Vec<Area>, days: usize) -> Rollups {
         let start = NaiveDate::from_ymd_opt(2022, 11, 25).unwrap();
         Rollups {
             days: start.iter_days().take(days).collect(),
-            areas: areas.into_iter().map(|a| ((a.level, a.code.clone()), a)).collect(),
+            areas: areas
+                .into_iter()
+                .map(|a| ((a.level, a.code.clone()), a))
+                .collect(),
             ..Rollups::default()
         }
     }
 
     #[test]
     fn small_counts_and_small_steps_are_withheld() {
-        let r = rollups(vec![area(Level::City, "c", None, &[3.0, 10.0, 12.0, 20.0])], 4);
+        let r = rollups(
+            vec![area(Level::City, "c", None, &[3.0, 10.0, 12.0, 20.0])],
+            4,
+        );
         let p = suppress(&r, 5.0);
         let city = r.city().unwrap();
-        let got: Vec<_> = (0..4).map(|d| p.get(city, "households_visited", d)).collect();
+        let got: Vec<_> = (0..4)
+            .map(|d| p.get(city, "households_visited", d))
+            .collect();
         assert_eq!(got, vec![None, Some(10.0), None, Some(20.0)]);
         assert_eq!(p.increment(city, "households_visited", 3), None);
     }
@@ -282,7 +429,20 @@ mod tests {
             1,
         );
         let p = suppress(&r, 5.0);
-        let get = |code: &str| p.get(&r.areas[&(if code == "c" { Level::City } else { Level::County }, code.to_string())], "households_visited", 0);
+        let get = |code: &str| {
+            p.get(
+                &r.areas[&(
+                    if code == "c" {
+                        Level::City
+                    } else {
+                        Level::County
+                    },
+                    code.to_string(),
+                )],
+                "households_visited",
+                0,
+            )
+        };
         assert_eq!(get("a"), None);
         assert_eq!(get("b"), None, "smallest sibling withheld too");
         assert_eq!(get("d"), Some(77.0));

@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
 pub(crate) mod aggregate;
+pub(crate) mod demo;
 pub(crate) mod gen;
 pub(crate) mod ingest;
 pub(crate) mod lake;
 pub(crate) mod registry;
+pub(crate) mod serve;
 pub(crate) mod site;
 
 use std::path::Path;

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use gridstat_site_gen::{build, load::load_rollups, read_template_overrides, write_site, Audience, SiteOptions};
+use gridstat_site_gen::{
+    build, load::load_rollups, read_template_overrides, write_site, Audience, SiteOptions,
+};
 
 use super::lake::LakeArgs;
 
@@ -52,10 +54,20 @@ pub(crate) fn options(args: &SiteArgs) -> anyhow::Result<SiteOptions> {
         base_url.push('/');
     }
     anyhow::ensure!(args.threshold >= 1, "--threshold must be at least 1");
-    Ok(SiteOptions { audience, threshold: args.threshold, base_url, template_overrides })
+    Ok(SiteOptions {
+        audience,
+        threshold: args.threshold,
+        base_url,
+        template_overrides,
+    })
 }
 
-pub(crate) async fn build_site(store: Arc<dyn object_store::ObjectStore>, as_of: Option<chrono::NaiveDate>, opts: &SiteOptions, out: &Path) -> anyhow::Result<usize> {
+pub(crate) async fn build_site(
+    store: Arc<dyn object_store::ObjectStore>,
+    as_of: Option<chrono::NaiveDate>,
+    opts: &SiteOptions,
+    out: &Path,
+) -> anyhow::Result<usize> {
     let rollups = load_rollups(&store, as_of).await?;
     let files = build(&rollups, opts)?;
     write_site(out, &files)?;
@@ -67,6 +79,11 @@ pub(crate) fn run(args: SiteArgs) -> anyhow::Result<()> {
     let store = args.lake.open()?;
     let started = std::time::Instant::now();
     let pages = super::runtime()?.block_on(build_site(store, args.as_of, &opts, &args.out))?;
-    println!("Wrote {pages} pages to {} in {:.2}s; open {}", args.out.display(), started.elapsed().as_secs_f64(), args.out.join("index.html").display());
+    println!(
+        "Wrote {pages} pages to {} in {:.2}s; open {}",
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        args.out.join("index.html").display()
+    );
     Ok(())
 }

@@ -1,0 +1,227 @@
+//! `gridstat demo`: the whole pipeline on an embedded default, local files only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use gridstat_aggregate::AggregateOptions;
+use gridstat_schemas::generate::{write_ndjson, Expect, Generator};
+use gridstat_site_gen::{Audience, SiteOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::gen::CampaignArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Working directory: DIR/campaign.ndjson, DIR/lake, DIR/site/{public,internal}.
+    #[arg(long, default_value = "./gridstat-data")]
+    pub(crate) dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) campaign: CampaignArgs,
+    /// Serve both sites on 127.0.0.1 after building them.
+    #[arg(long)]
+    pub(crate) serve: bool,
+    /// Port for --serve.
+    #[arg(long, default_value_t = 8000)]
+    pub(crate) port: u16,
+}
+
+/// What a demo run did (also used by the end-to-end test through the CLI output).
+#[derive(Debug, Default)]
+pub(crate) struct DemoSummary {
+    messages: u64,
+    valid: u64,
+    duplicates: u64,
+    invalid: u64,
+    rows_written: u64,
+    quarantined: u64,
+    steps: Vec<(&'static str, Duration)>,
+    pages: usize,
+}
+
+fn spinner(msg: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    );
+    bar.set_message(msg.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// The demo owns these paths under DIR; nothing else there is touched.
+fn reset(dir: &Path, params: &str) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let marker = dir.join("demo-params.txt");
+    if std::fs::read_to_string(&marker).is_ok_and(|p| p == params) {
+        return Ok(false); // same campaign: resume (ingest and aggregate pick up where they stopped)
+    }
+    for sub in ["lake", "site", "campaign.ndjson"] {
+        let p = dir.join(sub);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+        } else if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    std::fs::write(&marker, params).with_context(|| format!("writing {}", marker.display()))?;
+    Ok(true)
+}
+
+pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
+    let registry = Arc::new(super::load_registry(registry_dir)?);
+    let opts = args.campaign.options()?;
+    let params = format!("{:?}\nregistry={:?}\n", opts, registry_dir);
+    let fresh = reset(&args.dir, &params)?;
+    let total = Instant::now();
+    let mut s = DemoSummary::default();
+
+    let t = Instant::now();
+    let campaign = args.dir.join("campaign.ndjson");
+    let bar = spinner("Generating the campaign");
+    let file = std::fs::File::create(&campaign)
+        .with_context(|| format!("creating {}", campaign.display()))?;
+    let counted = Generator::new(&registry, opts.clone()).inspect(|m| match m.expect {
+        Expect::Valid => s.valid += 1,
+        Expect::Duplicate => s.duplicates += 1,
+        Expect::Invalid(_) => s.invalid += 1,
+    });
+    s.messages = write_ndjson(std::io::BufWriter::with_capacity(1 << 20, file), counted)
+        .context("writing the campaign")?;
+    bar.finish_and_clear();
+    s.steps.push(("generate", t.elapsed()));
+
+    let runtime = super::runtime()?;
+    let lake_dir = args.dir.join("lake");
+    std::fs::create_dir_all(&lake_dir)?;
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(&lake_dir)?,
+    );
+
+    let t = Instant::now();
+    let bar = spinner("Ingesting through the embedded source");
+    let ingest_opts = super::ingest::options(opts.start, 250_000);
+    let report = runtime.block_on(super::ingest::ingest_file(
+        Arc::clone(&store),
+        Arc::clone(&registry),
+        ingest_opts,
+        &campaign,
+    ))?;
+    s.rows_written = report.rows_written;
+    s.quarantined = report.quarantined;
+    bar.finish_and_clear();
+    s.steps.push(("ingest", t.elapsed()));
+
+    let t = Instant::now();
+    let bars = super::aggregate::Bars::new();
+    let agg_opts = AggregateOptions {
+        full: false,
+        overdue_hours: 72,
+        campaign_start: opts.start,
+    };
+    let agg = runtime.block_on(gridstat_aggregate::run(
+        Arc::clone(&store),
+        &registry,
+        &agg_opts,
+        &bars,
+    ))?;
+    bars.finish();
+    s.steps.push(("aggregate", t.elapsed()));
+
+    let t = Instant::now();
+    let bar = spinner("Building the public site and the internal dashboard");
+    let site_dir = args.dir.join("site");
+    for (audience, sub) in [
+        (Audience::Public, "public"),
+        (Audience::Internal, "internal"),
+    ] {
+        let site_opts = SiteOptions {
+            audience,
+            ..SiteOptions::default()
+        };
+        s.pages += runtime.block_on(super::site::build_site(
+            Arc::clone(&store),
+            None,
+            &site_opts,
+            &site_dir.join(sub),
+        ))?;
+    }
+    bar.finish_and_clear();
+    s.steps.push(("site", t.elapsed()));
+
+    let coverage = runtime.block_on(city_coverage(&store, &registry))?;
+    println!(
+        "gridstat demo: {}",
+        if fresh {
+            "new campaign"
+        } else {
+            "same campaign, resumed"
+        }
+    );
+    println!(
+        "  messages generated   {:>9}  ({} valid, {} resent duplicates, {} invalid)",
+        s.messages, s.valid, s.duplicates, s.invalid
+    );
+    println!(
+        "  rows ingested        {:>9}  (+{} quarantined with their reason)",
+        s.rows_written, s.quarantined
+    );
+    println!("  aggregate            {}", super::aggregate::summary(&agg));
+    println!("  coverage reached     {coverage}");
+    println!("  pages written        {:>9}", s.pages);
+    let steps: Vec<String> = s
+        .steps
+        .iter()
+        .map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64()))
+        .collect();
+    println!(
+        "  time                 {} (total {:.1}s)",
+        steps.join(", "),
+        total.elapsed().as_secs_f64()
+    );
+    let public = site_dir.join("public").join("index.html");
+    println!(
+        "\nOpen {}",
+        public.canonicalize().unwrap_or(public).display()
+    );
+    println!(
+        "Internal dashboard: {}",
+        site_dir.join("internal").join("index.html").display()
+    );
+    if args.serve {
+        runtime.block_on(super::serve::serve(site_dir, args.port))?;
+    }
+    Ok(())
+}
+
+async fn city_coverage(
+    store: &Arc<dyn object_store::ObjectStore>,
+    registry: &gridstat_schemas::Registry,
+) -> anyhow::Result<String> {
+    use arrow::array::AsArray;
+    let ctx = gridstat_aggregate::tables::session(Arc::clone(store));
+    gridstat_aggregate::tables::register_all(&ctx, store, registry).await?;
+    let batches = ctx
+        .sql("SELECT dt, households_visited, coverage FROM rollups_cumulative WHERE level = 'city' ORDER BY dt DESC LIMIT 1")
+        .await?
+        .collect()
+        .await?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok("no rollups".into());
+    };
+    let dt = b.column(0).as_string::<i32>().value(0).to_string();
+    let visited = b
+        .column(1)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    let coverage = b
+        .column(2)
+        .as_primitive::<arrow::datatypes::Float64Type>()
+        .value(0);
+    Ok(format!(
+        "{:.1}% ({visited} households) by {dt}",
+        coverage * 100.0
+    ))
+}

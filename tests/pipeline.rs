@@ -1,0 +1,461 @@
+//! End-to-end: generated campaign → ingest (embedded source) → aggregate,
+//! checked against an independent computation in plain Rust.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type};
+use chrono::{Duration, NaiveDate};
+use gridstat_aggregate::{AggregateOptions, NoProgress};
+use gridstat_ingest::file::ingest_ndjson;
+use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
+use gridstat_schemas::generate::{Expect, GenOptions, GeneratedMessage, Generator};
+use gridstat_schemas::record::{CaseKind, CaseStatus, TargetKind};
+use gridstat_schemas::time::{local_date, local_midnight};
+use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+
+fn campaign() -> GenOptions {
+    GenOptions {
+        days: 5,
+        scale: 0.01,
+        duplicate_rate: 0.05,
+        invalid_rate: 0.02,
+        late_rate: 0.08,
+        ..GenOptions::default()
+    }
+}
+
+fn messages(registry: &Registry) -> Vec<GeneratedMessage> {
+    Generator::new(registry, campaign()).collect()
+}
+
+fn store(dir: &Path) -> Arc<dyn ObjectStore> {
+    Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap())
+}
+
+async fn ingest(
+    store: Arc<dyn ObjectStore>,
+    registry: Arc<Registry>,
+    msgs: &[GeneratedMessage],
+    name: &str,
+) {
+    let mut text = Vec::new();
+    for m in msgs {
+        text.extend_from_slice(&m.bytes);
+        text.push(b'\n');
+    }
+    let opts = IngestOptions {
+        max_segment_rows: 5000,
+        ..IngestOptions::default()
+    };
+    let mut engine = IngestEngine::new(
+        LakeStore::new(store),
+        registry,
+        opts,
+        Arc::new(IngestMetrics::default()),
+    );
+    ingest_ndjson(&text[..], name, &mut engine).await.unwrap();
+}
+
+async fn query(store: &Arc<dyn ObjectStore>, registry: &Registry, sql: &str) -> Vec<RecordBatch> {
+    let ctx = gridstat_aggregate::tables::session(Arc::clone(store));
+    gridstat_aggregate::tables::register_all(&ctx, store, registry)
+        .await
+        .unwrap();
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+/// Figures per (level, area, day), computed without DataFusion.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Expected {
+    visits: i64,
+    households_visited: i64,
+    hazards_found: i64,
+    hardships_raised: i64,
+    hardships_resolved: i64,
+    hardships_open: i64,
+    hardships_overdue: i64,
+    reporters_active: i64,
+    median: Option<f64>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = p * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
+}
+
+fn independent(
+    registry: &Registry,
+    msgs: &[GeneratedMessage],
+) -> BTreeMap<(String, String, NaiveDate), Expected> {
+    let opts = DecodeOptions::default();
+    let mut seen = HashSet::new();
+    let mut visits = Vec::new();
+    let mut updates = Vec::new();
+    for m in msgs {
+        let Ok(s) = decode_submission(&m.bytes, registry, &opts, None) else {
+            continue;
+        };
+        if !seen.insert(s.submission_id().to_string()) {
+            continue; // first received wins
+        }
+        match s {
+            Submission::Visit(v) => visits.push(*v),
+            Submission::Case(c) => updates.push(c),
+        }
+    }
+    let start = campaign().start;
+    let days: Vec<NaiveDate> = start.iter_days().take(campaign().days as usize).collect();
+    let areas = |grid_id: &str| -> Vec<(String, String)> {
+        let g = registry.grid(grid_id).unwrap();
+        vec![
+            ("city".into(), registry.city.code.clone()),
+            ("county".into(), registry.counties[g.county].code.clone()),
+            ("town".into(), registry.towns[g.town].code.clone()),
+            ("grid".into(), g.id.clone()),
+        ]
+    };
+    // Cases: opened by hardships; resolved by the first `resolved` update.
+    let mut opened: HashMap<String, (String, chrono::DateTime<chrono::FixedOffset>)> =
+        HashMap::new();
+    for v in &visits {
+        for h in &v.hardships {
+            opened
+                .entry(h.case_id.clone())
+                .or_insert((v.grid_id.clone(), v.visited_at));
+        }
+    }
+    let mut resolved: HashMap<String, chrono::DateTime<chrono::FixedOffset>> = HashMap::new();
+    for u in &updates {
+        if u.status == CaseStatus::Resolved && u.case_kind == CaseKind::Hardship {
+            let e = resolved.entry(u.case_id.clone()).or_insert(u.updated_at);
+            *e = (*e).min(u.updated_at);
+        }
+    }
+    let mut out: BTreeMap<(String, String, NaiveDate), Expected> = BTreeMap::new();
+    for &day in &days {
+        let end = local_midnight(day) + Duration::days(1);
+        let mut households: HashMap<(String, String), HashSet<&str>> = HashMap::new();
+        let mut reporters: HashMap<(String, String), HashSet<&str>> = HashMap::new();
+        let mut hours: HashMap<(String, String), Vec<f64>> = HashMap::new();
+        for g in &registry.grids {
+            for a in areas(&g.id) {
+                out.entry((a.0, a.1, day)).or_default();
+            }
+        }
+        for v in visits.iter().filter(|v| local_date(&v.visited_at) <= day) {
+            for a in areas(&v.grid_id) {
+                let e = out.get_mut(&(a.0.clone(), a.1.clone(), day)).unwrap();
+                e.visits += 1;
+                e.hazards_found += v.hazards.len() as i64;
+                e.hardships_raised += v.hardships.len() as i64;
+                if v.target_kind == TargetKind::Household {
+                    households
+                        .entry(a.clone())
+                        .or_default()
+                        .insert(&v.target_id);
+                }
+                reporters.entry(a).or_default().insert(&v.reporter_id);
+            }
+        }
+        for (case, (grid, at)) in &opened {
+            if local_date(at) > day {
+                continue;
+            }
+            let done = resolved.get(case).filter(|r| local_date(*r) <= day);
+            for a in areas(grid) {
+                let e = out.get_mut(&(a.0.clone(), a.1.clone(), day)).unwrap();
+                match done {
+                    Some(r) => {
+                        e.hardships_resolved += 1;
+                        let h = ((*r - *at).num_milliseconds().max(0)) as f64 / 3_600_000.0;
+                        hours.entry(a).or_default().push(h);
+                    }
+                    None => {
+                        e.hardships_open += 1;
+                        if *at < end - Duration::hours(72) {
+                            e.hardships_overdue += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for (a, set) in households {
+            out.get_mut(&(a.0, a.1, day)).unwrap().households_visited = set.len() as i64;
+        }
+        for (a, set) in reporters {
+            out.get_mut(&(a.0, a.1, day)).unwrap().reporters_active = set.len() as i64;
+        }
+        for (a, mut hs) in hours {
+            hs.sort_by(f64::total_cmp);
+            out.get_mut(&(a.0, a.1, day)).unwrap().median = percentile(&hs, 0.5);
+        }
+    }
+    out
+}
+
+/// A string column, whatever string type DataFusion chose.
+fn strings(b: &RecordBatch, name: &str) -> arrow::array::StringArray {
+    let col = b.column_by_name(name).unwrap();
+    arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
+        .unwrap()
+        .as_string::<i32>()
+        .clone()
+}
+
+fn from_rollups(batches: &[RecordBatch]) -> BTreeMap<(String, String, NaiveDate), Expected> {
+    let mut out = BTreeMap::new();
+    for b in batches {
+        let s = |n: &str| strings(b, n);
+        let i = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let (level, code, dt) = (s("level"), s("area_code"), s("dt"));
+        let cols = [
+            "visits",
+            "households_visited",
+            "hazards_found",
+            "hardships_raised",
+            "hardships_resolved",
+            "hardships_open",
+            "hardships_overdue",
+            "reporters_active",
+        ]
+        .map(i);
+        let median = b
+            .column_by_name("resolve_hours_median")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .clone();
+        for r in 0..b.num_rows() {
+            let e = Expected {
+                visits: cols[0].value(r),
+                households_visited: cols[1].value(r),
+                hazards_found: cols[2].value(r),
+                hardships_raised: cols[3].value(r),
+                hardships_resolved: cols[4].value(r),
+                hardships_open: cols[5].value(r),
+                hardships_overdue: cols[6].value(r),
+                reporters_active: cols[7].value(r),
+                median: (!median.is_null(r)).then(|| median.value(r)),
+            };
+            let day = NaiveDate::parse_from_str(dt.value(r), "%Y-%m-%d").unwrap();
+            out.insert(
+                (level.value(r).to_string(), code.value(r).to_string(), day),
+                e,
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_equal_an_independent_computation() {
+    let registry = Arc::new(Registry::jiangmen());
+    let msgs = messages(&registry);
+    assert!(
+        msgs.iter().any(|m| m.expect == Expect::Duplicate)
+            && msgs.iter().any(|m| matches!(m.expect, Expect::Invalid(_)))
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lake = store(dir.path());
+    ingest(
+        Arc::clone(&lake),
+        Arc::clone(&registry),
+        &msgs,
+        "campaign.ndjson",
+    )
+    .await;
+    gridstat_aggregate::run(
+        Arc::clone(&lake),
+        &registry,
+        &AggregateOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+
+    let got = from_rollups(&query(&lake, &registry, "SELECT * FROM rollups_cumulative").await);
+    let want = independent(&registry, &msgs);
+    assert_eq!(got.len(), want.len(), "one row per area and day");
+    for (key, w) in &want {
+        let g = got
+            .get(key)
+            .unwrap_or_else(|| panic!("no rollup row for {key:?}"));
+        let close = match (g.median, w.median) {
+            (Some(a), Some(b)) => (a - b).abs() < 1e-6,
+            (a, b) => a == b,
+        };
+        assert!(close, "{key:?}: median {:?} vs {:?}", g.median, w.median);
+        assert_eq!(
+            Expected {
+                median: None,
+                ..g.clone()
+            },
+            Expected {
+                median: None,
+                ..w.clone()
+            },
+            "{key:?}"
+        );
+    }
+
+    // Additive figures of children sum to their parent.
+    let rows = query(&lake, &registry, "SELECT c.dt, c.parent_code, SUM(c.visits) AS s, MAX(p.visits) AS p, SUM(c.households_visited) AS sh, MAX(p.households_visited) AS ph \
+        FROM rollups_cumulative c JOIN rollups_cumulative p ON c.parent_code = p.area_code AND c.dt = p.dt GROUP BY c.dt, c.parent_code").await;
+    for b in &rows {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let (s, p, sh, ph) = (col("s"), col("p"), col("sh"), col("ph"));
+        for r in 0..b.num_rows() {
+            assert_eq!(s.value(r), p.value(r));
+            assert_eq!(sh.value(r), ph.value(r));
+        }
+    }
+
+    // Deduplication: curated has each valid submission once.
+    let curated = query(
+        &lake,
+        &registry,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT submission_id) AS d FROM curated_visits",
+    )
+    .await;
+    let n = curated[0].column(0).as_primitive::<Int64Type>().value(0);
+    let d = curated[0].column(1).as_primitive::<Int64Type>().value(0);
+    assert_eq!(n, d);
+    let valid_visits = msgs
+        .iter()
+        .filter(|m| m.expect == Expect::Valid && m.stream == gridstat_schemas::Stream::Visits)
+        .count() as i64;
+    assert_eq!(n, valid_visits);
+}
+
+fn rollup_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.join("rollups")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_equals_full_and_idle_runs_write_nothing() {
+    let registry = Arc::new(Registry::jiangmen());
+    let msgs = messages(&registry);
+    // First batch: everything sent before the last day; then the rest,
+    // which holds late arrivals for earlier days.
+    let cut = local_midnight(campaign().start + Duration::days(3)).timestamp_millis();
+    let (early, late): (Vec<_>, Vec<_>) = msgs.iter().cloned().partition(|m| m.sent_at_ms < cut);
+    let late_for_old_days = late
+        .iter()
+        .filter_map(|m| {
+            decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None).ok()
+        })
+        .filter(|s| s.event_time().timestamp_millis() < cut)
+        .count();
+    assert!(
+        late_for_old_days > 0,
+        "the second batch must touch old days"
+    );
+
+    let inc = tempfile::tempdir().unwrap();
+    let lake = store(inc.path());
+    let opts = AggregateOptions::default();
+    ingest(
+        Arc::clone(&lake),
+        Arc::clone(&registry),
+        &early,
+        "early.ndjson",
+    )
+    .await;
+    gridstat_aggregate::run(Arc::clone(&lake), &registry, &opts, &NoProgress)
+        .await
+        .unwrap();
+    ingest(
+        Arc::clone(&lake),
+        Arc::clone(&registry),
+        &late,
+        "late.ndjson",
+    )
+    .await;
+    let report = gridstat_aggregate::run(Arc::clone(&lake), &registry, &opts, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.days_curated.len() < campaign().days as usize || late_for_old_days > 0);
+    let incremental = rollup_files(inc.path());
+
+    let before: BTreeSet<_> = incremental.keys().cloned().collect();
+    let idle = gridstat_aggregate::run(Arc::clone(&lake), &registry, &opts, &NoProgress)
+        .await
+        .unwrap();
+    assert!(idle.nothing_new(), "{idle:?}");
+    assert_eq!(idle.files_written, 0);
+    assert_eq!(
+        rollup_files(inc.path()),
+        incremental,
+        "an idle run changes no file"
+    );
+    assert_eq!(before.len(), incremental.len());
+
+    let full = AggregateOptions {
+        full: true,
+        ..AggregateOptions::default()
+    };
+    let report = gridstat_aggregate::run(Arc::clone(&lake), &registry, &full, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.files_written, 0,
+        "--all finds the incremental result already right"
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    let lake2 = store(fresh.path());
+    ingest(
+        Arc::clone(&lake2),
+        Arc::clone(&registry),
+        &early,
+        "early.ndjson",
+    )
+    .await;
+    ingest(
+        Arc::clone(&lake2),
+        Arc::clone(&registry),
+        &late,
+        "late.ndjson",
+    )
+    .await;
+    gridstat_aggregate::run(Arc::clone(&lake2), &registry, &full, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        rollup_files(fresh.path()),
+        incremental,
+        "incremental and --all give byte-identical rollups"
+    );
+}
