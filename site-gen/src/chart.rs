@@ -141,7 +141,7 @@ fn accessible(svg: &str, title: &str, desc: &str) -> String {
         1,
     );
     format!(
-        "{open} role=\"img\" aria-labelledby=\"t\"><title>{}</title><desc>{}</desc>{}",
+        "{open} role=\"img\"><title>{}</title><desc>{}</desc>{}",
         escape(title),
         escape(desc),
         &body[end + 1..]
