@@ -44,6 +44,8 @@ enum Command {
     Site(cmd::site::SiteArgs),
     /// Run the whole pipeline on a generated Jiangmen campaign, local files only.
     Demo(cmd::demo::DemoArgs),
+    /// Benchmarks (see docs/BENCHMARKS.md).
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
         Command::Site(args) => cmd::site::run(args),
         Command::Demo(args) => cmd::demo::run(cli.registry.as_deref(), args),
+        Command::Bench(args) => cmd::bench::run(cli.registry.as_deref(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod aggregate;
+pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod gen;
 pub(crate) mod ingest;
