@@ -64,7 +64,9 @@ pub fn line_chart(
                 }
             })
             .y_label_formatter(&|v: &f64| {
-                if percent {
+                if percent && y_max < 0.2 {
+                    format!("{:.1}%", v * 100.0)
+                } else if percent {
                     format!("{:.0}%", v * 100.0)
                 } else {
                     format_count(*v)
