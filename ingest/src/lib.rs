@@ -7,7 +7,7 @@
 //! - [`engine`]: the core every source drives (decode, segment, flush, commit);
 //! - [`encode`]: pure routing, object names and Parquet encoding;
 //! - [`store`]: lake I/O and the per-partition state objects;
-//! - [`file`]: the embedded NDJSON source;
+//! - [`file`]: the embedded NDJSON source; [`kafka`]: the consumer-group worker;
 //! - [`metrics`]: counters and their Prometheus rendering.
 //!
 //! ```
@@ -22,6 +22,7 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod file;
+pub mod kafka;
 pub mod metrics;
 mod segment;
 pub mod store;

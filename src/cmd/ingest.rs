@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use gridstat_ingest::file::{ingest_ndjson, FileReport};
+use gridstat_ingest::kafka::KafkaIngestConfig;
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
 use tokio::io::BufReader;
 
@@ -16,8 +17,36 @@ pub(crate) struct IngestArgs {
     #[command(flatten)]
     pub(crate) lake: LakeArgs,
     /// Read NDJSON from this file (`-` for stdin) instead of Kafka; the partition is 0 and the offset the line number − 1.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) from: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "brokers",
+        required_unless_present = "brokers"
+    )]
+    pub(crate) from: Option<PathBuf>,
+    /// Kafka bootstrap servers, `HOST:PORT[,…]`.
+    #[arg(long, env = "GRIDSTAT_BROKERS")]
+    pub(crate) brokers: Option<String>,
+    /// Topics to consume (comma-separated).
+    #[arg(
+        long,
+        env = "GRIDSTAT_TOPICS",
+        value_delimiter = ',',
+        default_value = "grid.visits.v1,grid.cases.v1"
+    )]
+    pub(crate) topics: Vec<String>,
+    /// Consumer group id.
+    #[arg(long, env = "GRIDSTAT_GROUP", default_value = "gridstat-ingest")]
+    pub(crate) group: String,
+    /// Any librdkafka setting, as `key=value` (repeatable, like kcat's -X).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub(crate) settings: Vec<(String, String)>,
+    /// A partition's buffered records reach the lake at most this long after they arrived.
+    #[arg(long, env = "GRIDSTAT_FLUSH_INTERVAL_MS", default_value_t = 60_000)]
+    pub(crate) flush_interval_ms: u64,
+    /// Serve Prometheus metrics at /metrics and liveness at /healthz on this address.
+    #[arg(long, env = "GRIDSTAT_METRICS_ADDR")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     /// First day of the campaign: earlier visits are quarantined.
     #[arg(long, default_value = "2022-11-25", env = "GRIDSTAT_CAMPAIGN_START")]
     pub(crate) campaign_start: chrono::NaiveDate,
@@ -35,21 +64,59 @@ pub(crate) fn options(campaign_start: chrono::NaiveDate, max_segment_rows: usize
     opts
 }
 
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
 pub(crate) fn run(registry_dir: Option<&Path>, args: IngestArgs) -> anyhow::Result<()> {
     let registry = Arc::new(super::load_registry(registry_dir)?);
     let store = args.lake.open()?;
-    let opts = options(args.campaign_start, args.max_segment_rows);
+    let mut opts = options(args.campaign_start, args.max_segment_rows);
+    opts.flush_interval = std::time::Duration::from_millis(args.flush_interval_ms);
     let runtime = super::runtime()?;
-    let report = runtime.block_on(ingest_file(store, registry, opts, &args.from))?;
-    println!(
-        "Ingested {} lines from {} (resumed at line {}): {} rows written, {} quarantined",
-        report.lines,
-        args.from.display(),
-        report.resumed_from + 1,
-        report.rows_written,
-        report.quarantined
-    );
-    Ok(())
+    if let Some(from) = &args.from {
+        let report = runtime.block_on(ingest_file(store, registry, opts, from))?;
+        println!(
+            "Ingested {} lines from {} (resumed at line {}): {} rows written, {} quarantined",
+            report.lines,
+            from.display(),
+            report.resumed_from + 1,
+            report.rows_written,
+            report.quarantined
+        );
+        return Ok(());
+    }
+    let config = KafkaIngestConfig {
+        brokers: args.brokers.clone().unwrap_or_default(),
+        topics: args.topics.clone(),
+        group: args.group.clone(),
+        settings: args.settings.clone(),
+    };
+    runtime.block_on(async move {
+        let metrics = Arc::new(IngestMetrics::default());
+        if let Some(addr) = args.metrics_addr {
+            super::metrics::spawn(addr, Arc::clone(&metrics)).await?;
+        }
+        let consumer = config.build()?;
+        let mut engine = IngestEngine::new(LakeStore::new(store), registry, opts, metrics);
+        tracing::info!(brokers = %config.brokers, topics = ?config.topics, group = %config.group, "Consuming.");
+        gridstat_ingest::kafka::run(consumer, &mut engine, shutdown_signal()).await?;
+        tracing::info!("Stopped cleanly.");
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 pub(crate) async fn ingest_file(

@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod gen;
 pub(crate) mod ingest;
 pub(crate) mod lake;
+pub(crate) mod metrics;
 pub(crate) mod registry;
 pub(crate) mod serve;
 pub(crate) mod site;

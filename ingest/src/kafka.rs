@@ -1,0 +1,199 @@
+//! The Kafka source: a consumer-group worker with manual commits.
+//!
+//! Lifecycle: `Consuming` until the shutdown future resolves, then
+//! `Draining` (flush every segment, commit synchronously), then the consumer
+//! is dropped, which leaves the group. Offsets are committed only for what
+//! the engine reports durable (see `engine`).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::engine::{Commit, IngestEngine, SourceRecord};
+use crate::error::{Error, Result};
+
+/// How to reach Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaIngestConfig {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group id.
+    pub group: String,
+    /// Extra librdkafka settings (`-X key=value`), applied last.
+    pub settings: Vec<(String, String)>,
+}
+
+/// Partition ownership changes, recorded by the rebalance callbacks and
+/// applied by the worker loop between messages.
+#[derive(Debug, Default)]
+pub struct RebalanceLog {
+    events: Mutex<Vec<(bool, Vec<(String, i32)>)>>,
+}
+
+impl RebalanceLog {
+    fn push(&self, assigned: bool, tpl: &TopicPartitionList) {
+        let parts = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        self.events
+            .lock()
+            .expect("rebalance log")
+            .push((assigned, parts));
+    }
+
+    fn take(&self) -> Vec<(bool, Vec<(String, i32)>)> {
+        std::mem::take(&mut *self.events.lock().expect("rebalance log"))
+    }
+}
+
+/// The consumer's context: forwards rebalances to the worker loop.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerContext {
+    log: Arc<RebalanceLog>,
+}
+
+impl ClientContext for WorkerContext {}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.log.push(false, tpl);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.log.push(true, tpl);
+        }
+    }
+}
+
+/// The consumer type the worker runs.
+pub type WorkerConsumer = StreamConsumer<WorkerContext>;
+
+impl KafkaIngestConfig {
+    /// Create the consumer (must run inside a tokio runtime) and subscribe.
+    pub fn build(&self) -> Result<WorkerConsumer> {
+        if self.topics.is_empty() {
+            return Err(Error::Config("no topics: pass --topics a,b".into()));
+        }
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &self.settings {
+            cfg.set(k, v);
+        }
+        let consumer: WorkerConsumer =
+            cfg.create_with_context(WorkerContext::default())
+                .map_err(|source| Error::Kafka {
+                    context: format!("creating a consumer for {}", self.brokers),
+                    source,
+                })?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|source| Error::Kafka {
+            context: format!("subscribing to {topics:?}"),
+            source,
+        })?;
+        Ok(consumer)
+    }
+}
+
+fn commit(consumer: &WorkerConsumer, commits: &[Commit], mode: CommitMode) -> Result<()> {
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for c in commits {
+        tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset))
+            .map_err(|source| Error::Kafka {
+                context: "building the commit list".into(),
+                source,
+            })?;
+    }
+    consumer.commit(&tpl, mode).map_err(|source| Error::Kafka {
+        context: "committing offsets".into(),
+        source,
+    })?;
+    tracing::debug!(partitions = commits.len(), "Committed offsets.");
+    Ok(())
+}
+
+async fn apply_rebalances(consumer: &WorkerConsumer, engine: &mut IngestEngine) -> Result<()> {
+    for (assigned, parts) in consumer.context().log.take() {
+        for (topic, partition) in parts {
+            if assigned {
+                engine.assign(&topic, partition).await?;
+            } else {
+                engine.revoke(&topic, partition);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Consume until `shutdown` resolves; then flush, commit and return.
+pub async fn run(
+    consumer: WorkerConsumer,
+    engine: &mut IngestEngine,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                apply_rebalances(&consumer, engine).await?;
+                let commits = engine.tick(Instant::now()).await?;
+                commit(&consumer, &commits, CommitMode::Async)?;
+            }
+            received = consumer.recv() => {
+                apply_rebalances(&consumer, engine).await?;
+                let msg = match received {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka receive failed; continuing.");
+                        continue;
+                    }
+                };
+                if !engine.owns(msg.topic(), msg.partition()) {
+                    continue; // revoked meanwhile: the next owner reads it again
+                }
+                let timestamp = msg.timestamp().to_millis().and_then(DateTime::from_timestamp_millis).map(|t| t.with_timezone(&gridstat_schemas::time::shanghai()));
+                let rec = SourceRecord {
+                    topic: msg.topic(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    key: msg.key(),
+                    payload: msg.payload().unwrap_or(&[]),
+                    timestamp,
+                };
+                let commits = engine.push(rec, Instant::now()).await?;
+                drop(msg);
+                commit(&consumer, &commits, CommitMode::Async)?;
+            }
+        }
+    }
+    tracing::info!("Draining: flushing segments and committing.");
+    apply_rebalances(&consumer, engine).await?;
+    let commits = engine.flush_all().await?;
+    commit(&consumer, &commits, CommitMode::Sync)?;
+    consumer.unsubscribe();
+    Ok(())
+}
