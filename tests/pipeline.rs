@@ -459,3 +459,71 @@ async fn incremental_equals_full_and_idle_runs_write_nothing() {
         "incremental and --all give byte-identical rollups"
     );
 }
+
+/// The same pipeline with the lake on a real S3-compatible server gives
+/// byte-identical rollups (enabled by GRIDSTAT_TEST_S3_ENDPOINT, which
+/// infra/test.sh sets after starting s3s-fs with bucket `gridstat-test`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_lake_gives_the_same_rollups() {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let Ok(endpoint) = std::env::var("GRIDSTAT_TEST_S3_ENDPOINT") else {
+        eprintln!("skipped: set GRIDSTAT_TEST_S3_ENDPOINT (infra/test.sh does)");
+        return;
+    };
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name("gridstat-test")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap();
+    let prefix = format!("run-{}", std::process::id());
+    let remote: Arc<dyn ObjectStore> =
+        Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()));
+    let registry = Arc::new(Registry::jiangmen());
+    let msgs = messages(&registry);
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = store(local_dir.path());
+    for lake in [&remote, &local] {
+        ingest(
+            Arc::clone(lake),
+            Arc::clone(&registry),
+            &msgs,
+            "campaign.ndjson",
+        )
+        .await;
+        gridstat_aggregate::run(
+            Arc::clone(lake),
+            &registry,
+            &AggregateOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    }
+    let want = rollup_files(local_dir.path());
+    let listed: Vec<_> = remote
+        .list(Some(&"rollups".into()))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), want.len());
+    for meta in listed {
+        let body = remote
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            Some(&body.to_vec()),
+            want.get(meta.location.as_ref()),
+            "{}",
+            meta.location
+        );
+    }
+}

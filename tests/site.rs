@@ -262,7 +262,8 @@ fn no_small_count_is_published_or_recoverable() {
     }
     assert!(small_seen > 0, "the fixture must exercise suppression");
     // Day difference: two consecutive published cumulative values never differ by 1..4.
-    let mut series: BTreeMap<(String, String, &str), Vec<(String, Option<f64>)>> = BTreeMap::new();
+    type Series = Vec<(String, Option<f64>)>;
+    let mut series: BTreeMap<(String, String, &str), Series> = BTreeMap::new();
     for ((level, code, date), row) in &cells {
         for m in FLOWS {
             series
@@ -278,7 +279,7 @@ fn no_small_count_is_published_or_recoverable() {
             if let (Some(a), Some(b)) = (previous, v) {
                 let d = b - a;
                 assert!(
-                    d == 0.0 || d >= 5.0 || d < 0.0,
+                    d == 0.0 || !(0.0..5.0).contains(&d),
                     "{key:?} {date}: day difference {d} reveals a small count"
                 );
             }

@@ -33,11 +33,14 @@ pub struct KafkaIngestConfig {
     pub settings: Vec<(String, String)>,
 }
 
+/// One ownership change: assigned (true) or revoked, and the partitions.
+type OwnershipChange = (bool, Vec<(String, i32)>);
+
 /// Partition ownership changes, recorded by the rebalance callbacks and
 /// applied by the worker loop between messages.
 #[derive(Debug, Default)]
 pub struct RebalanceLog {
-    events: Mutex<Vec<(bool, Vec<(String, i32)>)>>,
+    events: Mutex<Vec<OwnershipChange>>,
 }
 
 impl RebalanceLog {
@@ -53,7 +56,7 @@ impl RebalanceLog {
             .push((assigned, parts));
     }
 
-    fn take(&self) -> Vec<(bool, Vec<(String, i32)>)> {
+    fn take(&self) -> Vec<OwnershipChange> {
         std::mem::take(&mut *self.events.lock().expect("rebalance log"))
     }
 }

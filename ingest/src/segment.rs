@@ -14,7 +14,7 @@ use gridstat_schemas::{DecodeError, Registry, Submission};
 use crate::encode::{FileKey, Table};
 
 enum Builder {
-    Visits(VisitBatchBuilder),
+    Visits(Box<VisitBatchBuilder>),
     Cases(CaseBatchBuilder),
     Quarantine(QuarantineBatchBuilder),
 }
@@ -71,7 +71,7 @@ impl Segment {
 
     fn builder(&mut self, key: FileKey) -> &mut Builder {
         self.files.entry(key).or_insert_with_key(|k| match k.table {
-            Table::Visits => Builder::Visits(VisitBatchBuilder::new()),
+            Table::Visits => Builder::Visits(Box::new(VisitBatchBuilder::new())),
             Table::Cases => Builder::Cases(CaseBatchBuilder::new()),
             Table::Quarantine => Builder::Quarantine(QuarantineBatchBuilder::new()),
         })

@@ -55,7 +55,7 @@ pub fn line_chart(
             .configure_mesh()
             .x_labels(n.min(8))
             .x_label_formatter(&|i: &usize| {
-                if i % step == 0 {
+                if i.is_multiple_of(step) {
                     days.get(*i)
                         .map(|d| d.format("%m-%d").to_string())
                         .unwrap_or_default()
