@@ -200,3 +200,86 @@ pub async fn run(
     consumer.unsubscribe();
     Ok(())
 }
+
+/// Per-partition lag of a group: end offset − committed offset.
+pub fn group_lag(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+    settings: &[(String, String)],
+) -> Result<Vec<(String, i32, i64)>> {
+    let kafka = |context: &str| {
+        let context = context.to_string();
+        move |source| Error::Kafka { context, source }
+    };
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers).set("group.id", group);
+    for (k, v) in settings {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = cfg.create().map_err(kafka("creating a lag probe"))?;
+    let timeout = Duration::from_secs(10);
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let md = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(kafka("reading topic metadata"))?;
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(topic, p.id());
+            }
+        }
+    }
+    let committed = consumer
+        .committed_offsets(tpl.clone(), timeout)
+        .map_err(kafka("reading committed offsets"))?;
+    let mut out = Vec::new();
+    for e in tpl.elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), timeout)
+            .map_err(kafka("reading end offsets"))?;
+        let done = match committed
+            .find_partition(e.topic(), e.partition())
+            .map(|c| c.offset())
+        {
+            Some(Offset::Offset(o)) => o,
+            _ => 0,
+        };
+        out.push((e.topic().to_string(), e.partition(), high - done));
+    }
+    drop(committed);
+    Ok(out)
+}
+
+/// Create topics that do not exist yet.
+pub async fn ensure_topics(brokers: &str, topics: &[String], partitions: i32) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|source| Error::Kafka {
+            context: "creating an admin client".into(),
+            source,
+        })?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .map_err(|source| Error::Kafka {
+            context: "creating topics".into(),
+            source,
+        })?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Config(format!("creating topic {topic}: {code}")))
+            }
+        }
+    }
+    Ok(())
+}

@@ -24,6 +24,18 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// NDJSON → validated Parquet on local disk, side by side with DuckDB's
+    /// `COPY (SELECT * FROM read_json(…)) TO … (FORMAT parquet)` on the same file.
+    Ingest {
+        #[command(flatten)]
+        campaign: CampaignArgs,
+        /// Python with the `duckdb` package (e.g. a venv's bin/python).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Scratch directory (default: a temporary one).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 pub(crate) fn run(registry_dir: Option<&Path>, args: BenchArgs) -> anyhow::Result<()> {
@@ -52,7 +64,77 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: BenchArgs) -> anyhow::Resul
                 visits as f64 / best
             );
         }
+        BenchWhat::Ingest {
+            campaign,
+            python,
+            dir,
+        } => bench_ingest(registry, campaign, &python, dir)?,
     }
+    Ok(())
+}
+
+fn bench_ingest(
+    registry: gridstat_schemas::Registry,
+    campaign: CampaignArgs,
+    python: &str,
+    dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let tmp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("campaign.ndjson");
+    let opts = campaign.options()?;
+    let n = write_ndjson(
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?),
+        Generator::new(&registry, opts.clone()),
+    )?;
+    let lake = dir.join("lake");
+    let _ = std::fs::remove_dir_all(&lake);
+    std::fs::create_dir_all(&lake)?;
+    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(&lake)?,
+    );
+    let started = Instant::now();
+    let report = super::runtime()?.block_on(super::ingest::ingest_file(
+        store,
+        std::sync::Arc::new(registry),
+        super::ingest::options(opts.start, 250_000),
+        &file,
+    ))?;
+    let ours = started.elapsed().as_secs_f64();
+    let script = format!(
+        "import duckdb, time\nt = time.time()\nduckdb.sql(\"COPY (SELECT * FROM read_json('{}')) TO '{}' (FORMAT parquet)\")\nprint(time.time() - t)",
+        file.display(),
+        dir.join("duckdb.parquet").display()
+    );
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .with_context(|| format!("running {python}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "DuckDB failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let duck: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("reading DuckDB's time")?;
+    println!(
+        "ingest: {n} messages ({} rows written, {} quarantined)",
+        report.rows_written, report.quarantined
+    );
+    println!(
+        "  gridstat ingest  {ours:.2} s  {:>10.0} rows/s (validated, partitioned, zstd)",
+        n as f64 / ours
+    );
+    println!(
+        "  duckdb COPY      {duck:.2} s  {:>10.0} rows/s (no validation, one file)",
+        n as f64 / duck
+    );
+    println!("  ratio            {:.2}x", duck / ours);
     Ok(())
 }
 

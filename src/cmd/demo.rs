@@ -26,6 +26,10 @@ pub(crate) struct DemoArgs {
     /// Port for --serve.
     #[arg(long, default_value_t = 8000)]
     pub(crate) port: u16,
+    /// Produce the campaign to this Kafka cluster and ingest it with a
+    /// consumer-group worker instead of the embedded source.
+    #[arg(long)]
+    pub(crate) brokers: Option<String>,
 }
 
 /// What a demo run did (also used by the end-to-end test through the CLI output).
@@ -101,17 +105,36 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result
     );
 
     let t = Instant::now();
-    let bar = spinner("Ingesting through the embedded source");
     let ingest_opts = super::ingest::options(opts.start, 250_000);
-    let report = runtime.block_on(super::ingest::ingest_file(
-        Arc::clone(&store),
-        Arc::clone(&registry),
-        ingest_opts,
-        &campaign,
-    ))?;
-    s.rows_written = report.rows_written;
-    s.quarantined = report.quarantined;
-    bar.finish_and_clear();
+    match &args.brokers {
+        None => {
+            let bar = spinner("Ingesting through the embedded source");
+            let report = runtime.block_on(super::ingest::ingest_file(
+                Arc::clone(&store),
+                Arc::clone(&registry),
+                ingest_opts,
+                &campaign,
+            ))?;
+            s.rows_written = report.rows_written;
+            s.quarantined = report.quarantined;
+            bar.finish_and_clear();
+        }
+        Some(brokers) => {
+            let bar = spinner("Producing to Kafka and ingesting with a consumer-group worker");
+            let tag = format!("{:016x}", fnv1a(params.as_bytes()));
+            let (rows, quarantined) = runtime.block_on(super::kafka_demo::run(
+                brokers,
+                &tag,
+                &registry,
+                &opts,
+                Arc::clone(&store),
+                ingest_opts,
+            ))?;
+            s.rows_written = rows;
+            s.quarantined = quarantined;
+            bar.finish_and_clear();
+        }
+    }
     s.steps.push(("ingest", t.elapsed()));
 
     let t = Instant::now();
@@ -224,4 +247,11 @@ async fn city_coverage(
         "{:.1}% ({visited} households) by {dt}",
         coverage * 100.0
     ))
+}
+
+/// A stable hash of the demo's parameters, naming its Kafka topics so runs never mix.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

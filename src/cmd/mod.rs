@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod gen;
 pub(crate) mod ingest;
+pub(crate) mod kafka_demo;
 pub(crate) mod lake;
 pub(crate) mod metrics;
 pub(crate) mod registry;
