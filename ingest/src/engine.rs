@@ -78,6 +78,8 @@ pub struct IngestEngine {
     buffered_rows: usize,
     buffered_bytes: usize,
     metrics: Arc<IngestMetrics>,
+    in_flight: Vec<InFlight>,
+    background_writes: bool,
 }
 
 impl IngestEngine {
@@ -96,6 +98,8 @@ impl IngestEngine {
             buffered_rows: 0,
             buffered_bytes: 0,
             metrics,
+            in_flight: Vec::new(),
+            background_writes: false,
         }
     }
 
@@ -141,9 +145,18 @@ impl IngestEngine {
         }
     }
 
+    /// Let segment writes overlap with decoding. Only for sources without
+    /// rebalances (a file): a Kafka worker must have finished writing a
+    /// partition before it can give it up, so its writes complete in line.
+    pub fn set_background_writes(&mut self, on: bool) {
+        self.background_writes = on;
+    }
+
     /// Whether a partition is currently owned.
     pub fn owns(&self, topic: &str, partition: i32) -> bool {
-        self.partitions.contains_key(&(Arc::from(topic), partition))
+        self.partitions
+            .keys()
+            .any(|(t, p)| &**t == topic && *p == partition)
     }
 
     /// Partitions currently owned.
@@ -158,7 +171,13 @@ impl IngestEngine {
 
     /// File one record; may flush segments and return offsets to commit.
     pub async fn push(&mut self, rec: SourceRecord<'_>, now: Instant) -> Result<Vec<Commit>> {
-        let key = (Arc::from(rec.topic), rec.partition);
+        // Reuse the topic's Arc: no allocation per record on the hot path.
+        let topic = self
+            .partitions
+            .keys()
+            .find(|(t, _)| &**t == rec.topic)
+            .map_or_else(|| Arc::from(rec.topic), |(t, _)| Arc::clone(t));
+        let key = (topic, rec.partition);
         if !self.partitions.contains_key(&key) {
             self.assign(rec.topic, rec.partition).await?;
         }
@@ -254,7 +273,7 @@ impl IngestEngine {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        let mut commits = Vec::new();
+        let mut commits = self.reap(None).await?;
         for key in due {
             commits.extend(self.flush(&key).await?);
         }
@@ -272,67 +291,175 @@ impl IngestEngine {
                 commits.extend(self.flush(&key).await?);
             }
         }
+        commits.extend(self.reap_all().await?);
         Ok(commits)
     }
 
-    async fn flush(&mut self, key: &(Arc<str>, i32)) -> Result<Option<Commit>> {
+    /// Cut the partition's open segment and start writing it in the
+    /// background, so decoding goes on while it is encoded and uploaded.
+    /// A partition's segments are written one after another (its state
+    /// object must only move forward); at most `MAX_IN_FLIGHT` are written
+    /// at once, which bounds memory. Returns the commits of finished writes.
+    async fn flush(&mut self, key: &(Arc<str>, i32)) -> Result<Vec<Commit>> {
+        let mut commits = Vec::new();
+        if self.in_flight.iter().any(|f| &f.key == key) {
+            commits.extend(self.reap(Some(key)).await?);
+        }
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            let oldest = self.in_flight[0].key.clone();
+            commits.extend(self.reap(Some(&oldest)).await?);
+        }
         let Some(slot) = self.partitions.get_mut(key) else {
-            return Ok(None);
+            return Ok(commits);
         };
-        let Some(mut seg) = slot.segment.take() else {
-            return Ok(None);
+        let Some(seg) = slot.segment.take() else {
+            return Ok(commits);
         };
-        let started = Instant::now();
         self.buffered_rows -= seg.rows;
         self.buffered_bytes -= seg.bytes;
-        let (topic, partition) = (Arc::clone(&slot.topic), key.1);
         let replay = slot.forced_end.take().is_some();
-        let pending = PendingSegment {
-            start: seg.start,
-            end: seg.end,
-        };
-        if !replay {
-            let state = PartitionState {
-                next_offset: seg.start,
-                pending: Some(pending),
+        let end = seg.end;
+        let job = write_segment(
+            self.store.clone(),
+            Arc::clone(&slot.topic),
+            key.1,
+            seg,
+            replay,
+            self.opts.clone(),
+            Arc::clone(&self.metrics),
+        );
+        self.in_flight.push(InFlight {
+            key: key.clone(),
+            end,
+            handle: tokio::spawn(job),
+        });
+        if self.background_writes {
+            commits.extend(self.reap(None).await?);
+        } else {
+            commits.extend(self.reap(Some(key)).await?);
+        }
+        Ok(commits)
+    }
+
+    /// Collect finished background writes: all of `key`'s (waiting for
+    /// them), or, with `None`, those already done.
+    async fn reap(&mut self, key: Option<&(Arc<str>, i32)>) -> Result<Vec<Commit>> {
+        let mut commits = Vec::new();
+        let mut i = 0;
+        while i < self.in_flight.len() {
+            let wanted = match key {
+                Some(k) => &self.in_flight[i].key == k,
+                None => self.in_flight[i].handle.is_finished(),
             };
-            self.store.write_state(&topic, partition, &state).await?;
-        }
-        let props = writer_properties(self.opts.row_group_rows, self.opts.zstd_level);
-        let batches = seg.finish().map_err(|e| Error::Encode {
-            what: "a segment".into(),
-            source: Box::new(e),
-        })?;
-        let mut objects: Vec<(object_store::path::Path, Bytes)> = Vec::with_capacity(batches.len());
-        let (mut rows_written, mut bytes_written) = (0usize, 0usize);
-        for (file_key, batch) in batches {
-            if file_key.table != Table::Quarantine {
-                rows_written += batch.num_rows();
+            if !wanted {
+                i += 1;
+                continue;
             }
-            let body = encode_parquet(&batch, props.clone())?;
-            bytes_written += body.len();
-            objects.push((object_key(&file_key, &topic, partition, seg.start), body));
+            let f = self.in_flight.remove(i);
+            f.handle.await.map_err(|e| Error::Encode {
+                what: "a segment write task".into(),
+                source: Box::new(e),
+            })??;
+            if let Some(slot) = self.partitions.get_mut(&f.key) {
+                slot.durable = slot.durable.max(f.end);
+            }
+            commits.push(Commit {
+                topic: Arc::clone(&f.key.0),
+                partition: f.key.1,
+                next_offset: f.end,
+            });
         }
-        let files = objects.len();
-        self.store.put_all(objects).await?;
-        let done = PartitionState {
-            next_offset: seg.end,
-            pending: None,
-        };
-        self.store.write_state(&topic, partition, &done).await?;
-        slot.durable = seg.end;
-        self.metrics
-            .flushed(rows_written, bytes_written, started.elapsed());
-        tracing::debug!(topic = %topic, partition, start = seg.start, end = seg.end, rows = seg.rows, files, "Flushed segment.");
-        Ok(Some(Commit {
-            topic,
-            partition,
-            next_offset: seg.end,
-        }))
+        Ok(commits)
+    }
+
+    /// Wait for every background write.
+    async fn reap_all(&mut self) -> Result<Vec<Commit>> {
+        let mut commits = Vec::new();
+        while let Some(first) = self.in_flight.first().map(|f| f.key.clone()) {
+            commits.extend(self.reap(Some(&first)).await?);
+        }
+        Ok(commits)
     }
 
     /// The class counts quarantined so far (for summaries).
     pub fn quarantined_by_class(&self) -> Vec<(ErrorClass, u64)> {
         self.metrics.quarantined_by_class()
     }
+}
+
+/// Writes at once across all partitions.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A segment being written in the background.
+#[derive(Debug)]
+struct InFlight {
+    key: (Arc<str>, i32),
+    end: i64,
+    handle: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// The three steps of a segment write (see the module docs).
+async fn write_segment(
+    store: LakeStore,
+    topic: Arc<str>,
+    partition: i32,
+    mut seg: Segment,
+    replay: bool,
+    opts: IngestOptions,
+    metrics: Arc<IngestMetrics>,
+) -> Result<()> {
+    let started = Instant::now();
+    let (start, end, rows) = (seg.start, seg.end, seg.rows);
+    if !replay {
+        let state = PartitionState {
+            next_offset: start,
+            pending: Some(PendingSegment { start, end }),
+        };
+        store.write_state(&topic, partition, &state).await?;
+    }
+    let topic_for_keys = Arc::clone(&topic);
+    let encoded = tokio::task::spawn_blocking(
+        move || -> Result<(Vec<(object_store::path::Path, Bytes)>, usize, usize)> {
+            let props = writer_properties(opts.row_group_rows, opts.zstd_level);
+            let batches = seg.finish().map_err(|e| Error::Encode {
+                what: "a segment".into(),
+                source: Box::new(e),
+            })?;
+            let mut objects = Vec::with_capacity(batches.len());
+            let (mut rows_written, mut bytes_written) = (0usize, 0usize);
+            for (file_key, batch) in batches {
+                if file_key.table != Table::Quarantine {
+                    rows_written += batch.num_rows();
+                }
+                let body = encode_parquet(&batch, props.clone())?;
+                bytes_written += body.len();
+                objects.push((
+                    object_key(&file_key, &topic_for_keys, partition, start),
+                    body,
+                ));
+            }
+            Ok((objects, rows_written, bytes_written))
+        },
+    )
+    .await
+    .map_err(|e| Error::Encode {
+        what: "a segment".into(),
+        source: Box::new(e),
+    })??;
+    let (objects, rows_written, bytes_written) = encoded;
+    let files = objects.len();
+    store.put_all(objects).await?;
+    store
+        .write_state(
+            &topic,
+            partition,
+            &PartitionState {
+                next_offset: end,
+                pending: None,
+            },
+        )
+        .await?;
+    metrics.flushed(rows_written, bytes_written, started.elapsed());
+    tracing::debug!(topic = %topic, partition, start, end, rows, files, "Flushed segment.");
+    Ok(())
 }

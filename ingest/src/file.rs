@@ -32,6 +32,7 @@ pub async fn ingest_ndjson<R: AsyncBufRead + Unpin>(
     engine: &mut IngestEngine,
 ) -> Result<FileReport> {
     let topic = format!("file:{name}");
+    engine.set_background_writes(true);
     let resumed_from = engine.assign(&topic, 0).await?;
     let rows_before = engine.metrics().rows_written();
     let quarantined_before: u64 = engine.quarantined_by_class().iter().map(|c| c.1).sum();
