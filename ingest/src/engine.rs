@@ -387,6 +387,9 @@ impl IngestEngine {
     }
 }
 
+/// A segment's encoded files, with the valid rows and bytes they hold.
+type Encoded = (Vec<(object_store::path::Path, Bytes)>, usize, usize);
+
 /// Writes at once across all partitions.
 const MAX_IN_FLIGHT: usize = 2;
 
@@ -418,29 +421,27 @@ async fn write_segment(
         store.write_state(&topic, partition, &state).await?;
     }
     let topic_for_keys = Arc::clone(&topic);
-    let encoded = tokio::task::spawn_blocking(
-        move || -> Result<(Vec<(object_store::path::Path, Bytes)>, usize, usize)> {
-            let props = writer_properties(opts.row_group_rows, opts.zstd_level);
-            let batches = seg.finish().map_err(|e| Error::Encode {
-                what: "a segment".into(),
-                source: Box::new(e),
-            })?;
-            let mut objects = Vec::with_capacity(batches.len());
-            let (mut rows_written, mut bytes_written) = (0usize, 0usize);
-            for (file_key, batch) in batches {
-                if file_key.table != Table::Quarantine {
-                    rows_written += batch.num_rows();
-                }
-                let body = encode_parquet(&batch, props.clone())?;
-                bytes_written += body.len();
-                objects.push((
-                    object_key(&file_key, &topic_for_keys, partition, start),
-                    body,
-                ));
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Encoded> {
+        let props = writer_properties(opts.row_group_rows, opts.zstd_level);
+        let batches = seg.finish().map_err(|e| Error::Encode {
+            what: "a segment".into(),
+            source: Box::new(e),
+        })?;
+        let mut objects = Vec::with_capacity(batches.len());
+        let (mut rows_written, mut bytes_written) = (0usize, 0usize);
+        for (file_key, batch) in batches {
+            if file_key.table != Table::Quarantine {
+                rows_written += batch.num_rows();
             }
-            Ok((objects, rows_written, bytes_written))
-        },
-    )
+            let body = encode_parquet(&batch, props.clone())?;
+            bytes_written += body.len();
+            objects.push((
+                object_key(&file_key, &topic_for_keys, partition, start),
+                body,
+            ));
+        }
+        Ok((objects, rows_written, bytes_written))
+    })
     .await
     .map_err(|e| Error::Encode {
         what: "a segment".into(),
