@@ -23,6 +23,10 @@ use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 6;
 
+/// The broker tests run one at a time: tansu can stall a group whose
+/// members come and go while another group rebalances.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn broker() -> Option<String> {
     std::env::var("GRIDSTAT_TEST_KAFKA").ok()
 }
@@ -35,29 +39,42 @@ fn unique(name: &str) -> String {
     format!("{name}-{}-{nanos}", std::process::id())
 }
 
-fn worker(brokers: &str, topic: &str, group: &str, lake: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gridstat"))
-        .args([
-            "ingest",
-            "--brokers",
-            brokers,
-            "--topics",
-            topic,
-            "--group",
-            group,
-            "--lake",
-            lake.to_str().unwrap(),
-        ])
-        .args(["--flush-interval-ms", "500", "--max-segment-rows", "400"])
-        .args([
-            "-X",
-            "session.timeout.ms=6000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ])
-        .env("GRIDSTAT_LOG", "warn")
-        .spawn()
-        .unwrap()
+/// A worker process, killed when dropped (so a failing test leaves none behind).
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(brokers: &str, topic: &str, group: &str, lake: &Path) -> Worker {
+    Worker(
+        Command::new(env!("CARGO_BIN_EXE_gridstat"))
+            .args([
+                "ingest",
+                "--brokers",
+                brokers,
+                "--topics",
+                topic,
+                "--group",
+                group,
+                "--lake",
+                lake.to_str().unwrap(),
+            ])
+            .args(["--flush-interval-ms", "500", "--max-segment-rows", "400"])
+            .args([
+                "-X",
+                "session.timeout.ms=6000",
+                "-X",
+                "heartbeat.interval.ms=500",
+            ])
+            .env("GRIDSTAT_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn produce(brokers: &str, topic: &str) -> Vec<gridstat_schemas::GeneratedMessage> {
@@ -155,6 +172,7 @@ async fn two_workers_one_killed_nothing_lost_nothing_doubled() {
         eprintln!("skipped: set GRIDSTAT_TEST_KAFKA=HOST:PORT (infra/test.sh does)");
         return;
     };
+    let _serial = SERIAL.lock().await;
     let topic = unique("visits");
     let group = unique("ingest");
     let lake = tempfile::tempdir().unwrap();
@@ -167,8 +185,8 @@ async fn two_workers_one_killed_nothing_lost_nothing_doubled() {
     while !lake.path().join("_ingest").exists() && started.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
     let a = worker(&brokers, &topic, &group, lake.path());
 
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -185,10 +203,10 @@ async fn two_workers_one_killed_nothing_lost_nothing_doubled() {
     }
     for mut w in [a, b] {
         Command::new("kill")
-            .args(["-TERM", &w.id().to_string()])
+            .args(["-TERM", &w.0.id().to_string()])
             .status()
             .unwrap();
-        let status = w.wait().unwrap();
+        let status = w.0.wait().unwrap();
         assert!(
             status.success(),
             "a worker stopped by SIGTERM exits 0: {status:?}"
@@ -276,6 +294,7 @@ fn kafka_path_and_embedded_source_give_the_same_rollups() {
         eprintln!("skipped: set GRIDSTAT_TEST_KAFKA=HOST:PORT (infra/test.sh does)");
         return;
     };
+    let _serial = SERIAL.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let seed = (std::process::id() % 1000).to_string();
     for (sub, extra) in [
