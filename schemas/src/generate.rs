@@ -386,7 +386,7 @@ impl<'r> Generator<'r> {
             enlisted_volunteers,
         };
         self.schedule_cases(&visit);
-        let bytes = serde_json::to_vec(&visit).expect("a visit serializes");
+        let bytes = to_json(&visit);
         if self.rng.random_bool(self.opts.invalid_rate.clamp(0.0, 1.0)) {
             self.make_invalid(&visit);
         }
@@ -479,7 +479,7 @@ impl<'r> Generator<'r> {
                     updated_at,
                     handler_id: handler_id.clone(),
                 };
-                let bytes = serde_json::to_vec(&update).expect("a case update serializes");
+                let bytes = to_json(&update);
                 self.emit(sent_at, Stream::Cases, v.grid_id.clone(), bytes);
             }
         }
@@ -600,6 +600,13 @@ pub fn write_ndjson<W: std::io::Write>(
     }
     out.flush()?;
     Ok(n)
+}
+
+/// Serialize into a buffer sized for a typical message (one allocation).
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, value).expect("generated records serialize");
+    out
 }
 
 fn binomial(rng: &mut Pcg64Mcg, n: u32, p: f64) -> u32 {

@@ -25,7 +25,8 @@ enum BenchWhat {
         runs: u32,
     },
     /// NDJSON → validated Parquet on local disk, side by side with DuckDB's
-    /// `COPY (SELECT * FROM read_json(…)) TO … (FORMAT parquet)` on the same file.
+    /// `COPY (SELECT * FROM read_json(…, ignore_errors = true)) TO … (FORMAT parquet)`
+    /// on the same file (DuckDB stops at the first malformed line otherwise).
     Ingest {
         #[command(flatten)]
         campaign: CampaignArgs,
@@ -104,7 +105,7 @@ fn bench_ingest(
     ))?;
     let ours = started.elapsed().as_secs_f64();
     let script = format!(
-        "import duckdb, time\nt = time.time()\nduckdb.sql(\"COPY (SELECT * FROM read_json('{}')) TO '{}' (FORMAT parquet)\")\nprint(time.time() - t)",
+        "import duckdb, time\nduckdb.sql(\"SET enable_progress_bar = false\")\nt = time.time()\nduckdb.sql(\"COPY (SELECT * FROM read_json('{}', ignore_errors = true)) TO '{}' (FORMAT parquet)\")\nprint(time.time() - t)",
         file.display(),
         dir.join("duckdb.parquet").display()
     );

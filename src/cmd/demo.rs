@@ -32,6 +32,10 @@ pub(crate) struct DemoArgs {
     pub(crate) brokers: Option<String>,
 }
 
+/// Coverage the default demo reaches: enough for every page to be full, small
+/// enough for the whole run to take seconds.
+const DEFAULT_DEMO_SCALE: f64 = 0.2;
+
 /// What a demo run did (also used by the end-to-end test through the CLI output).
 #[derive(Debug, Default)]
 pub(crate) struct DemoSummary {
@@ -76,7 +80,7 @@ fn reset(dir: &Path, params: &str) -> anyhow::Result<bool> {
 
 pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
     let registry = Arc::new(super::load_registry(registry_dir)?);
-    let opts = args.campaign.options()?;
+    let opts = args.campaign.options_with_scale(DEFAULT_DEMO_SCALE)?;
     let params = format!("{:?}\nregistry={:?}\n", opts, registry_dir);
     let fresh = reset(&args.dir, &params)?;
     let total = Instant::now();

@@ -33,8 +33,9 @@ pub(crate) struct CampaignArgs {
     #[arg(long, default_value_t = 14)]
     pub(crate) days: u32,
     /// Visits per registered household by the end (≤ 1: the coverage reached; > 1 adds follow-up visits).
-    #[arg(long, default_value_t = 0.85)]
-    pub(crate) scale: f64,
+    /// Default: 0.85 for `gen`, 0.2 for `demo` (a quick first run).
+    #[arg(long)]
+    pub(crate) scale: Option<f64>,
     /// Share of valid messages sent twice (phone and producer retries).
     #[arg(long, default_value_t = 0.02)]
     pub(crate) duplicate_rate: f64,
@@ -51,6 +52,11 @@ pub(crate) struct CampaignArgs {
 
 impl CampaignArgs {
     pub(crate) fn options(&self) -> anyhow::Result<GenOptions> {
+        self.options_with_scale(0.85)
+    }
+
+    pub(crate) fn options_with_scale(&self, default_scale: f64) -> anyhow::Result<GenOptions> {
+        let scale = self.scale.unwrap_or(default_scale);
         for (name, v) in [
             ("--duplicate-rate", self.duplicate_rate),
             ("--invalid-rate", self.invalid_rate),
@@ -63,16 +69,15 @@ impl CampaignArgs {
             );
         }
         anyhow::ensure!(
-            self.scale >= 0.0 && self.scale.is_finite(),
-            "--scale must be a number ≥ 0, got {}",
-            self.scale
+            scale >= 0.0 && scale.is_finite(),
+            "--scale must be a number ≥ 0, got {scale}"
         );
         anyhow::ensure!(self.days >= 1, "--days must be at least 1");
         Ok(GenOptions {
             seed: self.seed,
             start: self.start,
             days: self.days,
-            scale: self.scale,
+            scale,
             duplicate_rate: self.duplicate_rate,
             invalid_rate: self.invalid_rate,
             late_rate: self.late_rate,
