@@ -89,9 +89,6 @@ fn grid_day_sql() -> String {
     format!(
         "WITH panel AS (SELECT d.dt, g.grid_id FROM days d CROSS JOIN registry_grids g), \
          v AS (SELECT dt AS v_dt, grid_id AS v_grid, COUNT(*) AS visits, \
-           COUNT(DISTINCT CASE WHEN target_kind = 'household' THEN target_id END) AS households_visited, \
-           COUNT(DISTINCT CASE WHEN target_kind = 'enterprise' THEN target_id END) AS enterprises_visited, \
-           COUNT(DISTINCT CASE WHEN target_kind = 'venue' THEN target_id END) AS venues_visited, \
            SUM(CASE WHEN target_kind = 'household' THEN residents_recorded ELSE 0 END) AS residents_recorded, \
            SUM(newcomers_registered) AS newcomers_registered, \
            SUM(CASE WHEN target_kind = 'household' THEN residents_tested ELSE 0 END) AS residents_tested, \
@@ -100,6 +97,12 @@ fn grid_day_sql() -> String {
            SUM(hardships_raised) AS hardships_raised, \
            SUM(enlisted_building_leads) AS enlisted_building_leads, SUM(enlisted_volunteers) AS enlisted_volunteers \
            FROM curated_visits GROUP BY dt, grid_id), \
+         distinct_targets AS (SELECT dt AS t_dt, grid_id AS t_grid, \
+           SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_visited, \
+           SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_visited, \
+           SUM(CASE WHEN target_kind = 'venue' THEN 1 ELSE 0 END) AS venues_visited \
+           FROM (SELECT dt, grid_id, target_kind, target_id FROM curated_visits GROUP BY dt, grid_id, target_kind, target_id) \
+           GROUP BY dt, grid_id), \
          firsts AS (SELECT first_dt AS f_dt, grid_id AS f_grid, \
            SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_new, \
            SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_new, \
@@ -119,6 +122,7 @@ fn grid_day_sql() -> String {
            GROUP BY d.dt, c.grid_id) \
          SELECT {select} FROM panel p \
            LEFT JOIN v ON p.dt = v.v_dt AND p.grid_id = v.v_grid \
+           LEFT JOIN distinct_targets dtg ON p.dt = dtg.t_dt AND p.grid_id = dtg.t_grid \
            LEFT JOIN firsts ON p.dt = firsts.f_dt AND p.grid_id = firsts.f_grid \
            LEFT JOIN hs ON p.dt = hs.h_dt AND p.grid_id = hs.h_grid \
            LEFT JOIN res ON p.dt = res.r_dt AND p.grid_id = res.r_grid \
@@ -160,16 +164,25 @@ fn reporters_sql(cumulative: bool) -> String {
                       JOIN registry_grids g ON r.grid_id = g.grid_id GROUP BY {key}, reporter_id, reporter_role) GROUP BY area, first_dt"
                 )
             } else {
+                // COUNT(DISTINCT …) plans badly here: group per reporter
+                // first (one row per area, day and reporter, with a flag per
+                // role), then count plainly.
+                let flags: String = REPORTERS
+                    .iter()
+                    .filter_map(|(c, role)| role.map(|r| format!(", MAX(CASE WHEN reporter_role = '{r}' THEN 1 ELSE 0 END) AS {c}")))
+                    .collect();
                 let cols: String = REPORTERS
                     .iter()
                     .map(|(c, role)| match role {
-                        None => format!(", COUNT(DISTINCT reporter_id) AS {c}"),
-                        Some(r) => format!(", COUNT(DISTINCT CASE WHEN reporter_role = '{r}' THEN reporter_id END) AS {c}"),
+                        None => format!(", COUNT(*) AS {c}"),
+                        Some(_) => format!(", SUM({c}) AS {c}"),
                     })
                     .collect();
                 format!(
-                    "SELECT '{level}' AS rl, {key} AS ra, r.dt AS rdt {cols} FROM reporter_days r \
-                     JOIN registry_grids g ON r.grid_id = g.grid_id GROUP BY {key}, r.dt"
+                    "SELECT '{level}' AS rl, area AS ra, dt AS rdt {cols} FROM \
+                     (SELECT {key} AS area, r.dt, reporter_id {flags} FROM reporter_days r \
+                      JOIN registry_grids g ON r.grid_id = g.grid_id GROUP BY {key}, r.dt, reporter_id) \
+                     GROUP BY area, dt"
                 )
             }
         })
@@ -304,6 +317,7 @@ fn final_sql(cumulative: bool) -> String {
 }
 
 async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    let started = std::time::Instant::now();
     let df = ctx.sql(sql).await.map_err(query(name))?;
     let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.map_err(query(name))?;
@@ -312,6 +326,11 @@ async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> 
     ctx.deregister_table(name).map_err(query(name))?;
     ctx.register_table(name, std::sync::Arc::new(table))
         .map_err(query(name))?;
+    tracing::debug!(
+        table = name,
+        seconds = started.elapsed().as_secs_f64(),
+        "Materialized."
+    );
     Ok(())
 }
 
