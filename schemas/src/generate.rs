@@ -258,19 +258,16 @@ impl<'r> Generator<'r> {
             ReporterRole::Volunteer => 4,
             ReporterRole::Police | ReporterRole::Deputy => 1,
         };
-        let reporter_id = format!(
-            "rp-{:016x}",
-            mix(seed, g as u64, role as u64, self.rng.random_range(0..pool))
+        let reporter_id = hex_id(
+            "rp-",
+            mix(seed, g as u64, role as u64, self.rng.random_range(0..pool)),
         );
         let prefix = match kind {
-            TargetKind::Household => "hh",
-            TargetKind::Enterprise => "en",
-            TargetKind::Venue => "ve",
+            TargetKind::Household => "hh-",
+            TargetKind::Enterprise => "en-",
+            TargetKind::Venue => "ve-",
         };
-        let target_id = format!(
-            "{prefix}-{:016x}",
-            mix(seed, g as u64, kind as u64 + 10, index)
-        );
+        let target_id = hex_id(prefix, mix(seed, g as u64, kind as u64 + 10, index));
         let submission_id = self.uuid();
         let (residents_recorded, rates) = match kind {
             TargetKind::Household => (self.rng.random_range(1..=6), (0.82, 0.9)),
@@ -450,9 +447,9 @@ impl<'r> Generator<'r> {
             {
                 continue;
             }
-            let handler_id = format!(
-                "hd-{:016x}",
-                mix(self.opts.seed, 7, 7, self.rng.random_range(0..500))
+            let handler_id = hex_id(
+                "hd-",
+                mix(self.opts.seed, 7, 7, self.rng.random_range(0..500)),
             );
             let assigned = v.visited_at + Duration::minutes(self.rng.random_range(20..240));
             let mut steps = vec![(CaseStatus::Assigned, assigned)];
@@ -556,14 +553,36 @@ impl<'r> Generator<'r> {
     fn uuid(&mut self) -> String {
         let a: u64 = self.rng.random();
         let b: u64 = self.rng.random();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            (b >> 48) & 0x3fff | 0x8000,
-            b & 0xffff_ffff_ffff
-        )
+        // Version-4 layout: 8-4-4-4-12 hex digits.
+        let hi = (a & !0xF000) | 0x4000;
+        let lo = (b & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+        let mut out = String::with_capacity(36);
+        push_hex(&mut out, hi >> 32, 8);
+        out.push('-');
+        push_hex(&mut out, hi >> 16, 4);
+        out.push('-');
+        push_hex(&mut out, hi, 4);
+        out.push('-');
+        push_hex(&mut out, lo >> 48, 4);
+        out.push('-');
+        push_hex(&mut out, lo, 12);
+        out
+    }
+}
+
+/// `prefix` followed by `v` as 16 lower-case hex digits.
+fn hex_id(prefix: &str, v: u64) -> String {
+    let mut out = String::with_capacity(prefix.len() + 16);
+    out.push_str(prefix);
+    push_hex(&mut out, v, 16);
+    out
+}
+
+/// Append the low `digits` hex digits of `v`.
+fn push_hex(out: &mut String, v: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((v >> (i * 4)) & 0xF) as usize] as char);
     }
 }
 

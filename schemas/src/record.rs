@@ -183,8 +183,10 @@ pub struct Visit {
     /// Unique id of this submission; retries reuse it.
     pub submission_id: String,
     /// When the phone sent it (local time with offset).
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub sent_at: DateTime<FixedOffset>,
     /// When the visit happened (local time with offset, Asia/Shanghai).
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub visited_at: DateTime<FixedOffset>,
     /// Pseudonymous reporter id. Never published.
     pub reporter_id: String,
@@ -207,16 +209,16 @@ pub struct Visit {
     /// Residents vaccinated against COVID (新冠疫苗接种).
     pub residents_vaccinated: u32,
     /// Special-group flags for the household.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub special_groups: Vec<SpecialGroup>,
     /// Safety checks done.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub safety_checks: Vec<SafetyCheck>,
     /// Hazards found.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hazards: Vec<Hazard>,
     /// Hardships raised.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hardships: Vec<Hardship>,
     /// People enlisted as building leads (楼长).
     pub enlisted_building_leads: u32,
@@ -233,6 +235,7 @@ pub struct CaseUpdate {
     /// Unique id of this submission; retries reuse it.
     pub submission_id: String,
     /// When the handler's device sent it.
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub sent_at: DateTime<FixedOffset>,
     /// The hardship `case_id` or hazard `hazard_id` this update is about.
     pub case_id: String,
@@ -243,6 +246,7 @@ pub struct CaseUpdate {
     /// New status.
     pub status: CaseStatus,
     /// When the status changed (local time with offset).
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub updated_at: DateTime<FixedOffset>,
     /// Pseudonymous id of the handler. Never published.
     pub handler_id: String,
