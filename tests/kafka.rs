@@ -10,6 +10,8 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use gridstat_schemas::generate::{Expect, GenOptions, Generator};
@@ -270,25 +272,6 @@ async fn two_workers_one_killed_nothing_lost_nothing_doubled() {
     );
 }
 
-fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// `demo --brokers` (produce to Kafka, consume with a worker) and the
 /// embedded source give byte-identical rollups for the same campaign.
 #[test]
@@ -327,8 +310,8 @@ fn kafka_path_and_embedded_source_give_the_same_rollups() {
         );
     }
     for table in ["rollups/daily", "rollups/cumulative"] {
-        let a = files(&dir.path().join("embedded/lake").join(table));
-        let b = files(&dir.path().join("kafka/lake").join(table));
+        let a = common::file_contents(&dir.path().join("embedded/lake").join(table));
+        let b = common::file_contents(&dir.path().join("kafka/lake").join(table));
         assert!(!a.is_empty());
         assert_eq!(
             a, b,

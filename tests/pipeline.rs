@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+mod common;
+
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use chrono::{Duration, NaiveDate};
@@ -59,6 +61,24 @@ async fn ingest(
         Arc::new(IngestMetrics::default()),
     );
     ingest_ndjson(&text[..], name, &mut engine).await.unwrap();
+}
+
+/// Ingest `msgs` as one NDJSON file, then aggregate incrementally.
+async fn ingest_and_aggregate(
+    lake: &Arc<dyn ObjectStore>,
+    registry: &Arc<Registry>,
+    msgs: &[GeneratedMessage],
+    name: &str,
+) {
+    ingest(Arc::clone(lake), Arc::clone(registry), msgs, name).await;
+    gridstat_aggregate::run(
+        Arc::clone(lake),
+        registry,
+        &AggregateOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
 }
 
 async fn query(store: &Arc<dyn ObjectStore>, registry: &Registry, sql: &str) -> Vec<RecordBatch> {
@@ -270,21 +290,7 @@ async fn rollups_equal_an_independent_computation() {
     );
     let dir = tempfile::tempdir().unwrap();
     let lake = store(dir.path());
-    ingest(
-        Arc::clone(&lake),
-        Arc::clone(&registry),
-        &msgs,
-        "campaign.ndjson",
-    )
-    .await;
-    gridstat_aggregate::run(
-        Arc::clone(&lake),
-        &registry,
-        &AggregateOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    ingest_and_aggregate(&lake, &registry, &msgs, "campaign.ndjson").await;
 
     let got = from_rollups(&query(&lake, &registry, "SELECT * FROM rollups_cumulative").await);
     let want = independent(&registry, &msgs);
@@ -346,22 +352,10 @@ async fn rollups_equal_an_independent_computation() {
 }
 
 fn rollup_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.join("rollups")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
+    common::file_contents(&dir.join("rollups"))
+        .into_iter()
+        .map(|(k, v)| (format!("rollups/{k}"), v))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,21 +482,7 @@ async fn s3_lake_gives_the_same_rollups() {
     let local_dir = tempfile::tempdir().unwrap();
     let local = store(local_dir.path());
     for lake in [&remote, &local] {
-        ingest(
-            Arc::clone(lake),
-            Arc::clone(&registry),
-            &msgs,
-            "campaign.ndjson",
-        )
-        .await;
-        gridstat_aggregate::run(
-            Arc::clone(lake),
-            &registry,
-            &AggregateOptions::default(),
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+        ingest_and_aggregate(lake, &registry, &msgs, "campaign.ndjson").await;
     }
     let want = rollup_files(local_dir.path());
     let listed: Vec<_> = remote
@@ -541,21 +521,7 @@ async fn golden_rollups_of_a_small_day() {
     let msgs: Vec<_> = Generator::new(&registry, opts).collect();
     let dir = tempfile::tempdir().unwrap();
     let lake = store(dir.path());
-    ingest(
-        Arc::clone(&lake),
-        Arc::clone(&registry),
-        &msgs,
-        "small.ndjson",
-    )
-    .await;
-    gridstat_aggregate::run(
-        Arc::clone(&lake),
-        &registry,
-        &AggregateOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    ingest_and_aggregate(&lake, &registry, &msgs, "small.ndjson").await;
     for table in ["rollups_daily", "rollups_cumulative"] {
         let sql = format!(
             "SELECT * EXCLUDE (area_name) FROM {table} WHERE level IN ('city', 'county') AND dt = '2022-11-26' ORDER BY level, area_code"

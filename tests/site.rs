@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+mod common;
+use common::files_under;
 use gridstat_schemas::generate::{Expect, GenOptions, Generator};
 use gridstat_schemas::record::TargetKind;
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
@@ -61,23 +63,6 @@ fn options() -> GenOptions {
         scale: SCALE,
         ..GenOptions::default()
     }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn card_value(html: &str, label: &str) -> String {
