@@ -23,6 +23,9 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GRIDSTAT_LOG_FORMAT")]
     log_format: LogFormat,
+    /// TOML file with the same settings as the flags (flags and GRIDSTAT_* variables win); see docs/operations.md.
+    #[arg(long, global = true, env = "GRIDSTAT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,12 +69,24 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let config = match cmd::config::config_path(&args)
+        .map(|path| cmd::config::ConfigFile::load(&path))
+        .transpose()
+    {
+        Ok(config) => config.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    config.apply_to_env();
+    let cli = Cli::parse_from(args);
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Registry(args) => cmd::registry::run(cli.registry.as_deref(), args),
         Command::Gen(args) => cmd::gen::run(cli.registry.as_deref(), args),
-        Command::Ingest(args) => cmd::ingest::run(cli.registry.as_deref(), args),
+        Command::Ingest(args) => cmd::ingest::run(cli.registry.as_deref(), args, &config),
         Command::Aggregate(args) => cmd::aggregate::run(cli.registry.as_deref(), args),
         Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
         Command::Site(args) => cmd::site::run(args),

@@ -141,6 +141,7 @@ impl IngestEngine {
                 self.buffered_rows -= seg.rows;
                 self.buffered_bytes -= seg.bytes;
             }
+            self.metrics.forget_partition(topic, partition);
             tracing::info!(topic, partition, "Partition revoked.");
         }
     }
@@ -159,9 +160,13 @@ impl IngestEngine {
             .any(|(t, p)| &**t == topic && *p == partition)
     }
 
-    /// Partitions currently owned.
-    pub fn assigned(&self) -> Vec<(Arc<str>, i32)> {
-        self.partitions.keys().cloned().collect()
+    /// Partitions currently owned, each with the offset below which
+    /// everything is in the lake (and committed or about to be).
+    pub fn durable_offsets(&self) -> Vec<(Arc<str>, i32, i64)> {
+        self.partitions
+            .iter()
+            .map(|((t, p), s)| (Arc::clone(t), *p, s.durable))
+            .collect()
     }
 
     /// The metrics this engine updates.

@@ -5,6 +5,7 @@
 //! is dropped, which leaves the group. Offsets are committed only for what
 //! the engine reports durable (see `engine`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use crate::engine::{Commit, IngestEngine, SourceRecord};
 use crate::error::{Error, Result};
@@ -61,13 +62,27 @@ impl RebalanceLog {
     }
 }
 
-/// The consumer's context: forwards rebalances to the worker loop.
+/// The consumer's context: forwards rebalances to the worker loop and keeps
+/// each partition's end offset from librdkafka's statistics (emitted every
+/// `statistics.interval.ms`), for the commit-lag gauge.
 #[derive(Debug, Default, Clone)]
 pub struct WorkerContext {
     log: Arc<RebalanceLog>,
+    end_offsets: Arc<Mutex<HashMap<(String, i32), i64>>>,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.end_offsets.lock().expect("end offsets");
+        for (name, topic) in statistics.topics {
+            for (partition, p) in topic.partitions {
+                if partition >= 0 && p.hi_offset >= 0 {
+                    ends.insert((name.clone(), partition), p.hi_offset);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -98,7 +113,9 @@ impl KafkaIngestConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // Feeds the commit-lag gauge (see `WorkerContext`).
+            .set("statistics.interval.ms", "5000");
         for (k, v) in &self.settings {
             cfg.set(k, v);
         }
@@ -137,6 +154,19 @@ fn commit(consumer: &WorkerConsumer, commits: &[Commit], mode: CommitMode) -> Re
     Ok(())
 }
 
+/// Commit lag per owned partition: the end offset from the latest
+/// statistics minus the offset durable in the lake.
+fn update_commit_lag(consumer: &WorkerConsumer, engine: &IngestEngine) {
+    let ends = consumer.context().end_offsets.lock().expect("end offsets");
+    for (topic, partition, durable) in engine.durable_offsets() {
+        if let Some(end) = ends.get(&(topic.to_string(), partition)) {
+            engine
+                .metrics()
+                .set_commit_lag(&topic, partition, (end - durable).max(0));
+        }
+    }
+}
+
 async fn apply_rebalances(consumer: &WorkerConsumer, engine: &mut IngestEngine) -> Result<()> {
     for (assigned, parts) in consumer.context().log.take() {
         for (topic, partition) in parts {
@@ -165,6 +195,7 @@ pub async fn run(
                 apply_rebalances(&consumer, engine).await?;
                 let commits = engine.tick(Instant::now()).await?;
                 commit(&consumer, &commits, CommitMode::Async)?;
+                update_commit_lag(&consumer, engine);
             }
             received = consumer.recv() => {
                 apply_rebalances(&consumer, engine).await?;

@@ -51,6 +51,14 @@ impl IngestMetrics {
         }
     }
 
+    /// Drop a partition's gauges when it is given up.
+    pub(crate) fn forget_partition(&self, topic: &str, partition: i32) {
+        self.commit_lag
+            .lock()
+            .expect("metrics lock")
+            .retain(|(t, p, _)| !(t == topic && *p == partition));
+    }
+
     /// Records read so far.
     pub fn records_in(&self) -> u64 {
         self.records_in.load(Ordering::Relaxed)

@@ -27,26 +27,53 @@ use std::path::Path;
 pub use error::{Error, Result};
 pub use render::{build, Audience, OutputFile, SiteOptions};
 
-/// Write `files` under `dir`, replacing what a previous build left there.
-pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<()> {
+/// Make `dir` hold exactly `files`: write those that are new or changed,
+/// leave identical ones untouched (so a rebuild after one new day rewrites
+/// few files and a static host's caches stay valid), and delete files a
+/// previous build left that are no longer part of the site. Returns the
+/// number of files written.
+pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
+    let keep: std::collections::HashSet<std::path::PathBuf> =
+        files.iter().map(|f| dir.join(&f.path)).collect();
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|source| Error::Write {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        remove_stale(dir, &keep)?;
     }
-    for f in files {
+    let dirs: std::collections::BTreeSet<&Path> = keep.iter().filter_map(|p| p.parent()).collect();
+    for d in dirs {
+        std::fs::create_dir_all(d).map_err(write_error(d))?;
+    }
+    let written = render::parallel_map(files, |f| {
         let path = dir.join(&f.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Write {
-                path: parent.display().to_string(),
-                source,
-            })?;
+        if std::fs::read(&path).is_ok_and(|old| old == f.bytes) {
+            return Ok(0);
         }
-        std::fs::write(&path, &f.bytes).map_err(|source| Error::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
+        std::fs::write(&path, &f.bytes).map_err(write_error(&path))?;
+        Ok(1)
+    })?;
+    Ok(written.iter().sum())
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.display().to_string();
+    move |source| Error::Write { path, source }
+}
+
+/// Delete files under `dir` not in `keep`, and directories left empty.
+fn remove_stale(dir: &Path, keep: &std::collections::HashSet<std::path::PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(write_error(dir))? {
+        let path = entry.map_err(write_error(dir))?.path();
+        if path.is_dir() {
+            remove_stale(&path, keep)?;
+            if std::fs::read_dir(&path)
+                .map_err(write_error(&path))?
+                .next()
+                .is_none()
+            {
+                std::fs::remove_dir(&path).map_err(write_error(&path))?;
+            }
+        } else if !keep.contains(&path) {
+            std::fs::remove_file(&path).map_err(write_error(&path))?;
+        }
     }
     Ok(())
 }
@@ -65,4 +92,36 @@ pub fn read_template_overrides(dir: &Path) -> Result<std::collections::BTreeMap<
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, body: &str) -> OutputFile {
+        OutputFile {
+            path: path.into(),
+            bytes: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn rebuild_writes_only_changes_and_removes_stale_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("site");
+        let first = [file("index.html", "a"), file("town/1/index.html", "b")];
+        assert_eq!(write_site(&out, &first).unwrap(), 2);
+        assert_eq!(write_site(&out, &first).unwrap(), 0);
+        let second = [file("index.html", "a2"), file("county/9/index.html", "c")];
+        assert_eq!(write_site(&out, &second).unwrap(), 2);
+        assert_eq!(
+            std::fs::read_to_string(out.join("index.html")).unwrap(),
+            "a2"
+        );
+        assert!(
+            !out.join("town").exists(),
+            "stale page and its directory removed"
+        );
+        assert!(out.join("county/9/index.html").exists());
+    }
 }

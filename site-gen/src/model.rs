@@ -123,8 +123,16 @@ impl Rollups {
         self.level(Level::City).next()
     }
 
-    /// Add the rows of rollup batches (`dt` column included) as daily or cumulative figures.
+    /// Add the rows of rollup batches (`dt` column included) as daily or
+    /// cumulative figures; a metric present in the batches replaces an
+    /// area's earlier series of that metric.
     pub fn add_batches(&mut self, batches: &[RecordBatch], cumulative: bool) {
+        let n = self.days.len();
+        // Metric names are interned to indices once per batch, and rows are
+        // staged per area as index-addressed series: one map lookup per row
+        // instead of one per row and metric (the site's former hot spot).
+        let mut names: Vec<String> = Vec::new();
+        let mut staged: BTreeMap<(Level, String), Staged> = BTreeMap::new();
         for b in batches {
             let strings = |name: &str| b.column_by_name(name).map(|c| c.as_string::<i32>().clone());
             let (Some(level), Some(code), Some(name), Some(parent), Some(dt)) = (
@@ -136,50 +144,88 @@ impl Rollups {
             ) else {
                 continue;
             };
-            let numeric: Vec<(String, Vec<Option<f64>>)> = b
+            let numeric: Vec<(usize, Vec<Option<f64>>)> = b
                 .schema()
                 .fields()
                 .iter()
                 .enumerate()
                 .filter_map(|(i, f)| {
-                    numbers(b.column(i).as_ref(), f.data_type()).map(|v| (f.name().clone(), v))
+                    let values = numbers(b.column(i).as_ref(), f.data_type())?;
+                    let id = match names.iter().position(|m| m == f.name()) {
+                        Some(id) => id,
+                        None => {
+                            names.push(f.name().clone());
+                            names.len() - 1
+                        }
+                    };
+                    Some((id, values))
                 })
                 .collect();
+            let mut last_day: Option<(&str, Option<usize>)> = None;
             for row in 0..b.num_rows() {
                 let Some(lvl) = Level::parse(level.value(row)) else {
                     continue;
                 };
-                let Ok(day) = NaiveDate::parse_from_str(dt.value(row), "%Y-%m-%d") else {
+                let day_text = dt.value(row);
+                let di = match last_day {
+                    Some((text, di)) if text == day_text => di,
+                    _ => {
+                        let di = NaiveDate::parse_from_str(day_text, "%Y-%m-%d")
+                            .ok()
+                            .and_then(|d| self.days.binary_search(&d).ok());
+                        last_day = Some((day_text, di));
+                        di
+                    }
+                };
+                let Some(di) = di else {
                     continue;
                 };
-                let Ok(di) = self.days.binary_search(&day) else {
-                    continue;
-                };
-                let n = self.days.len();
-                let area = self
-                    .areas
+                let entry = staged
                     .entry((lvl, code.value(row).to_string()))
-                    .or_insert_with(|| Area {
-                        level: lvl,
-                        code: code.value(row).to_string(),
+                    .or_insert_with(|| Staged {
                         name: name.value(row).to_string(),
                         parent: (!parent.is_null(row)).then(|| parent.value(row).to_string()),
-                        cumulative: BTreeMap::new(),
-                        daily: BTreeMap::new(),
+                        series: Vec::new(),
                     });
-                let target = if cumulative {
-                    &mut area.cumulative
-                } else {
-                    &mut area.daily
-                };
-                for (metric, values) in &numeric {
-                    target
-                        .entry(metric.clone())
-                        .or_insert_with(|| vec![None; n])[di] = values[row];
+                if entry.series.len() < names.len() {
+                    entry.series.resize(names.len(), None);
+                }
+                for (id, values) in &numeric {
+                    entry.series[*id].get_or_insert_with(|| vec![None; n])[di] = values[row];
+                }
+            }
+        }
+        for ((lvl, code), st) in staged {
+            let area = self
+                .areas
+                .entry((lvl, code.clone()))
+                .or_insert_with(|| Area {
+                    level: lvl,
+                    code,
+                    name: st.name,
+                    parent: st.parent,
+                    cumulative: BTreeMap::new(),
+                    daily: BTreeMap::new(),
+                });
+            let target = if cumulative {
+                &mut area.cumulative
+            } else {
+                &mut area.daily
+            };
+            for (id, series) in st.series.into_iter().enumerate() {
+                if let Some(series) = series {
+                    target.insert(names[id].clone(), series);
                 }
             }
         }
     }
+}
+
+/// One area's rows of one `add_batches` call, series indexed by metric id.
+struct Staged {
+    name: String,
+    parent: Option<String>,
+    series: Vec<Option<Vec<Option<f64>>>>,
 }
 
 fn numbers(col: &dyn Array, dt: &DataType) -> Option<Vec<Option<f64>>> {

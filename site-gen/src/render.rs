@@ -167,11 +167,9 @@ pub fn build(r: &Rollups, opts: &SiteOptions) -> Result<Vec<OutputFile>> {
         Audience::Public => &[Level::County, Level::Town],
         Audience::Internal => &[Level::County, Level::Town, Level::Grid],
     };
-    for &level in levels {
-        for area in r.level(level) {
-            cx.area_page(area)?;
-        }
-    }
+    let areas: Vec<&Area> = levels.iter().flat_map(|&l| r.level(l)).collect();
+    let pages = parallel_map(&areas, |a| cx.area_page(a))?;
+    cx.out.extend(pages);
     match opts.audience {
         Audience::Public => {
             cx.bulletins()?;
@@ -183,6 +181,33 @@ pub fn build(r: &Rollups, opts: &SiteOptions) -> Result<Vec<OutputFile>> {
     }
     cx.out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(cx.out)
+}
+
+/// `f` over `items` on every core, results in input order; the first error wins.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Result<Vec<R>>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 fn date_label(d: NaiveDate) -> String {
@@ -211,6 +236,13 @@ fn level_label(l: Level) -> &'static str {
 
 impl Ctx<'_> {
     fn render(&mut self, template: &str, path: &str, extra: minijinja::Value) -> Result<()> {
+        let page = self.page(template, path, extra)?;
+        self.out.push(page);
+        Ok(())
+    }
+
+    /// One rendered page; pure, so pages can be rendered on several threads.
+    fn page(&self, template: &str, path: &str, extra: minijinja::Value) -> Result<OutputFile> {
         let tmpl = self
             .env
             .get_template(template)
@@ -234,11 +266,10 @@ impl Ctx<'_> {
             name: template.into(),
             source,
         })?;
-        self.out.push(OutputFile {
+        Ok(OutputFile {
             path: path.into(),
             bytes: html.into_bytes(),
-        });
-        Ok(())
+        })
     }
 
     fn show(&self, m: &Metric, c: Cell) -> String {
@@ -506,7 +537,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn area_page(&mut self, a: &Area) -> Result<()> {
+    fn area_page(&self, a: &Area) -> Result<OutputFile> {
         let path = area_path(a);
         let root = depth_root(&path);
         let mut crumbs = vec![Link {
@@ -561,7 +592,7 @@ impl Ctx<'_> {
             children => Serde(children),
             downloads => Serde(downloads),
         };
-        self.render("area.html", &path, extra)
+        self.page("area.html", &path, extra)
     }
 
     fn registered(&self, a: &Area) -> String {

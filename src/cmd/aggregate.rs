@@ -18,7 +18,7 @@ pub(crate) struct AggregateArgs {
     #[arg(long)]
     pub(crate) all: bool,
     /// Hours after which an open hardship counts as overdue.
-    #[arg(long, default_value_t = 72)]
+    #[arg(long, env = "GRIDSTAT_OVERDUE_HOURS", default_value_t = 72)]
     pub(crate) overdue_hours: i64,
     /// First day of the campaign: rollups start here.
     #[arg(long, default_value = "2022-11-25", env = "GRIDSTAT_CAMPAIGN_START")]

@@ -37,6 +37,15 @@ enum BenchWhat {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Build the public site and the internal dashboard from a lake's
+    /// rollups: into fresh directories, then again over the first build.
+    Site {
+        #[command(flatten)]
+        lake: super::lake::LakeArgs,
+        /// Repetitions; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
 }
 
 pub(crate) fn run(registry_dir: Option<&Path>, args: BenchArgs) -> anyhow::Result<()> {
@@ -70,6 +79,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: BenchArgs) -> anyhow::Resul
             python,
             dir,
         } => bench_ingest(registry, campaign, &python, dir)?,
+        BenchWhat::Site { lake, runs } => bench_site(&lake, runs)?,
     }
     Ok(())
 }
@@ -136,6 +146,48 @@ fn bench_ingest(
         n as f64 / duck
     );
     println!("  ratio            {:.2}x", duck / ours);
+    Ok(())
+}
+
+fn bench_site(lake: &super::lake::LakeArgs, runs: u32) -> anyhow::Result<()> {
+    use super::site::build_site;
+    use gridstat_site_gen::{Audience, SiteOptions};
+    let store = lake.open()?;
+    let runtime = super::runtime()?;
+    let tmp = tempfile::tempdir()?;
+    let both = |out: &Path| -> anyhow::Result<usize> {
+        let mut pages = 0;
+        for (audience, dir) in [
+            (Audience::Public, "public"),
+            (Audience::Internal, "internal"),
+        ] {
+            let opts = SiteOptions {
+                audience,
+                ..SiteOptions::default()
+            };
+            pages += runtime.block_on(build_site(store.clone(), None, &opts, &out.join(dir)))?;
+        }
+        Ok(pages)
+    };
+    let (mut fresh, mut again, mut pages) = (f64::MAX, f64::MAX, 0);
+    for run in 0..runs.max(1) {
+        let out = tmp.path().join(format!("run{run}"));
+        let started = Instant::now();
+        pages = both(&out)?;
+        fresh = fresh.min(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        both(&out)?;
+        again = again.min(started.elapsed().as_secs_f64());
+    }
+    println!("site: {pages} pages (public + internal), best of {runs}");
+    println!(
+        "  into new directories   {fresh:.2} s  {:>6.0} pages/s",
+        pages as f64 / fresh
+    );
+    println!(
+        "  over the same build    {again:.2} s  {:>6.0} pages/s (unchanged files not rewritten)",
+        pages as f64 / again
+    );
     Ok(())
 }
 

@@ -51,7 +51,7 @@ pub(crate) struct IngestArgs {
     #[arg(long, default_value = "2022-11-25", env = "GRIDSTAT_CAMPAIGN_START")]
     pub(crate) campaign_start: chrono::NaiveDate,
     /// Records per segment before it is flushed.
-    #[arg(long, default_value_t = 250_000)]
+    #[arg(long, env = "GRIDSTAT_MAX_SEGMENT_ROWS", default_value_t = 250_000)]
     pub(crate) max_segment_rows: usize,
 }
 
@@ -71,7 +71,11 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-pub(crate) fn run(registry_dir: Option<&Path>, args: IngestArgs) -> anyhow::Result<()> {
+pub(crate) fn run(
+    registry_dir: Option<&Path>,
+    args: IngestArgs,
+    config_file: &super::config::ConfigFile,
+) -> anyhow::Result<()> {
     let registry = Arc::new(super::load_registry(registry_dir)?);
     let store = args.lake.open()?;
     let mut opts = options(args.campaign_start, args.max_segment_rows);
@@ -93,7 +97,11 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: IngestArgs) -> anyhow::Resu
         brokers: args.brokers.clone().unwrap_or_default(),
         topics: args.topics.clone(),
         group: args.group.clone(),
-        settings: args.settings.clone(),
+        settings: config_file
+            .kafka_settings()
+            .into_iter()
+            .chain(args.settings.iter().cloned())
+            .collect(),
     };
     runtime.block_on(async move {
         let metrics = Arc::new(IngestMetrics::default());

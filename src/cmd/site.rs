@@ -30,13 +30,17 @@ pub(crate) struct SiteArgs {
     #[arg(long)]
     pub(crate) as_of: Option<chrono::NaiveDate>,
     /// Counts below this are shown as "<N" on the public site.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "GRIDSTAT_SITE_THRESHOLD", default_value_t = 5)]
     pub(crate) threshold: u32,
     /// Directory of templates overriding the embedded ones (same file names).
     #[arg(long)]
     pub(crate) templates: Option<PathBuf>,
     /// Absolute URL the site is served at, for the feed and sitemap.
-    #[arg(long, default_value = "http://127.0.0.1:8000/")]
+    #[arg(
+        long,
+        env = "GRIDSTAT_SITE_BASE_URL",
+        default_value = "http://127.0.0.1:8000/"
+    )]
     pub(crate) base_url: String,
 }
 
@@ -68,9 +72,20 @@ pub(crate) async fn build_site(
     opts: &SiteOptions,
     out: &Path,
 ) -> anyhow::Result<usize> {
+    let started = std::time::Instant::now();
     let rollups = load_rollups(&store, as_of).await?;
+    let loaded = started.elapsed();
     let files = build(&rollups, opts)?;
-    write_site(out, &files)?;
+    let built = started.elapsed();
+    let written = write_site(out, &files)?;
+    tracing::info!(
+        load_s = loaded.as_secs_f64(),
+        render_s = (built - loaded).as_secs_f64(),
+        write_s = (started.elapsed() - built).as_secs_f64(),
+        files = files.len(),
+        changed = written,
+        "Site built."
+    );
     Ok(files.iter().filter(|f| f.path.ends_with(".html")).count())
 }
 
