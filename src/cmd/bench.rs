@@ -37,6 +37,9 @@ enum BenchWhat {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Kafka → lake with 1, 2, 3… worker processes in one group, against a
+    /// bare consumer's read rate on the same topics.
+    Kafka(super::bench_kafka::KafkaBenchArgs),
     /// Build the public site and the internal dashboard from a lake's
     /// rollups: into fresh directories, then again over the first build.
     Site {
@@ -80,6 +83,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: BenchArgs) -> anyhow::Resul
             dir,
         } => bench_ingest(registry, campaign, &python, dir)?,
         BenchWhat::Site { lake, runs } => bench_site(&lake, runs)?,
+        BenchWhat::Kafka(args) => super::bench_kafka::run(registry_dir, args)?,
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use gridstat_ingest::kafka::{ensure_topics, group_lag, KafkaIngestConfig};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
-use gridstat_schemas::generate::{GenOptions, Generator, Stream};
+use gridstat_schemas::generate::{GenOptions, GeneratedMessage, Generator, Stream};
 use gridstat_schemas::Registry;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -31,40 +31,14 @@ pub(crate) async fn run(
         .map(|l| l.2)
         .sum();
     if already == 0 {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "20")
-            .set("compression.type", "zstd")
-            .create()
-            .context("creating a producer")?;
-        let mut inflight = std::collections::VecDeque::new();
-        for m in Generator::new(registry, opts.clone()) {
+        let messages = Generator::new(registry, opts.clone()).map(|m| {
             let topic = match m.stream {
-                Stream::Visits => visits.clone(),
-                Stream::Cases => cases.clone(),
+                Stream::Visits => &visits,
+                Stream::Cases => &cases,
             };
-            let delivery = producer.send_result(
-                FutureRecord::to(&topic)
-                    .key(m.key.as_bytes())
-                    .payload(&m.bytes)
-                    .timestamp(m.sent_at_ms),
-            );
-            inflight.push_back(delivery.map_err(|(e, _)| e).context("producing")?);
-            if inflight.len() >= 10_000 {
-                if let Some(d) = inflight.pop_front() {
-                    d.await
-                        .context("delivery cancelled")?
-                        .map_err(|(e, _)| e)
-                        .context("producing")?;
-                }
-            }
-        }
-        for d in inflight {
-            d.await
-                .context("delivery cancelled")?
-                .map_err(|(e, _)| e)
-                .context("producing")?;
-        }
+            (topic.clone(), m)
+        });
+        produce(brokers, messages).await?;
     }
     let config = KafkaIngestConfig {
         brokers: brokers.into(),
@@ -99,4 +73,45 @@ pub(crate) async fn run(
     gridstat_ingest::kafka::run(consumer, &mut engine, caught_up).await?;
     let quarantined = metrics.quarantined_by_class().iter().map(|c| c.1).sum();
     Ok((metrics.rows_written(), quarantined))
+}
+
+/// Produce generated messages (topic, message), keyed by grid, with at most
+/// 10,000 in flight; returns how many were produced.
+pub(crate) async fn produce(
+    brokers: &str,
+    messages: impl IntoIterator<Item = (String, GeneratedMessage)>,
+) -> anyhow::Result<u64> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("compression.type", "zstd")
+        .create()
+        .context("creating a producer")?;
+    let mut inflight = std::collections::VecDeque::new();
+    let mut n = 0;
+    for (topic, m) in messages {
+        let delivery = producer.send_result(
+            FutureRecord::to(&topic)
+                .key(m.key.as_bytes())
+                .payload(&m.bytes)
+                .timestamp(m.sent_at_ms),
+        );
+        inflight.push_back(delivery.map_err(|(e, _)| e).context("producing")?);
+        n += 1;
+        if inflight.len() >= 10_000 {
+            if let Some(d) = inflight.pop_front() {
+                d.await
+                    .context("delivery cancelled")?
+                    .map_err(|(e, _)| e)
+                    .context("producing")?;
+            }
+        }
+    }
+    for d in inflight {
+        d.await
+            .context("delivery cancelled")?
+            .map_err(|(e, _)| e)
+            .context("producing")?;
+    }
+    Ok(n)
 }

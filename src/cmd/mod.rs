@@ -2,6 +2,7 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod bench;
+pub(crate) mod bench_kafka;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod gen;
