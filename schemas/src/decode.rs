@@ -103,6 +103,14 @@ pub fn decode_submission(
 }
 
 fn parse<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, DecodeError> {
+    // Nearly every message is valid: parse without tracking the path, and
+    // only when that fails parse again with tracking, to name the field.
+    let mut de = serde_json::Deserializer::from_str(text);
+    if let Ok(value) = T::deserialize(&mut de) {
+        if de.end().is_ok() {
+            return Ok(value);
+        }
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
     de.end().map_err(|e| syntax_error(&e))?;

@@ -37,6 +37,15 @@ enum BenchWhat {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// A one-day refresh (`gridstat aggregate` after the last day's files
+    /// arrive) against a full rebuild (`--all`) of the same lake.
+    Aggregate {
+        #[command(flatten)]
+        campaign: CampaignArgs,
+        /// Scratch directory (default: a temporary one).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Kafka → lake with 1, 2, 3… worker processes in one group, against a
     /// bare consumer's read rate on the same topics.
     Kafka(super::bench_kafka::KafkaBenchArgs),
@@ -83,6 +92,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: BenchArgs) -> anyhow::Resul
             dir,
         } => bench_ingest(registry, campaign, &python, dir)?,
         BenchWhat::Site { lake, runs } => bench_site(&lake, runs)?,
+        BenchWhat::Aggregate { campaign, dir } => bench_aggregate(registry, campaign, dir)?,
         BenchWhat::Kafka(args) => super::bench_kafka::run(registry_dir, args)?,
     }
     Ok(())
@@ -150,6 +160,82 @@ fn bench_ingest(
         n as f64 / duck
     );
     println!("  ratio            {:.2}x", duck / ours);
+    Ok(())
+}
+
+fn bench_aggregate(
+    registry: gridstat_schemas::Registry,
+    campaign: CampaignArgs,
+    dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use gridstat_aggregate::{AggregateOptions, NoProgress};
+    let tmp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let opts = campaign.options()?;
+    let last_day = opts.start + chrono::Days::new(u64::from(opts.days.max(1)) - 1);
+    let last_day_ms = gridstat_schemas::time::local_midnight(last_day).timestamp_millis();
+    // Messages sent before the last day, and those of the last day.
+    let (mut before, mut last) = (Vec::new(), Vec::new());
+    for m in Generator::new(&registry, opts.clone()) {
+        let out = if m.sent_at_ms < last_day_ms {
+            &mut before
+        } else {
+            &mut last
+        };
+        out.extend_from_slice(&m.bytes);
+        out.push(b'\n');
+    }
+    std::fs::create_dir_all(&dir)?;
+    let lake = dir.join("lake");
+    let _ = std::fs::remove_dir_all(&lake);
+    std::fs::create_dir_all(&lake)?;
+    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(&lake)?,
+    );
+    let registry = std::sync::Arc::new(registry);
+    let runtime = super::runtime()?;
+    let aggregate = |full: bool| -> anyhow::Result<(f64, String)> {
+        let agg_opts = AggregateOptions {
+            full,
+            campaign_start: opts.start,
+            ..AggregateOptions::default()
+        };
+        let started = Instant::now();
+        let report = runtime.block_on(gridstat_aggregate::run(
+            store.clone(),
+            &registry,
+            &agg_opts,
+            &NoProgress,
+        ))?;
+        Ok((
+            started.elapsed().as_secs_f64(),
+            super::aggregate::summary(&report),
+        ))
+    };
+    for (name, bytes) in [("before.ndjson", &before), ("last-day.ndjson", &last)] {
+        let file = dir.join(name);
+        std::fs::write(&file, bytes)?;
+        runtime.block_on(super::ingest::ingest_file(
+            store.clone(),
+            std::sync::Arc::clone(&registry),
+            super::ingest::options(opts.start, 250_000),
+            &file,
+        ))?;
+        if name == "before.ndjson" {
+            aggregate(false)?;
+        }
+    }
+    let (incremental, what) = aggregate(false)?;
+    let (full, _) = aggregate(true)?;
+    println!(
+        "aggregate: {} days, {:.0} MB of messages before the last day, {:.0} MB on it",
+        opts.days,
+        before.len() as f64 / 1e6,
+        last.len() as f64 / 1e6
+    );
+    println!("  one-day refresh   {incremental:7.2} s  ({what})");
+    println!("  full rebuild      {full:7.2} s");
+    println!("  ratio             {:.1}x", full / incremental);
     Ok(())
 }
 
