@@ -150,7 +150,7 @@ fn gridstat_invocations() -> Vec<(String, Vec<String>)> {
 }
 
 #[test]
-fn every_yaml_and_toml_file_parses() {
+fn every_yaml_toml_and_shell_file_parses() {
     let files = yaml_files();
     assert!(files.len() >= 10, "compose and k8s manifests: {files:?}");
     for path in &files {
@@ -176,6 +176,23 @@ fn every_yaml_and_toml_file_parses() {
             out.status.success(),
             "{}: {}",
             path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Shell scripts at least parse.
+    for script in common::files_under(&infra())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+    {
+        let out = Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            script.display(),
             String::from_utf8_lossy(&out.stderr)
         );
     }
