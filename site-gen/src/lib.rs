@@ -59,10 +59,12 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 /// Delete files under `dir` not in `keep`, and directories left empty.
+/// Symbolic links are removed like files, never followed.
 fn remove_stale(dir: &Path, keep: &std::collections::HashSet<std::path::PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(write_error(dir))? {
-        let path = entry.map_err(write_error(dir))?.path();
-        if path.is_dir() {
+        let entry = entry.map_err(write_error(dir))?;
+        let path = entry.path();
+        if entry.file_type().map_err(write_error(&path))?.is_dir() {
             remove_stale(&path, keep)?;
             if std::fs::read_dir(&path)
                 .map_err(write_error(&path))?
@@ -123,5 +125,14 @@ mod tests {
             "stale page and its directory removed"
         );
         assert!(out.join("county/9/index.html").exists());
+
+        // A link to a directory elsewhere is removed, not emptied.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("keep.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("link")).unwrap();
+        write_site(&out, &second).unwrap();
+        assert!(!out.join("link").exists());
+        assert!(elsewhere.join("keep.txt").exists());
     }
 }
