@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::Args;
 use gridstat_aggregate::AggregateOptions;
 use gridstat_schemas::generate::{write_ndjson, Expect, Generator};
-use gridstat_site_gen::{Audience, SiteOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::gen::CampaignArgs;
@@ -160,21 +159,8 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result
     let t = Instant::now();
     let bar = spinner("Building the public site and the internal dashboard");
     let site_dir = args.dir.join("site");
-    for (audience, sub) in [
-        (Audience::Public, "public"),
-        (Audience::Internal, "internal"),
-    ] {
-        let site_opts = SiteOptions {
-            audience,
-            ..SiteOptions::default()
-        };
-        s.pages += runtime.block_on(super::site::build_site(
-            Arc::clone(&store),
-            None,
-            &site_opts,
-            &site_dir.join(sub),
-        ))?;
-    }
+    let sites = super::site::both_audiences(&site_dir);
+    s.pages = runtime.block_on(super::site::build_sites(Arc::clone(&store), None, &sites))?;
     bar.finish_and_clear();
     s.steps.push(("site", t.elapsed()));
 

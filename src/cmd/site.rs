@@ -66,34 +66,59 @@ pub(crate) fn options(args: &SiteArgs) -> anyhow::Result<SiteOptions> {
     })
 }
 
-pub(crate) async fn build_site(
+/// Build each (options, output directory) site from one load of the
+/// rollups; returns the number of pages written.
+pub(crate) async fn build_sites(
     store: Arc<dyn object_store::ObjectStore>,
     as_of: Option<chrono::NaiveDate>,
-    opts: &SiteOptions,
-    out: &Path,
+    sites: &[(SiteOptions, PathBuf)],
 ) -> anyhow::Result<usize> {
     let started = std::time::Instant::now();
     let rollups = load_rollups(&store, as_of).await?;
-    let loaded = started.elapsed();
-    let files = build(&rollups, opts)?;
-    let built = started.elapsed();
-    let written = write_site(out, &files)?;
-    tracing::info!(
-        load_s = loaded.as_secs_f64(),
-        render_s = (built - loaded).as_secs_f64(),
-        write_s = (started.elapsed() - built).as_secs_f64(),
-        files = files.len(),
-        changed = written,
-        "Site built."
-    );
-    Ok(files.iter().filter(|f| f.path.ends_with(".html")).count())
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "Rollups loaded.");
+    let mut pages = 0;
+    for (opts, out) in sites {
+        let started = std::time::Instant::now();
+        let files = build(&rollups, opts)?;
+        let rendered = started.elapsed();
+        let written = write_site(out, &files)?;
+        tracing::info!(
+            out = %out.display(),
+            render_s = rendered.as_secs_f64(),
+            write_s = (started.elapsed() - rendered).as_secs_f64(),
+            files = files.len(),
+            changed = written,
+            "Site built."
+        );
+        pages += files.iter().filter(|f| f.path.ends_with(".html")).count();
+    }
+    Ok(pages)
+}
+
+/// The public site in `dir/public` and the internal dashboard in
+/// `dir/internal`, with default options.
+pub(crate) fn both_audiences(dir: &Path) -> Vec<(SiteOptions, PathBuf)> {
+    [
+        (Audience::Public, "public"),
+        (Audience::Internal, "internal"),
+    ]
+    .into_iter()
+    .map(|(audience, sub)| {
+        let opts = SiteOptions {
+            audience,
+            ..SiteOptions::default()
+        };
+        (opts, dir.join(sub))
+    })
+    .collect()
 }
 
 pub(crate) fn run(args: SiteArgs) -> anyhow::Result<()> {
     let opts = options(&args)?;
     let store = args.lake.open()?;
     let started = std::time::Instant::now();
-    let pages = super::runtime()?.block_on(build_site(store, args.as_of, &opts, &args.out))?;
+    let sites = [(opts, args.out.clone())];
+    let pages = super::runtime()?.block_on(build_sites(store, args.as_of, &sites))?;
     println!(
         "Wrote {pages} pages to {} in {:.2}s; open {}",
         args.out.display(),
