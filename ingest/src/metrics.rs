@@ -64,11 +64,6 @@ impl IngestMetrics {
             .retain(|(t, p, _)| !(t == topic && *p == partition));
     }
 
-    /// Records read so far.
-    pub fn records_in(&self) -> u64 {
-        self.records_in.load(Ordering::Relaxed)
-    }
-
     /// Valid rows written so far.
     pub fn rows_written(&self) -> u64 {
         self.rows_written.load(Ordering::Relaxed)

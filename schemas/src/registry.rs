@@ -306,11 +306,6 @@ impl Registry {
         self.grid_index.get(id).map(|&i| &self.grids[i])
     }
 
-    /// Index of a grid by id.
-    pub fn grid_position(&self, id: &str) -> Option<usize> {
-        self.grid_index.get(id).copied()
-    }
-
     /// The county of a grid.
     pub fn county_of(&self, grid: &Grid) -> &County {
         &self.counties[grid.county]

@@ -114,12 +114,7 @@ fn bench_ingest(
         std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?),
         Generator::new(&registry, opts.clone()),
     )?;
-    let lake = dir.join("lake");
-    let _ = std::fs::remove_dir_all(&lake);
-    std::fs::create_dir_all(&lake)?;
-    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
-        object_store::local::LocalFileSystem::new_with_prefix(&lake)?,
-    );
+    let store = empty_lake(&dir.join("lake"))?;
     let started = Instant::now();
     let report = super::runtime()?.block_on(super::ingest::ingest_file(
         store,
@@ -163,6 +158,17 @@ fn bench_ingest(
     Ok(())
 }
 
+/// A lake in `dir`, emptied first.
+fn empty_lake(dir: &Path) -> anyhow::Result<std::sync::Arc<dyn object_store::ObjectStore>> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(std::sync::Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(dir)?,
+    ))
+}
+
 fn bench_aggregate(
     registry: gridstat_schemas::Registry,
     campaign: CampaignArgs,
@@ -186,12 +192,7 @@ fn bench_aggregate(
         out.push(b'\n');
     }
     std::fs::create_dir_all(&dir)?;
-    let lake = dir.join("lake");
-    let _ = std::fs::remove_dir_all(&lake);
-    std::fs::create_dir_all(&lake)?;
-    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
-        object_store::local::LocalFileSystem::new_with_prefix(&lake)?,
-    );
+    let store = empty_lake(&dir.join("lake"))?;
     let registry = std::sync::Arc::new(registry);
     let runtime = super::runtime()?;
     let aggregate = |full: bool| -> anyhow::Result<(f64, String)> {
@@ -240,24 +241,12 @@ fn bench_aggregate(
 }
 
 fn bench_site(lake: &super::lake::LakeArgs, runs: u32) -> anyhow::Result<()> {
-    use super::site::build_site;
-    use gridstat_site_gen::{Audience, SiteOptions};
+    use super::site::{both_audiences, build_sites};
     let store = lake.open()?;
     let runtime = super::runtime()?;
     let tmp = tempfile::tempdir()?;
     let both = |out: &Path| -> anyhow::Result<usize> {
-        let mut pages = 0;
-        for (audience, dir) in [
-            (Audience::Public, "public"),
-            (Audience::Internal, "internal"),
-        ] {
-            let opts = SiteOptions {
-                audience,
-                ..SiteOptions::default()
-            };
-            pages += runtime.block_on(build_site(store.clone(), None, &opts, &out.join(dir)))?;
-        }
-        Ok(pages)
+        runtime.block_on(build_sites(store.clone(), None, &both_audiences(out)))
     };
     let (mut fresh, mut again, mut pages) = (f64::MAX, f64::MAX, 0);
     for run in 0..runs.max(1) {

@@ -104,7 +104,7 @@ impl ConfigFile {
     /// Each value as the environment variable of its flag.
     pub(crate) fn env_values(&self) -> Vec<(&'static str, String)> {
         let ingest = &self.ingest;
-        let pairs: [(&'static str, Option<String>); 14] = [
+        let pairs: [(&'static str, Option<String>); 15] = [
             ("GRIDSTAT_LAKE", self.lake.clone()),
             ("GRIDSTAT_S3_ENDPOINT", self.s3_endpoint.clone()),
             (
@@ -146,15 +146,12 @@ impl ConfigFile {
                 "GRIDSTAT_SITE_THRESHOLD",
                 self.site.threshold.map(|v| v.to_string()),
             ),
+            ("GRIDSTAT_SITE_BASE_URL", self.site.base_url.clone()),
         ];
-        let mut out: Vec<_> = pairs
+        pairs
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect();
-        if let Some(url) = &self.site.base_url {
-            out.push(("GRIDSTAT_SITE_BASE_URL", url.clone()));
-        }
-        out
+            .collect()
     }
 
     /// Set every value whose environment variable is not set yet. Called
