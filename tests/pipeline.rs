@@ -362,46 +362,53 @@ fn rollup_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 async fn incremental_equals_full_and_idle_runs_write_nothing() {
     let registry = Arc::new(Registry::jiangmen());
     let msgs = messages(&registry);
-    // First batch: everything sent before the last day; then the rest,
-    // which holds late arrivals for earlier days.
+    // Three batches: everything sent before day 3; then what came later
+    // about the first day (rollups recomputed from the campaign's start);
+    // then the rest, late arrivals for days 1 and 2 among it (rollups
+    // continued from the previous run's cumulative figures).
     let cut = local_midnight(campaign().start + Duration::days(3)).timestamp_millis();
+    let second_day = local_midnight(campaign().start + Duration::days(1)).timestamp_millis();
+    let event_ms = |m: &GeneratedMessage| {
+        decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None)
+            .ok()
+            .map(|s| s.event_time().timestamp_millis())
+    };
     let (early, late): (Vec<_>, Vec<_>) = msgs.iter().cloned().partition(|m| m.sent_at_ms < cut);
-    let late_for_old_days = late
+    let (late_first_day, rest): (Vec<_>, Vec<_>) = late
+        .into_iter()
+        .partition(|m| event_ms(m).is_some_and(|t| t < second_day));
+    let late_for_old_days = rest
         .iter()
-        .filter_map(|m| {
-            decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None).ok()
-        })
-        .filter(|s| s.event_time().timestamp_millis() < cut)
+        .filter_map(event_ms)
+        .filter(|t| *t < cut)
         .count();
     assert!(
-        late_for_old_days > 0,
-        "the second batch must touch old days"
+        late_for_old_days > 0 && !late_first_day.is_empty(),
+        "the later batches must touch old days"
     );
+    let batches = [
+        (&early, "early.ndjson"),
+        (&late_first_day, "late-first-day.ndjson"),
+        (&rest, "rest.ndjson"),
+    ];
 
     let inc = tempfile::tempdir().unwrap();
     let lake = store(inc.path());
     let opts = AggregateOptions::default();
-    ingest(
-        Arc::clone(&lake),
-        Arc::clone(&registry),
-        &early,
-        "early.ndjson",
-    )
-    .await;
-    gridstat_aggregate::run(Arc::clone(&lake), &registry, &opts, &NoProgress)
-        .await
-        .unwrap();
-    ingest(
-        Arc::clone(&lake),
-        Arc::clone(&registry),
-        &late,
-        "late.ndjson",
-    )
-    .await;
-    let report = gridstat_aggregate::run(Arc::clone(&lake), &registry, &opts, &NoProgress)
-        .await
-        .unwrap();
-    assert!(report.days_curated.len() < campaign().days as usize || late_for_old_days > 0);
+    let mut report = None;
+    for (batch, name) in batches {
+        ingest(Arc::clone(&lake), Arc::clone(&registry), batch, name).await;
+        report = Some(
+            gridstat_aggregate::run(Arc::clone(&lake), &registry, &opts, &NoProgress)
+                .await
+                .unwrap(),
+        );
+    }
+    let report = report.unwrap();
+    assert!(
+        report.rollup_days.first() > Some(&campaign().start),
+        "the last run continues the previous cumulative rollups: {report:?}"
+    );
     let incremental = rollup_files(inc.path());
 
     let before: BTreeSet<_> = incremental.keys().cloned().collect();
@@ -430,20 +437,9 @@ async fn incremental_equals_full_and_idle_runs_write_nothing() {
     );
     let fresh = tempfile::tempdir().unwrap();
     let lake2 = store(fresh.path());
-    ingest(
-        Arc::clone(&lake2),
-        Arc::clone(&registry),
-        &early,
-        "early.ndjson",
-    )
-    .await;
-    ingest(
-        Arc::clone(&lake2),
-        Arc::clone(&registry),
-        &late,
-        "late.ndjson",
-    )
-    .await;
+    for (batch, name) in batches {
+        ingest(Arc::clone(&lake2), Arc::clone(&registry), batch, name).await;
+    }
     gridstat_aggregate::run(Arc::clone(&lake2), &registry, &full, &NoProgress)
         .await
         .unwrap();

@@ -96,6 +96,14 @@ impl AggregateReport {
 const RAW_PREFIXES: [&str; 3] = [lake::RAW_VISITS, lake::RAW_CASES, lake::QUARANTINE];
 
 /// Run the three steps against the lake in `store`.
+///
+/// Incremental runs (the default) curate only the days whose raw files
+/// changed, and recompute rollups from the first such day on: the daily
+/// figures of those days, and cumulative figures as the previous run's
+/// cumulative row of the day before plus running sums. Anything that
+/// makes the previous rollups untrustworthy — another campaign start,
+/// overdue limit or registry, a raw file removed, a missing rollup file —
+/// makes the run recompute every day, as `--all` does.
 pub async fn run(
     store: Arc<dyn ObjectStore>,
     registry: &Registry,
@@ -118,20 +126,43 @@ pub async fn run(
         .filter(|p| !p.starts_with(lake::QUARANTINE))
         .filter_map(|p| store::day_of(p))
         .collect();
-    let (touched, quarantine_changed) = match &previous {
-        None => (raw_days.clone(), true),
-        Some(prev) => changed_days(&prev.files, &seen),
+    let changes = match &previous {
+        None => Changes::everything(&seen),
+        Some(prev) => Changes::between(&prev.files, &seen),
     };
+    let last_day = raw_days
+        .iter()
+        .next_back()
+        .copied()
+        .unwrap_or(opts.campaign_start)
+        .max(opts.campaign_start);
+    let mark = store::RollupMark {
+        through: last_day,
+        campaign_start: opts.campaign_start,
+        overdue_hours: opts.overdue_hours,
+        registry: store::registry_fingerprint(registry),
+    };
+    // Where the previous rollups can be continued from, if they can.
+    let continue_after = previous
+        .as_ref()
+        .and_then(|p| p.rollups.as_ref())
+        .filter(|m| !changes.removed && m.same_settings(&mark))
+        .map(|m| m.through);
+    let settings_changed = previous.is_some() && continue_after.is_none();
     report.timings.push(("scan".into(), started.elapsed()));
-    if touched.is_empty() && !quarantine_changed {
+    if changes.days.is_empty() && changes.quarantine_days.is_empty() && !settings_changed {
         return Ok(report);
     }
 
     let ctx = tables::session(Arc::clone(&store));
-    tables::register_all(&ctx, &store, registry).await?;
+    timed(
+        "register tables",
+        tables::register_all(&ctx, &store, registry),
+    )
+    .await?;
     let t = Instant::now();
-    progress.step("curate", touched.len() as u64);
-    for &day in &touched {
+    progress.step("curate", changes.days.len() as u64);
+    for &day in &changes.days {
         if raw_days.contains(&day) {
             let d = curated::curate_day(&ctx, &store, day).await?;
             report.files_written += d.files_written;
@@ -149,86 +180,163 @@ pub async fn run(
 
     let t = Instant::now();
     let ctx = tables::session(Arc::clone(&store));
-    tables::register_all(&ctx, &store, registry).await?;
-    let last_day = raw_days
-        .iter()
-        .next_back()
-        .copied()
-        .unwrap_or(opts.campaign_start)
-        .max(opts.campaign_start);
-    tables::register_days(&ctx, opts.campaign_start, last_day, opts.overdue_hours)?;
+    timed(
+        "register tables",
+        tables::register_all(&ctx, &store, registry),
+    )
+    .await?;
+    let mut from = match continue_after {
+        Some(through) => changes
+            .days
+            .first()
+            .copied()
+            .unwrap_or(last_day)
+            .min(through + chrono::Days::new(1)),
+        None => opts.campaign_start,
+    }
+    .max(opts.campaign_start);
+    let mut rollups_through = previous
+        .as_ref()
+        .and_then(|p| p.rollups.as_ref())
+        .map(|m| m.through);
     if ctx.table_exist("curated_visits").unwrap_or(false) {
-        let (_, wrote) = curated::case_state(&ctx, &store).await?;
-        report.files_written += usize::from(wrote);
+        if !changes.days.is_empty() || continue_after.is_none() {
+            let (_, wrote) = timed("case_state", curated::case_state(&ctx, &store)).await?;
+            report.files_written += usize::from(wrote);
+        }
         tables::register(&ctx, &store, &tables::TABLES[7]).await?;
-        let from = if opts.full || previous.is_none() {
-            opts.campaign_start
-        } else {
-            touched.iter().next().copied().unwrap_or(last_day)
+        if continue_after.is_some() {
+            // A resolution stamped before its case was opened counts on an
+            // earlier day than the opening: start there.
+            if let Some(day) = timed(
+                "early resolutions",
+                rollup::earliest_resolution_before(&ctx, from),
+            )
+            .await?
+            {
+                from = from.min(day).max(opts.campaign_start);
+            }
+        }
+        let previous_cumulative = match from.pred_opt() {
+            Some(before) if from > opts.campaign_start => {
+                let path = format!(
+                    "rollups/cumulative/{}/part-00000.parquet",
+                    dt_partition(before)
+                );
+                store::exists(&store, &path).await?.then_some(path)
+            }
+            _ => None,
         };
-        let days: Vec<NaiveDate> = from
-            .max(opts.campaign_start)
-            .iter_days()
-            .take_while(|d| *d <= last_day)
-            .collect();
-        progress.step("rollup", days.len() as u64 * 2 + 1);
-        let (daily, cumulative) = rollup::compute(&ctx).await?;
-        for &day in &days {
-            report.files_written += write_day(&store, "rollups/daily", day, &daily).await?;
-            progress.advance();
-            report.files_written +=
-                write_day(&store, "rollups/cumulative", day, &cumulative).await?;
-            progress.advance();
+        if from > opts.campaign_start && previous_cumulative.is_none() {
+            from = opts.campaign_start;
+        }
+        let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= last_day).collect();
+        if !days.is_empty() {
+            progress.step("rollup", days.len() as u64 * 2);
+            tables::register_days(&ctx, from, last_day, opts.overdue_hours)?;
+            if let Some(path) = &previous_cumulative {
+                tables::register_file(&ctx, "previous_cumulative", path).await?;
+            }
+            let (daily, cumulative) =
+                rollup::compute(&ctx, from, previous_cumulative.is_some()).await?;
+            let written = Instant::now();
+            for &day in &days {
+                report.files_written += write_day(&store, "rollups/daily", day, &daily).await?;
+                progress.advance();
+                report.files_written +=
+                    write_day(&store, "rollups/cumulative", day, &cumulative).await?;
+                progress.advance();
+            }
+            tracing::debug!(
+                seconds = written.elapsed().as_secs_f64(),
+                "Rollup files written."
+            );
         }
         report.rollup_days = days;
-        let has_quarantine = seen.keys().any(|p| p.starts_with(lake::QUARANTINE));
-        let df = ctx
-            .sql(&rollup::quality_sql(has_quarantine))
-            .await
-            .map_err(error::query("quality"))?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let quality = df.collect().await.map_err(error::query("quality"))?;
-        report.files_written += usize::from(
-            store::write_parquet(
+        rollups_through = Some(last_day);
+        let quality_days = (continue_after.is_some()).then(|| {
+            changes
+                .days
+                .union(&changes.quarantine_days)
+                .copied()
+                .collect::<BTreeSet<_>>()
+        });
+        report.files_written += timed(
+            "quality",
+            rollup::write_quality(
+                &ctx,
                 &store,
-                "rollups/quality/part-00000.parquet",
-                schema,
-                &quality,
-            )
-            .await?,
-        );
-        progress.advance();
+                seen.keys().any(|p| p.starts_with(lake::QUARANTINE)),
+                quality_days.as_ref(),
+            ),
+        )
+        .await?;
     }
     report.timings.push(("rollup".into(), t.elapsed()));
     store::write_state(
         &store,
         lake::AGGREGATE_STATE,
-        &store::AggregateState { files: seen },
+        &store::AggregateState {
+            files: seen,
+            rollups: rollups_through.map(|through| store::RollupMark { through, ..mark }),
+        },
     )
     .await?;
     Ok(report)
 }
 
-/// Days whose raw files are new, rewritten or gone; and whether quarantine changed.
-fn changed_days(
-    before: &BTreeMap<String, store::Fingerprint>,
-    now: &BTreeMap<String, store::Fingerprint>,
-) -> (BTreeSet<NaiveDate>, bool) {
-    let mut days = BTreeSet::new();
-    let mut quarantine = false;
-    let changed = now
-        .iter()
-        .filter(|(p, fp)| before.get(*p) != Some(fp))
-        .map(|(p, _)| p)
-        .chain(before.keys().filter(|p| !now.contains_key(*p)));
-    for path in changed {
-        if path.starts_with(lake::QUARANTINE) {
-            quarantine = true;
-        } else if let Some(day) = store::day_of(path) {
-            days.insert(day);
-        }
+/// Await `step`, logging how long it took (`GRIDSTAT_LOG=gridstat_aggregate=debug`).
+async fn timed<T>(name: &str, step: impl std::future::Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = step.await;
+    tracing::debug!(
+        step = name,
+        seconds = started.elapsed().as_secs_f64(),
+        "Step done."
+    );
+    out
+}
+
+/// What changed in the raw lake since the last run.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Days whose raw visit or case files are new, rewritten or gone.
+    days: BTreeSet<NaiveDate>,
+    /// Days whose quarantine files are new, rewritten or gone.
+    quarantine_days: BTreeSet<NaiveDate>,
+    /// Whether any file is gone (rollups are then recomputed from scratch).
+    removed: bool,
+}
+
+impl Changes {
+    fn everything(now: &BTreeMap<String, store::Fingerprint>) -> Self {
+        Self::between(&BTreeMap::new(), now)
     }
-    (days, quarantine)
+
+    fn between(
+        before: &BTreeMap<String, store::Fingerprint>,
+        now: &BTreeMap<String, store::Fingerprint>,
+    ) -> Self {
+        let mut changes = Changes::default();
+        let gone: Vec<&String> = before.keys().filter(|p| !now.contains_key(*p)).collect();
+        changes.removed = !gone.is_empty();
+        let changed = now
+            .iter()
+            .filter(|(p, fp)| before.get(*p) != Some(fp))
+            .map(|(p, _)| p)
+            .chain(gone);
+        for path in changed {
+            let Some(day) = store::day_of(path) else {
+                continue;
+            };
+            if path.starts_with(lake::QUARANTINE) {
+                changes.quarantine_days.insert(day);
+            } else {
+                changes.days.insert(day);
+            }
+        }
+        changes
+    }
 }
 
 /// Write the rows of one day (without the `dt` column) to `PREFIX/dt=DAY/part-00000.parquet`.

@@ -7,8 +7,13 @@
 //! additive too. Distinct reporters and resolve-time percentiles are not
 //! additive and are computed per level.
 
-use arrow::array::RecordBatch;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
+use object_store::ObjectStore;
 
 use crate::error::{query, Result};
 
@@ -77,7 +82,7 @@ const CATEGORIES: &[&str] = &[
     "other",
 ];
 
-fn grid_day_sql() -> String {
+fn grid_day_sql(from: &str) -> String {
     let cats: String = CATEGORIES
         .iter()
         .map(|c| format!(", SUM(CASE WHEN category = '{c}' THEN 1 ELSE 0 END) AS hardships_{c}"))
@@ -96,24 +101,25 @@ fn grid_day_sql() -> String {
            SUM(hazards_found) AS hazards_found, SUM(hazards_fixed_on_spot) AS hazards_fixed_on_spot, \
            SUM(hardships_raised) AS hardships_raised, \
            SUM(enlisted_building_leads) AS enlisted_building_leads, SUM(enlisted_volunteers) AS enlisted_volunteers \
-           FROM curated_visits GROUP BY dt, grid_id), \
+           FROM curated_visits WHERE dt >= '{from}' GROUP BY dt, grid_id), \
          distinct_targets AS (SELECT dt AS t_dt, grid_id AS t_grid, \
            SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_visited, \
            SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_visited, \
            SUM(CASE WHEN target_kind = 'venue' THEN 1 ELSE 0 END) AS venues_visited \
-           FROM (SELECT dt, grid_id, target_kind, target_id FROM curated_visits GROUP BY dt, grid_id, target_kind, target_id) \
+           FROM (SELECT dt, grid_id, target_kind, target_id FROM curated_visits WHERE dt >= '{from}' GROUP BY dt, grid_id, target_kind, target_id) \
            GROUP BY dt, grid_id), \
          firsts AS (SELECT first_dt AS f_dt, grid_id AS f_grid, \
            SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_new, \
            SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_new, \
            SUM(CASE WHEN target_kind = 'venue' THEN 1 ELSE 0 END) AS venues_new \
-           FROM (SELECT grid_id, target_kind, target_id, MIN(dt) AS first_dt FROM curated_visits GROUP BY grid_id, target_kind, target_id) \
+           FROM (SELECT grid_id, target_kind, target_id, MIN(dt) AS first_dt FROM curated_visits GROUP BY grid_id, target_kind, target_id \
+             HAVING MIN(dt) >= '{from}') \
            GROUP BY first_dt, grid_id), \
-         hs AS (SELECT opened_dt AS h_dt, grid_id AS h_grid {cats} FROM case_state WHERE case_kind = 'hardship' GROUP BY opened_dt, grid_id), \
+         hs AS (SELECT opened_dt AS h_dt, grid_id AS h_grid {cats} FROM case_state WHERE case_kind = 'hardship' AND opened_dt >= '{from}' GROUP BY opened_dt, grid_id), \
          res AS (SELECT resolved_dt AS r_dt, grid_id AS r_grid, \
            SUM(CASE WHEN case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_resolved, \
            SUM(CASE WHEN case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_resolved \
-           FROM case_state WHERE resolved_dt IS NOT NULL GROUP BY resolved_dt, grid_id), \
+           FROM case_state WHERE resolved_dt >= '{from}' GROUP BY resolved_dt, grid_id), \
          st AS (SELECT d.dt AS s_dt, c.grid_id AS s_grid, \
            SUM(CASE WHEN c.case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_open, \
            SUM(CASE WHEN c.case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_open, \
@@ -146,7 +152,7 @@ fn area_day_sql() -> String {
         .join(" UNION ALL ")
 }
 
-fn reporters_sql(cumulative: bool) -> String {
+fn reporters_sql(cumulative: bool, from: &str) -> String {
     LEVELS
         .iter()
         .map(|(level, key, _, _)| {
@@ -161,7 +167,8 @@ fn reporters_sql(cumulative: bool) -> String {
                 format!(
                     "SELECT '{level}' AS rl, area AS ra, first_dt AS rdt {cols} FROM \
                      (SELECT {key} AS area, reporter_id, reporter_role, MIN(r.dt) AS first_dt FROM reporter_days r \
-                      JOIN registry_grids g ON r.grid_id = g.grid_id GROUP BY {key}, reporter_id, reporter_role) GROUP BY area, first_dt"
+                      JOIN registry_grids g ON r.grid_id = g.grid_id GROUP BY {key}, reporter_id, reporter_role \
+                      HAVING MIN(r.dt) >= '{from}') GROUP BY area, first_dt"
                 )
             } else {
                 // COUNT(DISTINCT …) plans badly here: group per reporter
@@ -181,7 +188,7 @@ fn reporters_sql(cumulative: bool) -> String {
                 format!(
                     "SELECT '{level}' AS rl, area AS ra, dt AS rdt {cols} FROM \
                      (SELECT {key} AS area, r.dt, reporter_id {flags} FROM reporter_days r \
-                      JOIN registry_grids g ON r.grid_id = g.grid_id GROUP BY {key}, r.dt, reporter_id) \
+                      JOIN registry_grids g ON r.grid_id = g.grid_id WHERE r.dt >= '{from}' GROUP BY {key}, r.dt, reporter_id) \
                      GROUP BY area, dt"
                 )
             }
@@ -190,38 +197,144 @@ fn reporters_sql(cumulative: bool) -> String {
         .join(" UNION ALL ")
 }
 
-fn hours_sql(cumulative: bool) -> String {
+fn hours_sql(cumulative: bool, from: &str) -> String {
     LEVELS
         .iter()
         .map(|(level, key, _, _)| {
+            // Cumulative percentiles take every resolution up to the day;
+            // `days` holds only the days being recomputed.
             let (join, day) = if cumulative {
-                ("JOIN days d ON c.resolved_dt <= d.dt", "d.dt")
+                ("JOIN days d ON c.resolved_dt <= d.dt".to_string(), "d.dt")
             } else {
-                ("", "c.resolved_dt")
+                (String::new(), "c.resolved_dt")
+            };
+            let since = if cumulative {
+                String::new()
+            } else {
+                format!(" AND c.resolved_dt >= '{from}'")
             };
             format!(
                 "SELECT '{level}' AS hl, {key} AS ha, {day} AS hdt, \
                  percentile_cont(0.5) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS resolve_hours_median, \
                  percentile_cont(0.9) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS resolve_hours_p90 \
                  FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id {join} \
-                 WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL GROUP BY {key}, {day}"
+                 WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL{since} GROUP BY {key}, {day}"
             )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
 }
 
-fn final_sql(cumulative: bool) -> String {
+/// The cumulative-table column holding the running sum of flow `f`.
+fn cumulative_column(f: &str) -> &str {
+    match f {
+        "enterprises_new" => "enterprises_visited",
+        "venues_new" => "venues_visited",
+        other => other,
+    }
+}
+
+/// The previous run's cumulative row of the day before the first
+/// recomputed day, per level and area; no rows when recomputing from the
+/// campaign's start.
+fn previous_sql(has_previous: bool) -> String {
+    let columns: std::collections::BTreeSet<&str> = FLOWS
+        .iter()
+        .map(|f| cumulative_column(f))
+        .chain(REPORTERS.iter().map(|(c, _)| *c))
+        .collect();
+    if has_previous {
+        let cols: String = columns.iter().map(|c| format!(", {c}")).collect();
+        format!("(SELECT level, area_code{cols} FROM previous_cumulative)")
+    } else {
+        let cols: String = columns
+            .iter()
+            .map(|c| format!(", CAST(NULL AS BIGINT) AS {c}"))
+            .collect();
+        format!("(SELECT CAST(NULL AS VARCHAR) AS level, CAST(NULL AS VARCHAR) AS area_code{cols} WHERE false)")
+    }
+}
+
+/// `area_day` with each area's new reporters per day: the input of the
+/// running sums behind the cumulative table.
+fn area_totals_sql() -> String {
+    let reporters: String = REPORTERS
+        .iter()
+        .map(|(c, _)| format!(", COALESCE(r.{c}, 0) AS {c}"))
+        .collect();
+    format!(
+        "SELECT a.*{reporters} FROM area_day a \
+         LEFT JOIN reporters_cum r ON a.level = r.rl AND a.area_code = r.ra AND a.dt = r.rdt"
+    )
+}
+
+/// Replace each of `columns` (Int64) by its running sum over the rows of
+/// the same `partition` key in `order`: DataFusion's bounded window
+/// operator took over a second for 90k rows with thousands of areas.
+fn running_sums(
+    batches: &[RecordBatch],
+    partition: &[&str],
+    order: &str,
+    columns: &[&str],
+) -> Result<Option<RecordBatch>> {
+    use arrow::array::{Array, ArrayRef, Int64Array};
+    use arrow::compute::SortColumn;
+    use arrow::datatypes::Int64Type;
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let batch = arrow::compute::concat_batches(&first.schema(), batches)?;
+    let column = |name: &str| -> Result<ArrayRef> {
+        Ok(Arc::clone(batch.column(batch.schema().index_of(name)?)))
+    };
+    let mut sort = Vec::new();
+    for name in partition.iter().chain([&order]) {
+        sort.push(SortColumn {
+            values: column(name)?,
+            options: None,
+        });
+    }
+    let indices = arrow::compute::lexsort_to_indices(&sort, None)?;
+    let sorted = arrow::compute::take_record_batch(&batch, &indices)?;
+    let keys = partition
+        .iter()
+        .map(|name| Ok(Arc::clone(sorted.column(sorted.schema().index_of(name)?))))
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let ranges = arrow::compute::partition(&keys)?.ranges();
+    let mut out = sorted.columns().to_vec();
+    for name in columns {
+        let idx = sorted.schema().index_of(name)?;
+        let values = out[idx].as_primitive::<Int64Type>();
+        let mut sums = Vec::with_capacity(values.len());
+        for range in &ranges {
+            let mut total = 0i64;
+            for row in range.clone() {
+                total += if values.is_null(row) {
+                    0
+                } else {
+                    values.value(row)
+                };
+                sums.push(total);
+            }
+        }
+        out[idx] = Arc::new(Int64Array::from(sums));
+    }
+    Ok(Some(RecordBatch::try_new(sorted.schema(), out)?))
+}
+
+fn final_sql(cumulative: bool, has_previous: bool) -> String {
+    // The cumulative table reads `area_running`, whose flows and reporter
+    // counts are already running sums since the first recomputed day.
     let flow = |f: &str| {
         if cumulative {
-            format!("SUM(a.{f}) OVER (PARTITION BY a.level, a.area_code ORDER BY a.dt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+            format!("(COALESCE(p.{}, 0) + a.{f})", cumulative_column(f))
         } else {
             format!("a.{f}")
         }
     };
     let reporter = |c: &str| {
         if cumulative {
-            format!("SUM(COALESCE(r.{c}, 0)) OVER (PARTITION BY a.level, a.area_code ORDER BY a.dt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+            format!("(COALESCE(p.{c}, 0) + a.{c})")
         } else {
             format!("COALESCE(r.{c}, 0)")
         }
@@ -301,17 +414,21 @@ fn final_sql(cumulative: bool) -> String {
     for f in ["enlisted_building_leads", "enlisted_volunteers"] {
         cols.push(format!("{} AS {f}", flow(f)));
     }
-    let reporters = if cumulative {
-        "reporters_cum"
+    let joins = if cumulative {
+        format!(
+            "area_running a \
+             LEFT JOIN hours_cum h ON a.level = h.hl AND a.area_code = h.ha AND a.dt = h.hdt \
+             LEFT JOIN {} p ON a.level = p.level AND a.area_code = p.area_code",
+            previous_sql(has_previous)
+        )
     } else {
-        "reporters_day"
+        "area_day a \
+         LEFT JOIN reporters_day r ON a.level = r.rl AND a.area_code = r.ra AND a.dt = r.rdt \
+         LEFT JOIN hours_day h ON a.level = h.hl AND a.area_code = h.ha AND a.dt = h.hdt"
+            .to_string()
     };
-    let hours = if cumulative { "hours_cum" } else { "hours_day" };
     format!(
-        "SELECT {} FROM area_day a \
-         LEFT JOIN {reporters} r ON a.level = r.rl AND a.area_code = r.ra AND a.dt = r.rdt \
-         LEFT JOIN {hours} h ON a.level = h.hl AND a.area_code = h.ha AND a.dt = h.hdt \
-         ORDER BY a.dt, a.level_rank, a.area_code",
+        "SELECT {} FROM {joins} ORDER BY a.dt, a.level_rank, a.area_code",
         cols.join(", ")
     )
 }
@@ -334,10 +451,18 @@ async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> 
     Ok(())
 }
 
-/// Daily and cumulative rollups for every day of the `days` table, sorted
-/// by day, level (city first) and area code. Both include a `dt` column.
-pub(crate) async fn compute(ctx: &SessionContext) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
-    materialize(ctx, "grid_day", &grid_day_sql()).await?;
+/// Daily and cumulative rollups for every day of the `days` table (from
+/// `from` on), sorted by day, level (city first) and area code. Both
+/// include a `dt` column. With `has_previous`, the table
+/// `previous_cumulative` holds the cumulative rollups of the day before
+/// `from`.
+pub(crate) async fn compute(
+    ctx: &SessionContext,
+    from: NaiveDate,
+    has_previous: bool,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    let from = from.format("%Y-%m-%d").to_string();
+    materialize(ctx, "grid_day", &grid_day_sql(&from)).await?;
     materialize(ctx, "area_day", &area_day_sql()).await?;
     materialize(
         ctx,
@@ -345,42 +470,138 @@ pub(crate) async fn compute(ctx: &SessionContext) -> Result<(Vec<RecordBatch>, V
         "SELECT DISTINCT dt, grid_id, reporter_id, reporter_role FROM curated_visits",
     )
     .await?;
-    materialize(ctx, "reporters_day", &reporters_sql(false)).await?;
-    materialize(ctx, "reporters_cum", &reporters_sql(true)).await?;
-    materialize(ctx, "hours_day", &hours_sql(false)).await?;
-    materialize(ctx, "hours_cum", &hours_sql(true)).await?;
-    let daily = ctx
-        .sql(&final_sql(false))
+    materialize(ctx, "reporters_day", &reporters_sql(false, &from)).await?;
+    materialize(ctx, "reporters_cum", &reporters_sql(true, &from)).await?;
+    materialize(ctx, "hours_day", &hours_sql(false, &from)).await?;
+    materialize(ctx, "hours_cum", &hours_sql(true, &from)).await?;
+    let totals = ctx
+        .sql(&area_totals_sql())
         .await
-        .map_err(query("rollups_daily"))?
-        .collect()
-        .await
-        .map_err(query("rollups_daily"))?;
-    let cumulative = ctx
-        .sql(&final_sql(true))
-        .await
-        .map_err(query("rollups_cumulative"))?
-        .collect()
-        .await
-        .map_err(query("rollups_cumulative"))?;
+        .map_err(query("area_running"))?;
+    let schema = Arc::new(totals.schema().as_arrow().clone());
+    let totals = totals.collect().await.map_err(query("area_running"))?;
+    let summed: Vec<&str> = FLOWS
+        .iter()
+        .copied()
+        .chain(REPORTERS.iter().map(|(c, _)| *c))
+        .collect();
+    let running = running_sums(&totals, &["level", "area_code"], "dt", &summed)?;
+    let table =
+        datafusion::datasource::MemTable::try_new(schema, vec![running.into_iter().collect()])
+            .map_err(query("area_running"))?;
+    ctx.deregister_table("area_running")
+        .map_err(query("area_running"))?;
+    ctx.register_table("area_running", Arc::new(table))
+        .map_err(query("area_running"))?;
+    let mut out = Vec::new();
+    for (name, cumulative) in [("rollups_daily", false), ("rollups_cumulative", true)] {
+        let started = std::time::Instant::now();
+        let batches = ctx
+            .sql(&final_sql(cumulative, has_previous))
+            .await
+            .map_err(query(name))?
+            .collect()
+            .await
+            .map_err(query(name))?;
+        tracing::debug!(
+            table = name,
+            seconds = started.elapsed().as_secs_f64(),
+            "Computed."
+        );
+        out.push(batches);
+    }
+    let cumulative = out.pop().unwrap_or_default();
+    let daily = out.pop().unwrap_or_default();
     Ok((daily, cumulative))
 }
 
-/// Data-quality figures per day, in long form (`dt`, `kind`, `class`, `count`).
-pub(crate) fn quality_sql(has_quarantine: bool) -> String {
+/// The earliest day on which a case opened on or after `from` was
+/// resolved before `from` (a resolution stamped before the opening).
+pub(crate) async fn earliest_resolution_before(
+    ctx: &SessionContext,
+    from: NaiveDate,
+) -> Result<Option<NaiveDate>> {
+    let sql = format!(
+        "SELECT CAST(MIN(resolved_dt) AS VARCHAR) AS day FROM case_state \
+         WHERE opened_dt >= '{from}' AND resolved_dt < '{from}'"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(query("case_state"))?
+        .collect()
+        .await
+        .map_err(query("case_state"))?;
+    for b in &batches {
+        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let col = col.as_string::<i32>();
+        if let Some(day) = col.iter().flatten().next() {
+            return Ok(NaiveDate::parse_from_str(day, "%Y-%m-%d").ok());
+        }
+    }
+    Ok(None)
+}
+
+/// Rewrite `rollups/quality`: recompute the figures of `days` (every day
+/// when `None`) and keep the file's rows of all other days.
+pub(crate) async fn write_quality(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    has_quarantine: bool,
+    days: Option<&BTreeSet<NaiveDate>>,
+) -> Result<usize> {
+    let keep_old = days.is_some() && ctx.table_exist("quality").unwrap_or(false);
+    let sql = quality_sql(has_quarantine, days, keep_old);
+    let df = ctx.sql(&sql).await.map_err(query("quality"))?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let quality = df.collect().await.map_err(query("quality"))?;
+    let wrote = crate::store::write_parquet(
+        store,
+        "rollups/quality/part-00000.parquet",
+        schema,
+        &quality,
+    )
+    .await?;
+    Ok(usize::from(wrote))
+}
+
+/// Data-quality figures per day, in long form (`dt`, `kind`, `class`,
+/// `count`), for `days` only (all when `None`), with the old table's rows
+/// of every other day when `keep_old`.
+fn quality_sql(has_quarantine: bool, days: Option<&BTreeSet<NaiveDate>>, keep_old: bool) -> String {
+    let list = days.map(|days| {
+        days.iter()
+            .map(|d| format!("'{}'", d.format("%Y-%m-%d")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let only = |and: bool| match &list {
+        None => String::new(),
+        Some(l) if l.is_empty() => format!(" {} false", if and { "AND" } else { "WHERE" }),
+        Some(l) => format!(" {} dt IN ({l})", if and { "AND" } else { "WHERE" }),
+    };
     let quarantine = if has_quarantine {
-        " UNION ALL SELECT dt, 'quarantined' AS kind, error_class AS class, COUNT(*) AS count FROM quarantine GROUP BY dt, error_class"
+        format!(" UNION ALL SELECT dt, 'quarantined' AS kind, error_class AS class, COUNT(*) AS count FROM quarantine{} GROUP BY dt, error_class", only(false))
     } else {
-        ""
+        String::new()
+    };
+    let old = match (&list, keep_old) {
+        (Some(l), true) if !l.is_empty() => {
+            format!(" UNION ALL SELECT dt, kind, class, count FROM quality WHERE dt NOT IN ({l})")
+        }
+        (Some(_), true) => " UNION ALL SELECT dt, kind, class, count FROM quality".to_string(),
+        _ => String::new(),
     };
     format!(
         "SELECT dt, kind, class, count FROM ( \
-           SELECT dt, 'raw_visits' AS kind, CAST(NULL AS VARCHAR) AS class, COUNT(*) AS count FROM raw_visits GROUP BY dt \
-           UNION ALL SELECT dt, 'curated_visits', CAST(NULL AS VARCHAR), COUNT(*) FROM curated_visits GROUP BY dt \
-           UNION ALL SELECT dt, 'raw_cases', CAST(NULL AS VARCHAR), COUNT(*) FROM raw_cases GROUP BY dt \
-           UNION ALL SELECT dt, 'curated_cases', CAST(NULL AS VARCHAR), COUNT(*) FROM curated_cases GROUP BY dt \
+           SELECT dt, 'raw_visits' AS kind, CAST(NULL AS VARCHAR) AS class, COUNT(*) AS count FROM raw_visits{w} GROUP BY dt \
+           UNION ALL SELECT dt, 'curated_visits', CAST(NULL AS VARCHAR), COUNT(*) FROM curated_visits{w} GROUP BY dt \
+           UNION ALL SELECT dt, 'raw_cases', CAST(NULL AS VARCHAR), COUNT(*) FROM raw_cases{w} GROUP BY dt \
+           UNION ALL SELECT dt, 'curated_cases', CAST(NULL AS VARCHAR), COUNT(*) FROM curated_cases{w} GROUP BY dt \
            UNION ALL SELECT dt, 'late_arrivals', CAST(NULL AS VARCHAR), COUNT(*) FROM curated_visits \
-             WHERE CAST(sent_at AS BIGINT) - CAST(visited_at AS BIGINT) > 86400000 GROUP BY dt \
-           {quarantine}) ORDER BY dt, kind, class"
+             WHERE CAST(sent_at AS BIGINT) - CAST(visited_at AS BIGINT) > 86400000{a} GROUP BY dt \
+           {quarantine}{old}) ORDER BY dt, kind, class",
+        w = only(false),
+        a = only(true),
     )
 }

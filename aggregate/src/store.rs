@@ -35,6 +35,67 @@ pub struct Fingerprint {
 pub struct AggregateState {
     /// Raw and quarantine files by path.
     pub files: BTreeMap<String, Fingerprint>,
+    /// How far the rollups go and what they were computed with (absent in
+    /// states written before incremental rollups: then a run recomputes all).
+    #[serde(default)]
+    pub rollups: Option<RollupMark>,
+}
+
+/// The rollups a run left behind: every day up to `through`, computed
+/// with these settings. A later run continues from them only when its
+/// settings are the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupMark {
+    /// Last day with daily and cumulative rollups.
+    pub through: NaiveDate,
+    /// First day of the campaign.
+    pub campaign_start: NaiveDate,
+    /// The overdue limit in hours.
+    pub overdue_hours: i64,
+    /// Fingerprint of the registry (grids, their places and households).
+    pub registry: String,
+}
+
+impl RollupMark {
+    /// Whether rollups computed under `self` can be continued under `other`.
+    pub fn same_settings(&self, other: &RollupMark) -> bool {
+        self.campaign_start == other.campaign_start
+            && self.overdue_hours == other.overdue_hours
+            && self.registry == other.registry
+    }
+}
+
+/// A fingerprint of what the rollups take from the registry.
+pub(crate) fn registry_fingerprint(registry: &gridstat_schemas::Registry) -> String {
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash64::with_seed(0);
+    let mut field = |s: &str| {
+        h.write(s.as_bytes());
+        h.write_u8(0);
+    };
+    field(&registry.city.code);
+    field(&registry.city.name);
+    for g in &registry.grids {
+        let (village, town, county) = (
+            &registry.villages[g.village],
+            &registry.towns[g.town],
+            &registry.counties[g.county],
+        );
+        for s in [
+            &g.id,
+            &g.name,
+            &village.code,
+            &village.name,
+            &town.code,
+            &town.name,
+            &county.code,
+            &county.name,
+        ] {
+            field(s);
+        }
+        field(&g.households.to_string());
+    }
+    format!("{:016x}", h.finish())
 }
 
 /// List every object under `prefix` with its fingerprint.
@@ -142,6 +203,18 @@ pub(crate) async fn write_parquet(
     }
     put(store, path, body).await?;
     Ok(true)
+}
+
+/// Whether an object exists.
+pub(crate) async fn exists(store: &Arc<dyn ObjectStore>, path: &str) -> Result<bool> {
+    match store.head(&Path::from(path)).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(source) => Err(Error::Store {
+            path: path.into(),
+            source,
+        }),
+    }
 }
 
 /// Delete every object under `prefix` (a day that no longer has raw data).

@@ -155,6 +155,19 @@ pub async fn register(
     Ok(true)
 }
 
+/// Register one Parquet object of the lake as a table.
+pub(crate) async fn register_file(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
+    ctx.deregister_table(name).map_err(query(name))?;
+    ctx.register_parquet(
+        name,
+        format!("{LAKE_URL}{path}"),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .map_err(query(name))?;
+    Ok(())
+}
+
 /// Register every lake table that exists, plus `registry_grids`.
 pub async fn register_all(
     ctx: &SessionContext,
