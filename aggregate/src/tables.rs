@@ -25,9 +25,12 @@ pub const LAKE_URL: &str = "gridstat://lake/";
 
 /// A session over `store` with nothing registered yet.
 pub fn session(store: Arc<dyn ObjectStore>) -> SessionContext {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(true);
+    // Every query would otherwise read every file's footer for statistics
+    // at planning time; the jobs scan whole day partitions anyway.
+    config.options_mut().execution.collect_statistics = false;
     let ctx = SessionContext::new_with_config(config);
     let url = Url::parse(LAKE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);
