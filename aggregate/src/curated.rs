@@ -208,13 +208,11 @@ fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// Rebuild `case_state`: one row per handed-on case (hardships, and hazards
-/// not fixed on the spot) with the times of its updates.
-pub(crate) async fn case_state(
-    ctx: &SessionContext,
-    store: &Arc<dyn ObjectStore>,
-) -> Result<(usize, bool)> {
-    let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
+/// The query behind `case_state`; `epoch_ms` turns a timestamp expression
+/// into milliseconds since the epoch (dialects differ there).
+pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> String) -> String {
+    let resolved_ms = epoch_ms("u.resolved_at");
+    let opened_ms = epoch_ms("o.opened_at");
     let updates = if cases_exist {
         "SELECT case_id, \
            MIN(CASE WHEN status = 'assigned' THEN updated_at END) AS assigned_at, \
@@ -226,7 +224,7 @@ pub(crate) async fn case_state(
         "SELECT CAST(NULL AS VARCHAR) AS case_id, CAST(NULL AS TIMESTAMP) AS assigned_at, CAST(NULL AS TIMESTAMP) AS escalated_at, \
            CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt WHERE false"
     };
-    let sql = format!(
+    format!(
         "WITH opened AS ( \
            SELECT case_id, 'hardship' AS case_kind, category, urgency, grid_id, town_code, county_code, visited_at AS opened_at, dt AS opened_dt \
            FROM curated_hardships \
@@ -239,10 +237,20 @@ pub(crate) async fn case_state(
            u.assigned_at, u.escalated_at, u.resolved_at, u.resolved_dt, \
            CASE WHEN u.resolved_at IS NULL THEN NULL \
                 WHEN u.resolved_at < o.opened_at THEN 0.0 \
-                ELSE (CAST(CAST(u.resolved_at AS BIGINT) AS DOUBLE) - CAST(CAST(o.opened_at AS BIGINT) AS DOUBLE)) / 3600000.0 END AS hours_to_resolve \
+                ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve \
          FROM first_open o LEFT JOIN upd u ON o.case_id = u.case_id \
          WHERE o.rn = 1 ORDER BY o.county_code, o.town_code, o.grid_id, o.opened_at, o.case_id"
-    );
+    )
+}
+
+/// Rebuild `case_state`: one row per handed-on case (hardships, and hazards
+/// not fixed on the spot) with the times of its updates.
+pub(crate) async fn case_state(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+) -> Result<(usize, bool)> {
+    let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
+    let sql = case_state_sql(cases_exist, &|e| format!("CAST({e} AS BIGINT)"));
     let df = ctx.sql(&sql).await.map_err(query("case_state"))?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.map_err(query("case_state"))?;

@@ -38,6 +38,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A local file could not be written.
+    #[error("writing {path} failed")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Arrow error (a bug).
     #[error("internal Arrow error")]
     Arrow(#[from] arrow::error::ArrowError),

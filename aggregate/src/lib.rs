@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod curated;
+pub mod duckdb;
 pub mod error;
 pub mod rollup;
 pub mod store;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use chrono::NaiveDate;
+use datafusion::execution::context::SessionContext;
 use gridstat_schemas::lake::{self, dt_partition};
 use gridstat_schemas::Registry;
 use object_store::ObjectStore;
@@ -185,92 +187,26 @@ pub async fn run(
         tables::register_all(&ctx, &store, registry),
     )
     .await?;
-    let mut from = match continue_after {
-        Some(through) => changes
-            .days
-            .first()
-            .copied()
-            .unwrap_or(last_day)
-            .min(through + chrono::Days::new(1)),
-        None => opts.campaign_start,
-    }
-    .max(opts.campaign_start);
-    let mut rollups_through = previous
-        .as_ref()
-        .and_then(|p| p.rollups.as_ref())
-        .map(|m| m.through);
-    if ctx.table_exist("curated_visits").unwrap_or(false) {
-        if !changes.days.is_empty() || continue_after.is_none() {
-            let (_, wrote) = timed("case_state", curated::case_state(&ctx, &store)).await?;
-            report.files_written += usize::from(wrote);
-        }
-        tables::register(&ctx, &store, &tables::TABLES[7]).await?;
-        if continue_after.is_some() {
-            // A resolution stamped before its case was opened counts on an
-            // earlier day than the opening: start there.
-            if let Some(day) = timed(
-                "early resolutions",
-                rollup::earliest_resolution_before(&ctx, from),
-            )
-            .await?
-            {
-                from = from.min(day).max(opts.campaign_start);
-            }
-        }
-        let previous_cumulative = match from.pred_opt() {
-            Some(before) if from > opts.campaign_start => {
-                let path = format!(
-                    "rollups/cumulative/{}/part-00000.parquet",
-                    dt_partition(before)
-                );
-                store::exists(&store, &path).await?.then_some(path)
-            }
-            _ => None,
-        };
-        if from > opts.campaign_start && previous_cumulative.is_none() {
-            from = opts.campaign_start;
-        }
-        let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= last_day).collect();
-        if !days.is_empty() {
-            progress.step("rollup", days.len() as u64 * 2);
-            tables::register_days(&ctx, from, last_day, opts.overdue_hours)?;
-            if let Some(path) = &previous_cumulative {
-                tables::register_file(&ctx, "previous_cumulative", path).await?;
-            }
-            let (daily, cumulative) =
-                rollup::compute(&ctx, from, previous_cumulative.is_some()).await?;
-            let written = Instant::now();
-            for &day in &days {
-                report.files_written += write_day(&store, "rollups/daily", day, &daily).await?;
-                progress.advance();
-                report.files_written +=
-                    write_day(&store, "rollups/cumulative", day, &cumulative).await?;
-                progress.advance();
-            }
-            tracing::debug!(
-                seconds = written.elapsed().as_secs_f64(),
-                "Rollup files written."
-            );
-        }
-        report.rollup_days = days;
-        rollups_through = Some(last_day);
-        let quality_days = (continue_after.is_some()).then(|| {
+    let plan = RollupPlan {
+        continue_after,
+        first_changed: changes.days.first().copied(),
+        last_day,
+        case_state_stale: !changes.days.is_empty() || continue_after.is_none(),
+        quality_days: continue_after.is_some().then(|| {
             changes
                 .days
                 .union(&changes.quarantine_days)
                 .copied()
-                .collect::<BTreeSet<_>>()
-        });
-        report.files_written += timed(
-            "quality",
-            rollup::write_quality(
-                &ctx,
-                &store,
-                seen.keys().any(|p| p.starts_with(lake::QUARANTINE)),
-                quality_days.as_ref(),
-            ),
-        )
-        .await?;
+                .collect()
+        }),
+        has_quarantine: seen.keys().any(|p| p.starts_with(lake::QUARANTINE)),
+    };
+    let mut rollups_through = previous
+        .as_ref()
+        .and_then(|p| p.rollups.as_ref())
+        .map(|m| m.through);
+    if rollup_step(&ctx, &store, opts, &plan, &mut report, progress).await? {
+        rollups_through = Some(last_day);
     }
     report.timings.push(("rollup".into(), t.elapsed()));
     store::write_state(
@@ -282,6 +218,151 @@ pub async fn run(
         },
     )
     .await?;
+    Ok(report)
+}
+
+/// What the rollup step must recompute.
+#[derive(Debug)]
+struct RollupPlan {
+    /// Last day of the previous rollups, when they can be continued.
+    continue_after: Option<NaiveDate>,
+    /// First day whose raw files changed.
+    first_changed: Option<NaiveDate>,
+    /// Last day with raw data (or the campaign's start).
+    last_day: NaiveDate,
+    /// Whether `case_state` must be rebuilt.
+    case_state_stale: bool,
+    /// Days whose quality figures changed (`None`: all).
+    quality_days: Option<BTreeSet<NaiveDate>>,
+    /// Whether the lake has quarantine files.
+    has_quarantine: bool,
+}
+
+/// Step 2 (and the quality table). Returns whether rollups now cover
+/// every day up to `plan.last_day` (false when there are no curated visits).
+async fn rollup_step(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    opts: &AggregateOptions,
+    plan: &RollupPlan,
+    report: &mut AggregateReport,
+    progress: &dyn Progress,
+) -> Result<bool> {
+    if !ctx.table_exist("curated_visits").unwrap_or(false) {
+        return Ok(false);
+    }
+    let last_day = plan.last_day;
+    let mut from = match plan.continue_after {
+        Some(through) => plan
+            .first_changed
+            .unwrap_or(last_day)
+            .min(through + chrono::Days::new(1)),
+        None => opts.campaign_start,
+    }
+    .max(opts.campaign_start);
+    if plan.case_state_stale {
+        let (_, wrote) = timed("case_state", curated::case_state(ctx, store)).await?;
+        report.files_written += usize::from(wrote);
+    }
+    tables::register(ctx, store, &tables::TABLES[7]).await?;
+    if plan.continue_after.is_some() {
+        // A resolution stamped before its case was opened counts on an
+        // earlier day than the opening: start there.
+        if let Some(day) = timed(
+            "early resolutions",
+            rollup::earliest_resolution_before(ctx, from),
+        )
+        .await?
+        {
+            from = from.min(day).max(opts.campaign_start);
+        }
+    }
+    let previous_cumulative = match from.pred_opt() {
+        Some(before) if from > opts.campaign_start => {
+            let path = format!(
+                "rollups/cumulative/{}/part-00000.parquet",
+                dt_partition(before)
+            );
+            store::exists(store, &path).await?.then_some(path)
+        }
+        _ => None,
+    };
+    if from > opts.campaign_start && previous_cumulative.is_none() {
+        from = opts.campaign_start;
+    }
+    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= last_day).collect();
+    if !days.is_empty() {
+        progress.step("rollup", days.len() as u64 * 2);
+        tables::register_days(ctx, from, last_day, opts.overdue_hours)?;
+        if let Some(path) = &previous_cumulative {
+            tables::register_file(ctx, "previous_cumulative", path).await?;
+        }
+        let (daily, cumulative) = rollup::compute(ctx, from, previous_cumulative.is_some()).await?;
+        let written = Instant::now();
+        for &day in &days {
+            report.files_written += write_day(store, "rollups/daily", day, &daily).await?;
+            progress.advance();
+            report.files_written +=
+                write_day(store, "rollups/cumulative", day, &cumulative).await?;
+            progress.advance();
+        }
+        tracing::debug!(
+            seconds = written.elapsed().as_secs_f64(),
+            "Rollup files written."
+        );
+    }
+    report.rollup_days = days;
+    report.files_written += timed(
+        "quality",
+        rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Recompute every rollup from the curated tables as they are (no
+/// curation): what `gridstat bench rollup` measures against DuckDB.
+pub async fn rebuild_rollups(
+    store: Arc<dyn ObjectStore>,
+    registry: &Registry,
+    opts: &AggregateOptions,
+) -> Result<AggregateReport> {
+    let mut report = AggregateReport::default();
+    let started = Instant::now();
+    let mut seen = BTreeMap::new();
+    for prefix in RAW_PREFIXES {
+        seen.extend(store::list(&store, prefix).await?);
+    }
+    let last_day = seen
+        .keys()
+        .filter(|p| !p.starts_with(lake::QUARANTINE))
+        .filter_map(|p| store::day_of(p))
+        .max()
+        .unwrap_or(opts.campaign_start)
+        .max(opts.campaign_start);
+    let ctx = tables::session(Arc::clone(&store));
+    tables::register_all(&ctx, &store, registry).await?;
+    let plan = RollupPlan {
+        continue_after: None,
+        first_changed: None,
+        last_day,
+        case_state_stale: true,
+        quality_days: None,
+        has_quarantine: seen.keys().any(|p| p.starts_with(lake::QUARANTINE)),
+    };
+    let covered = rollup_step(&ctx, &store, opts, &plan, &mut report, &NoProgress).await?;
+    report.timings.push(("rollup".into(), started.elapsed()));
+    // Later incremental runs continue these rollups, so record how they
+    // were computed.
+    if let Some(mut state) = store::read_state(&store, lake::AGGREGATE_STATE).await? {
+        state.rollups = covered.then(|| store::RollupMark {
+            through: last_day,
+            campaign_start: opts.campaign_start,
+            overdue_hours: opts.overdue_hours,
+            registry: store::registry_fingerprint(registry),
+        });
+        store::write_state(&store, lake::AGGREGATE_STATE, &state).await?;
+    }
     Ok(report)
 }
 

@@ -257,7 +257,7 @@ fn previous_sql(has_previous: bool) -> String {
 
 /// `area_day` with each area's new reporters per day: the input of the
 /// running sums behind the cumulative table.
-fn area_totals_sql() -> String {
+pub(crate) fn area_totals_sql() -> String {
     let reporters: String = REPORTERS
         .iter()
         .map(|(c, _)| format!(", COALESCE(r.{c}, 0) AS {c}"))
@@ -322,7 +322,7 @@ fn running_sums(
     Ok(Some(RecordBatch::try_new(sorted.schema(), out)?))
 }
 
-fn final_sql(cumulative: bool, has_previous: bool) -> String {
+pub(crate) fn final_sql(cumulative: bool, has_previous: bool) -> String {
     // The cumulative table reads `area_running`, whose flows and reporter
     // counts are already running sums since the first recomputed day.
     let flow = |f: &str| {
@@ -451,6 +451,22 @@ async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> 
     Ok(())
 }
 
+/// The intermediate tables, in order, for rollups from day `from` on.
+pub(crate) fn materialized(from: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("grid_day", grid_day_sql(from)),
+        ("area_day", area_day_sql()),
+        (
+            "reporter_days",
+            "SELECT DISTINCT dt, grid_id, reporter_id, reporter_role FROM curated_visits".into(),
+        ),
+        ("reporters_day", reporters_sql(false, from)),
+        ("reporters_cum", reporters_sql(true, from)),
+        ("hours_day", hours_sql(false, from)),
+        ("hours_cum", hours_sql(true, from)),
+    ]
+}
+
 /// Daily and cumulative rollups for every day of the `days` table (from
 /// `from` on), sorted by day, level (city first) and area code. Both
 /// include a `dt` column. With `has_previous`, the table
@@ -462,18 +478,9 @@ pub(crate) async fn compute(
     has_previous: bool,
 ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
     let from = from.format("%Y-%m-%d").to_string();
-    materialize(ctx, "grid_day", &grid_day_sql(&from)).await?;
-    materialize(ctx, "area_day", &area_day_sql()).await?;
-    materialize(
-        ctx,
-        "reporter_days",
-        "SELECT DISTINCT dt, grid_id, reporter_id, reporter_role FROM curated_visits",
-    )
-    .await?;
-    materialize(ctx, "reporters_day", &reporters_sql(false, &from)).await?;
-    materialize(ctx, "reporters_cum", &reporters_sql(true, &from)).await?;
-    materialize(ctx, "hours_day", &hours_sql(false, &from)).await?;
-    materialize(ctx, "hours_cum", &hours_sql(true, &from)).await?;
+    for (name, sql) in materialized(&from) {
+        materialize(ctx, name, &sql).await?;
+    }
     let totals = ctx
         .sql(&area_totals_sql())
         .await

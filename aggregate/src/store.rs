@@ -265,7 +265,7 @@ fn plain_strings(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
 }
 
-fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> parquet::errors::Result<Bytes> {
+pub(crate) fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> parquet::errors::Result<Bytes> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)

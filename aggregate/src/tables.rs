@@ -240,12 +240,7 @@ pub(crate) fn register_registry(ctx: &SessionContext, r: &Registry) -> Result<()
 
 /// The campaign's days: `dt` (ISO string, as in partitions), `day_end`
 /// (next local midnight) and `overdue_cutoff` (day end − the overdue limit).
-pub(crate) fn register_days(
-    ctx: &SessionContext,
-    first: NaiveDate,
-    last: NaiveDate,
-    overdue_hours: i64,
-) -> Result<()> {
+pub fn days_batch(first: NaiveDate, last: NaiveDate, overdue_hours: i64) -> Result<RecordBatch> {
     let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
     let ends: Vec<i64> = days
         .iter()
@@ -259,8 +254,8 @@ pub(crate) fn register_days(
         Field::new("day_end", ts.clone(), false),
         Field::new("overdue_cutoff", ts, false),
     ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
+    Ok(RecordBatch::try_new(
+        schema,
         vec![
             Arc::new(StringArray::from_iter_values(
                 days.iter().map(|d| d.format("%Y-%m-%d").to_string()),
@@ -278,7 +273,17 @@ pub(crate) fn register_days(
                 .with_timezone(TZ),
             ),
         ],
-    )?;
+    )?)
+}
+
+pub(crate) fn register_days(
+    ctx: &SessionContext,
+    first: NaiveDate,
+    last: NaiveDate,
+    overdue_hours: i64,
+) -> Result<()> {
+    let batch = days_batch(first, last, overdue_hours)?;
+    let schema = batch.schema();
     let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(query("days"))?;
     ctx.deregister_table("days").map_err(query("days"))?;
     ctx.register_table("days", Arc::new(table))

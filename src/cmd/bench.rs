@@ -46,6 +46,23 @@ enum BenchWhat {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// The rollup step alone (`case_state`, daily and cumulative rollups at
+    /// four levels) over a local lake's curated tables, side by side with
+    /// DuckDB running the same queries over the same Parquet.
+    Rollup {
+        /// The lake: a local directory already aggregated once.
+        #[arg(long)]
+        lake: std::path::PathBuf,
+        /// First day of the campaign.
+        #[arg(long, default_value = "2022-11-25")]
+        campaign_start: chrono::NaiveDate,
+        /// Python with the `duckdb` package (e.g. a venv's bin/python).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Repetitions; the best of each is reported.
+        #[arg(long, default_value_t = 2)]
+        runs: u32,
+    },
     /// Kafka → lake with 1, 2, 3… worker processes in one group, against a
     /// bare consumer's read rate on the same topics.
     Kafka(super::bench_kafka::KafkaBenchArgs),
@@ -94,6 +111,12 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: BenchArgs) -> anyhow::Resul
         BenchWhat::Site { lake, runs } => bench_site(&lake, runs)?,
         BenchWhat::Aggregate { campaign, dir } => bench_aggregate(registry, campaign, dir)?,
         BenchWhat::Kafka(args) => super::bench_kafka::run(registry_dir, args)?,
+        BenchWhat::Rollup {
+            lake,
+            campaign_start,
+            python,
+            runs,
+        } => bench_rollup(&registry, &lake, campaign_start, &python, runs)?,
     }
     Ok(())
 }
@@ -155,6 +178,120 @@ fn bench_ingest(
         n as f64 / duck
     );
     println!("  ratio            {:.2}x", duck / ours);
+    Ok(())
+}
+
+/// DuckDB's side of `bench rollup`: runs the statements in the JSON file
+/// `argv[1]`, then prints the time and a checksum of its cumulative table
+/// and of gridstat's.
+const DUCKDB_ROLLUP: &str = r#"
+import duckdb, json, sys, time
+stmts, ours, theirs = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+t = time.time()
+for s in stmts:
+    con.execute(s)
+seconds = time.time() - t
+check = "SELECT COUNT(*), CAST(SUM(visits) AS BIGINT), CAST(SUM(households_visited) AS BIGINT), CAST(SUM(hardships_open) AS BIGINT), CAST(SUM(reporters_active) AS BIGINT), ROUND(SUM(resolve_hours_median), 3) FROM read_parquet('{}')"
+print(json.dumps({"seconds": seconds,
+                  "duckdb": [str(v) for v in con.execute(check.format(theirs)).fetchone()],
+                  "gridstat": [str(v) for v in con.execute(check.format(ours)).fetchone()]}))
+"#;
+
+fn bench_rollup(
+    registry: &gridstat_schemas::Registry,
+    lake: &Path,
+    campaign_start: chrono::NaiveDate,
+    python: &str,
+    runs: u32,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    anyhow::ensure!(
+        lake.join("curated/visits").is_dir(),
+        "{} has no curated visits: run `gridstat aggregate --lake {}` first",
+        lake.display(),
+        lake.display()
+    );
+    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(lake)?,
+    );
+    let opts = gridstat_aggregate::AggregateOptions {
+        full: true,
+        campaign_start,
+        ..Default::default()
+    };
+    let runtime = super::runtime()?;
+    let scratch = tempfile::tempdir()?;
+    let (mut ours, mut duck) = (f64::MAX, f64::MAX);
+    let mut checks = None;
+    let mut days = 0;
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        let report = runtime.block_on(gridstat_aggregate::rebuild_rollups(
+            store.clone(),
+            registry,
+            &opts,
+        ))?;
+        ours = ours.min(started.elapsed().as_secs_f64());
+        let (Some(first), Some(last)) = (report.rollup_days.first(), report.rollup_days.last())
+        else {
+            anyhow::bail!("no rollup days in {}", lake.display());
+        };
+        days = report.rollup_days.len();
+        let script = gridstat_aggregate::duckdb::rollup_script(
+            &lake.canonicalize()?,
+            scratch.path(),
+            registry,
+            *first,
+            *last,
+            opts.overdue_hours,
+        )?;
+        let script_file = scratch.path().join("script.json");
+        std::fs::write(&script_file, serde_json::to_vec(&script)?)?;
+        let out = std::process::Command::new(python)
+            .arg("-c")
+            .arg(DUCKDB_ROLLUP)
+            .arg(&script_file)
+            .arg(lake.canonicalize()?.join("rollups/cumulative/*/*.parquet"))
+            .arg(scratch.path().join("cumulative.parquet"))
+            .output()
+            .with_context(|| format!("running {python}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "DuckDB failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("reading DuckDB's output")?;
+        duck = duck.min(result["seconds"].as_f64().unwrap_or(f64::MAX));
+        checks = Some((result["gridstat"].clone(), result["duckdb"].clone()));
+    }
+    let visits: u64 = std::fs::read_dir(lake.join("curated/visits"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            std::fs::read_dir(e.path()).ok().map(|files| {
+                files
+                    .filter_map(|f| f.ok())
+                    .filter_map(|f| {
+                        let file = std::fs::File::open(f.path()).ok()?;
+                        let reader =
+                            parquet::file::reader::SerializedFileReader::new(file).ok()?;
+                        use parquet::file::reader::FileReader;
+                        Some(reader.metadata().file_metadata().num_rows() as u64)
+                    })
+                    .sum::<u64>()
+            })
+        })
+        .sum();
+    let (mine, theirs) = checks.unwrap_or_default();
+    println!("rollup: {visits} curated visits, {days} days, best of {runs}");
+    println!("  gridstat (DataFusion)  {ours:7.2} s");
+    println!("  DuckDB, same SQL       {duck:7.2} s");
+    println!("  ratio                  {:.2}x (DuckDB time / ours)", duck / ours);
+    println!("  checksum gridstat {mine}");
+    println!("  checksum DuckDB   {theirs}");
+    anyhow::ensure!(mine == theirs, "the two computed different rollups");
     Ok(())
 }
 

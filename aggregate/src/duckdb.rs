@@ -1,0 +1,95 @@
+//! The rollup step as a DuckDB script: the same queries over the same
+//! curated Parquet, for `gridstat bench rollup` to run side by side.
+//!
+//! Only two things differ from what DataFusion runs: timestamps become
+//! milliseconds with `epoch_ms` (DuckDB refuses `CAST(… AS BIGINT)` on
+//! them), and the running sums behind the cumulative table are a window
+//! query (DataFusion's are computed in Arrow, see [`crate::rollup`]).
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use gridstat_schemas::Registry;
+
+use crate::error::{Error, Result};
+use crate::rollup::{self, FLOWS, REPORTERS};
+use crate::{curated, store, tables};
+
+/// Write the registry and days tables as Parquet into `scratch` and return
+/// the statements that compute every rollup from the curated tables of the
+/// local lake in `lake`, from `first` to `last`, ending with the daily and
+/// cumulative tables written to `scratch/daily.parquet` and
+/// `scratch/cumulative.parquet`.
+pub fn rollup_script(
+    lake: &Path,
+    scratch: &Path,
+    registry: &Registry,
+    first: NaiveDate,
+    last: NaiveDate,
+    overdue_hours: i64,
+) -> Result<Vec<String>> {
+    let registry_file = scratch.join("registry_grids.parquet");
+    let days_file = scratch.join("days.parquet");
+    let registry_batch = tables::registry_batch(registry)?;
+    let days_batch = tables::days_batch(first, last, overdue_hours)?;
+    for (file, batch) in [(&registry_file, registry_batch), (&days_file, days_batch)] {
+        let body = store::encode(batch.schema(), &[batch]).map_err(|source| Error::Parquet {
+            what: file.display().to_string(),
+            source,
+        })?;
+        std::fs::write(file, body).map_err(|e| Error::Io {
+            path: file.display().to_string(),
+            source: e,
+        })?;
+    }
+    let from = first.format("%Y-%m-%d").to_string();
+    let mut script = Vec::new();
+    for (name, prefix) in [
+        ("curated_visits", "curated/visits"),
+        ("curated_cases", "curated/cases"),
+        ("curated_hardships", "curated/hardships"),
+        ("curated_hazards", "curated/hazards"),
+    ] {
+        script.push(format!(
+            "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{}/{prefix}/*/*.parquet', \
+             hive_partitioning = true, hive_types_autocast = false)",
+            lake.display()
+        ));
+    }
+    script.push(format!(
+        "CREATE OR REPLACE TABLE registry_grids AS SELECT * FROM read_parquet('{}')",
+        registry_file.display()
+    ));
+    script.push(format!(
+        "CREATE OR REPLACE TABLE days AS SELECT * FROM read_parquet('{}')",
+        days_file.display()
+    ));
+    let cases_exist = lake.join("curated/cases").exists();
+    script.push(format!(
+        "CREATE OR REPLACE TABLE case_state AS {}",
+        curated::case_state_sql(cases_exist, &|e| format!("epoch_ms({e})"))
+    ));
+    for (name, sql) in rollup::materialized(&from) {
+        script.push(format!("CREATE OR REPLACE TABLE {name} AS {sql}"));
+    }
+    let sums: Vec<String> = FLOWS
+        .iter()
+        .copied()
+        .chain(REPORTERS.iter().map(|(c, _)| *c))
+        .map(|c| format!("SUM({c}) OVER w AS {c}"))
+        .collect();
+    script.push(format!(
+        "CREATE OR REPLACE TABLE area_running AS SELECT * REPLACE ({}) FROM ({}) \
+         WINDOW w AS (PARTITION BY level, area_code ORDER BY dt ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+        sums.join(", "),
+        rollup::area_totals_sql()
+    ));
+    for (table, cumulative) in [("daily", false), ("cumulative", true)] {
+        script.push(format!(
+            "COPY ({}) TO '{}' (FORMAT parquet)",
+            rollup::final_sql(cumulative, false),
+            scratch.join(format!("{table}.parquet")).display()
+        ));
+    }
+    Ok(script)
+}

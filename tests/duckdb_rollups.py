@@ -1,0 +1,51 @@
+"""Run gridstat's rollup SQL in DuckDB and compare every figure with the
+rollups gridstat wrote: an independent engine over the same curated Parquet.
+
+usage: duckdb_rollups.py SCRIPT.json LAKE SCRATCH
+"""
+import json
+import math
+import sys
+
+import duckdb
+
+script, lake, scratch = sys.argv[1:4]
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+for statement in json.load(open(script)):
+    con.execute(statement)
+
+problems = []
+for table in ["daily", "cumulative"]:
+    theirs = con.execute(
+        f"SELECT * FROM read_parquet('{scratch}/{table}.parquet') ORDER BY dt, level, area_code"
+    )
+    columns = [d[0] for d in theirs.description]
+    theirs = theirs.fetchall()
+    ours = con.execute(
+        f"SELECT {', '.join(columns)} FROM read_parquet('{lake}/rollups/{table}/*/*.parquet', "
+        "hive_partitioning = true, hive_types_autocast = false) ORDER BY dt, level, area_code"
+    ).fetchall()
+    if len(ours) != len(theirs):
+        problems.append(f"{table}: {len(ours)} rows from gridstat, {len(theirs)} from DuckDB")
+        continue
+    for mine, other in zip(ours, theirs):
+        for name, a, b in zip(columns, mine, other):
+            # DataFusion's percentile_cont truncates the interpolation
+            # weight to 6 decimals: up to 1e-6 of the gap between the two
+            # neighbouring values (documented in docs/schema.md).
+            tolerance = 1e-4 if name.startswith("resolve_hours") else 0.0
+            same = (a is None and b is None) or (
+                a is not None
+                and b is not None
+                and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=tolerance)
+                if isinstance(a, (int, float)) or isinstance(b, (int, float))
+                else a == b
+            )
+            if not same:
+                problems.append(f"{table} {mine[:5]} {name}: gridstat {a!r}, DuckDB {b!r}")
+    print(f"{table}: {len(ours)} rows, {len(columns)} columns compared")
+
+if problems:
+    print("\n".join(problems[:20]), file=sys.stderr)
+    sys.exit(1)
