@@ -448,6 +448,22 @@ async fn incremental_equals_full_and_idle_runs_write_nothing() {
         incremental,
         "incremental and --all give byte-identical rollups"
     );
+
+    // Another overdue limit invalidates every rollup: the next run
+    // recomputes all days, and the one after finds nothing new.
+    let stricter = AggregateOptions {
+        overdue_hours: 48,
+        ..AggregateOptions::default()
+    };
+    let report = gridstat_aggregate::run(Arc::clone(&lake), &registry, &stricter, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.rollup_days.first(), Some(&campaign().start));
+    assert!(report.days_curated.is_empty(), "{report:?}");
+    let again = gridstat_aggregate::run(Arc::clone(&lake), &registry, &stricter, &NoProgress)
+        .await
+        .unwrap();
+    assert!(again.nothing_new(), "{again:?}");
 }
 
 /// The same pipeline with the lake on a real S3-compatible server gives
@@ -533,7 +549,10 @@ async fn duckdb_computes_the_same_rollups() {
     let script_file = scratch.path().join("script.json");
     std::fs::write(&script_file, serde_json::to_vec(&script).unwrap()).unwrap();
     let out = std::process::Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/duckdb_rollups.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/duckdb_rollups.py"
+        ))
         .arg(&script_file)
         .arg(dir.path())
         .arg(scratch.path())
@@ -546,7 +565,10 @@ async fn duckdb_computes_the_same_rollups() {
         String::from_utf8_lossy(&out.stderr)
     );
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("daily:") && said.contains("cumulative:"), "{said}");
+    assert!(
+        said.contains("daily:") && said.contains("cumulative:"),
+        "{said}"
+    );
 }
 
 /// Golden rollups of a small day: city and counties, every figure.

@@ -253,10 +253,10 @@ async fn rollup_step(
     }
     let last_day = plan.last_day;
     let mut from = match plan.continue_after {
-        Some(through) => plan
-            .first_changed
-            .unwrap_or(last_day)
-            .min(through + chrono::Days::new(1)),
+        Some(through) => {
+            let next = through + chrono::Days::new(1);
+            plan.first_changed.map_or(next, |day| day.min(next))
+        }
         None => opts.campaign_start,
     }
     .max(opts.campaign_start);
@@ -448,4 +448,59 @@ async fn write_day(
     Ok(usize::from(
         store::write_parquet(store, &path, schema, &rows).await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(size: u64) -> store::Fingerprint {
+        store::Fingerprint {
+            size,
+            e_tag: None,
+            last_modified: "2022-11-26T00:00:00+00:00".into(),
+        }
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2022, 11, d).unwrap()
+    }
+
+    #[test]
+    fn changes_name_the_days_of_new_rewritten_and_removed_files() {
+        let before: BTreeMap<String, store::Fingerprint> = [
+            ("raw/visits/dt=2022-11-25/county=440703/a.parquet", 1),
+            ("raw/visits/dt=2022-11-26/county=440703/b.parquet", 1),
+            ("quarantine/dt=2022-11-26/q.parquet", 1),
+        ]
+        .into_iter()
+        .map(|(p, s)| (p.to_string(), fingerprint(s)))
+        .collect();
+        let mut now = before.clone();
+        let same = Changes::between(&before, &now);
+        assert!(same.days.is_empty() && same.quarantine_days.is_empty() && !same.removed);
+
+        now.insert(
+            "raw/cases/dt=2022-11-27/county=440703/c.parquet".into(),
+            fingerprint(1),
+        );
+        now.insert(
+            "raw/visits/dt=2022-11-26/county=440703/b.parquet".into(),
+            fingerprint(2),
+        );
+        now.insert("quarantine/dt=2022-11-28/r.parquet".into(), fingerprint(1));
+        let grown = Changes::between(&before, &now);
+        assert_eq!(grown.days, BTreeSet::from([day(26), day(27)]));
+        assert_eq!(grown.quarantine_days, BTreeSet::from([day(28)]));
+        assert!(!grown.removed);
+
+        now.remove("raw/visits/dt=2022-11-25/county=440703/a.parquet");
+        let shrunk = Changes::between(&before, &now);
+        assert!(shrunk.removed, "a removed file forces a full rollup");
+        assert!(shrunk.days.contains(&day(25)));
+
+        let all = Changes::everything(&before);
+        assert_eq!(all.days, BTreeSet::from([day(25), day(26)]));
+        assert_eq!(all.quarantine_days, BTreeSet::from([day(26)]));
+    }
 }

@@ -213,9 +213,8 @@ fn bench_rollup(
         lake.display(),
         lake.display()
     );
-    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
-        object_store::local::LocalFileSystem::new_with_prefix(lake)?,
-    );
+    let store: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::local::LocalFileSystem::new_with_prefix(lake)?);
     let opts = gridstat_aggregate::AggregateOptions {
         full: true,
         campaign_start,
@@ -275,8 +274,7 @@ fn bench_rollup(
                     .filter_map(|f| f.ok())
                     .filter_map(|f| {
                         let file = std::fs::File::open(f.path()).ok()?;
-                        let reader =
-                            parquet::file::reader::SerializedFileReader::new(file).ok()?;
+                        let reader = parquet::file::reader::SerializedFileReader::new(file).ok()?;
                         use parquet::file::reader::FileReader;
                         Some(reader.metadata().file_metadata().num_rows() as u64)
                     })
@@ -288,7 +286,10 @@ fn bench_rollup(
     println!("rollup: {visits} curated visits, {days} days, best of {runs}");
     println!("  gridstat (DataFusion)  {ours:7.2} s");
     println!("  DuckDB, same SQL       {duck:7.2} s");
-    println!("  ratio                  {:.2}x (DuckDB time / ours)", duck / ours);
+    println!(
+        "  ratio                  {:.2}x (DuckDB time / ours)",
+        duck / ours
+    );
     println!("  checksum gridstat {mine}");
     println!("  checksum DuckDB   {theirs}");
     anyhow::ensure!(mine == theirs, "the two computed different rollups");
