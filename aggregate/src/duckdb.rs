@@ -69,7 +69,7 @@ pub fn rollup_script(
         "CREATE OR REPLACE TABLE case_state AS {}",
         curated::case_state_sql(cases_exist, &|e| format!("epoch_ms({e})"))
     ));
-    for (name, sql) in rollup::materialized(&from) {
+    for (name, sql) in rollup::materialized(&from, false) {
         script.push(format!("CREATE OR REPLACE TABLE {name} AS {sql}"));
     }
     let sums: Vec<String> = FLOWS

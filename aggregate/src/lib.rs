@@ -277,13 +277,17 @@ async fn rollup_step(
             from = from.min(day).max(opts.campaign_start);
         }
     }
+    // Continuing needs the cumulative rows of the day before and the
+    // reporters' first days; without either, start from the beginning.
     let previous_cumulative = match from.pred_opt() {
         Some(before) if from > opts.campaign_start => {
             let path = format!(
                 "rollups/cumulative/{}/part-00000.parquet",
                 dt_partition(before)
             );
-            store::exists(store, &path).await?.then_some(path)
+            let both = store::exists(store, &path).await?
+                && store::exists(store, rollup::REPORTER_FIRSTS).await?;
+            both.then_some(path)
         }
         _ => None,
     };
@@ -296,8 +300,10 @@ async fn rollup_step(
         tables::register_days(ctx, from, last_day, opts.overdue_hours)?;
         if let Some(path) = &previous_cumulative {
             tables::register_file(ctx, "previous_cumulative", path).await?;
+            tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS).await?;
         }
-        let (daily, cumulative) = rollup::compute(ctx, from, previous_cumulative.is_some()).await?;
+        let (daily, cumulative) =
+            rollup::compute(ctx, store, from, previous_cumulative.is_some()).await?;
         let written = Instant::now();
         for &day in &days {
             report.files_written += write_day(store, "rollups/daily", day, &daily).await?;

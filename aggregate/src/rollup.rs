@@ -166,9 +166,9 @@ fn reporters_sql(cumulative: bool, from: &str) -> String {
                     .collect();
                 format!(
                     "SELECT '{level}' AS rl, area AS ra, first_dt AS rdt {cols} FROM \
-                     (SELECT {key} AS area, reporter_id, reporter_role, MIN(r.dt) AS first_dt FROM reporter_days r \
-                      JOIN registry_grids g ON r.grid_id = g.grid_id GROUP BY {key}, reporter_id, reporter_role \
-                      HAVING MIN(r.dt) >= '{from}') GROUP BY area, first_dt"
+                     (SELECT {key} AS area, reporter_id, reporter_role, MIN(f.first_dt) AS first_dt FROM reporter_firsts f \
+                      JOIN registry_grids g ON f.grid_id = g.grid_id GROUP BY {key}, reporter_id, reporter_role \
+                      HAVING MIN(f.first_dt) >= '{from}') GROUP BY area, first_dt"
                 )
             } else {
                 // COUNT(DISTINCT …) plans badly here: group per reporter
@@ -451,15 +451,39 @@ async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> 
     Ok(())
 }
 
+/// Where rollups store each reporter's first active day per grid, so that
+/// an incremental run needs only the recomputed days' visits for it.
+pub(crate) const REPORTER_FIRSTS: &str = "_state/reporter_firsts.parquet";
+
+/// Each reporter's first active day per grid (and role) since the
+/// campaign's start. With `has_previous`, `previous_reporter_firsts` holds
+/// the last run's table: its rows before `from` stay, and reporters not
+/// among them get their first day from the recomputed days.
+fn reporter_firsts_sql(from: &str, has_previous: bool) -> String {
+    let recomputed = "SELECT grid_id, reporter_id, reporter_role, MIN(dt) AS first_dt \
+                      FROM reporter_days GROUP BY grid_id, reporter_id, reporter_role";
+    if has_previous {
+        format!(
+            "SELECT grid_id, reporter_id, reporter_role, first_dt FROM previous_reporter_firsts WHERE first_dt < '{from}' \
+             UNION ALL SELECT n.grid_id, n.reporter_id, n.reporter_role, n.first_dt FROM ({recomputed}) n \
+             WHERE NOT EXISTS (SELECT 1 FROM previous_reporter_firsts p WHERE p.first_dt < '{from}' \
+               AND p.grid_id = n.grid_id AND p.reporter_id = n.reporter_id AND p.reporter_role = n.reporter_role)"
+        )
+    } else {
+        recomputed.to_string()
+    }
+}
+
 /// The intermediate tables, in order, for rollups from day `from` on.
-pub(crate) fn materialized(from: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn materialized(from: &str, previous_reporters: bool) -> Vec<(&'static str, String)> {
     vec![
         ("grid_day", grid_day_sql(from)),
         ("area_day", area_day_sql()),
         (
             "reporter_days",
-            "SELECT DISTINCT dt, grid_id, reporter_id, reporter_role FROM curated_visits".into(),
+            format!("SELECT DISTINCT dt, grid_id, reporter_id, reporter_role FROM curated_visits WHERE dt >= '{from}'"),
         ),
+        ("reporter_firsts", reporter_firsts_sql(from, previous_reporters)),
         ("reporters_day", reporters_sql(false, from)),
         ("reporters_cum", reporters_sql(true, from)),
         ("hours_day", hours_sql(false, from)),
@@ -469,18 +493,30 @@ pub(crate) fn materialized(from: &str) -> Vec<(&'static str, String)> {
 
 /// Daily and cumulative rollups for every day of the `days` table (from
 /// `from` on), sorted by day, level (city first) and area code. Both
-/// include a `dt` column. With `has_previous`, the table
-/// `previous_cumulative` holds the cumulative rollups of the day before
-/// `from`.
+/// include a `dt` column. With `has_previous`, the tables
+/// `previous_cumulative` and `previous_reporter_firsts` hold the cumulative
+/// rollups of the day before `from` and the last run's reporters' first
+/// days. Also rewrites the reporters' first days ([`REPORTER_FIRSTS`]).
 pub(crate) async fn compute(
     ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
     from: NaiveDate,
     has_previous: bool,
 ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
     let from = from.format("%Y-%m-%d").to_string();
-    for (name, sql) in materialized(&from) {
+    for (name, sql) in materialized(&from, has_previous) {
         materialize(ctx, name, &sql).await?;
     }
+    let firsts = ctx
+        .sql(
+            "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
+              ORDER BY grid_id, reporter_id, reporter_role",
+        )
+        .await
+        .map_err(query("reporter_firsts"))?;
+    let schema = Arc::new(firsts.schema().as_arrow().clone());
+    let firsts = firsts.collect().await.map_err(query("reporter_firsts"))?;
+    crate::store::write_parquet(store, REPORTER_FIRSTS, schema, &firsts).await?;
     let totals = ctx
         .sql(&area_totals_sql())
         .await
