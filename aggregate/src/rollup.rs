@@ -112,8 +112,10 @@ fn grid_day_sql(from: &str) -> String {
            SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_new, \
            SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_new, \
            SUM(CASE WHEN target_kind = 'venue' THEN 1 ELSE 0 END) AS venues_new \
-           FROM (SELECT grid_id, target_kind, target_id, MIN(dt) AS first_dt FROM curated_visits GROUP BY grid_id, target_kind, target_id \
-             HAVING MIN(dt) >= '{from}') \
+           FROM (SELECT grid_id, target_kind, target_id, MIN(dt) AS first_dt FROM curated_visits WHERE dt >= '{from}' \
+             GROUP BY grid_id, target_kind, target_id) t \
+           WHERE NOT EXISTS (SELECT 1 FROM curated_visits h WHERE h.dt < '{from}' \
+             AND h.grid_id = t.grid_id AND h.target_kind = t.target_kind AND h.target_id = t.target_id) \
            GROUP BY first_dt, grid_id), \
          hs AS (SELECT opened_dt AS h_dt, grid_id AS h_grid {cats} FROM case_state WHERE case_kind = 'hardship' AND opened_dt >= '{from}' GROUP BY opened_dt, grid_id), \
          res AS (SELECT resolved_dt AS r_dt, grid_id AS r_grid, \
