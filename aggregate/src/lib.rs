@@ -150,7 +150,12 @@ pub async fn run(
         .and_then(|p| p.rollups.as_ref())
         .filter(|m| !changes.removed && m.same_settings(&mark))
         .map(|m| m.through);
-    let settings_changed = previous.is_some() && continue_after.is_none();
+    // Rollups made with other settings must be redone even if no raw file
+    // changed; a lake without rollups yet (no valid visits) has none to redo.
+    let settings_changed = previous
+        .as_ref()
+        .and_then(|p| p.rollups.as_ref())
+        .is_some_and(|m| !m.same_settings(&mark));
     report.timings.push(("scan".into(), started.elapsed()));
     if changes.days.is_empty() && changes.quarantine_days.is_empty() && !settings_changed {
         return Ok(report);
