@@ -114,36 +114,18 @@ pub async fn run(
 ) -> Result<AggregateReport> {
     let mut report = AggregateReport::default();
     let started = Instant::now();
-    let mut seen = BTreeMap::new();
-    for prefix in RAW_PREFIXES {
-        seen.extend(store::list(&store, prefix).await?);
-    }
+    let raw = RawListing::of(&store).await?;
     let previous = if opts.full {
         None
     } else {
         store::read_state(&store, lake::AGGREGATE_STATE).await?
     };
-    let raw_days: BTreeSet<NaiveDate> = seen
-        .keys()
-        .filter(|p| !p.starts_with(lake::QUARANTINE))
-        .filter_map(|p| store::day_of(p))
-        .collect();
     let changes = match &previous {
-        None => Changes::everything(&seen),
-        Some(prev) => Changes::between(&prev.files, &seen),
+        None => Changes::everything(&raw.files),
+        Some(prev) => Changes::between(&prev.files, &raw.files),
     };
-    let last_day = raw_days
-        .iter()
-        .next_back()
-        .copied()
-        .unwrap_or(opts.campaign_start)
-        .max(opts.campaign_start);
-    let mark = store::RollupMark {
-        through: last_day,
-        campaign_start: opts.campaign_start,
-        overdue_hours: opts.overdue_hours,
-        registry: store::registry_fingerprint(registry),
-    };
+    let last_day = raw.last_day(opts.campaign_start);
+    let mark = store::RollupMark::of(opts, registry, last_day);
     // Where the previous rollups can be continued from, if they can.
     let continue_after = previous
         .as_ref()
@@ -170,7 +152,7 @@ pub async fn run(
     let t = Instant::now();
     progress.step("curate", changes.days.len() as u64);
     for &day in &changes.days {
-        if raw_days.contains(&day) {
+        if raw.days.contains(&day) {
             let d = curated::curate_day(&ctx, &store, day).await?;
             report.files_written += d.files_written;
             report.visits_curated += d.visits;
@@ -204,7 +186,7 @@ pub async fn run(
                 .copied()
                 .collect()
         }),
-        has_quarantine: seen.keys().any(|p| p.starts_with(lake::QUARANTINE)),
+        has_quarantine: raw.has_quarantine(),
     };
     let mut rollups_through = previous
         .as_ref()
@@ -218,12 +200,47 @@ pub async fn run(
         &store,
         lake::AGGREGATE_STATE,
         &store::AggregateState {
-            files: seen,
+            files: raw.files,
             rollups: rollups_through.map(|through| store::RollupMark { through, ..mark }),
         },
     )
     .await?;
     Ok(report)
+}
+
+/// The raw and quarantine files in the lake, and the days with raw data.
+#[derive(Debug)]
+struct RawListing {
+    files: BTreeMap<String, store::Fingerprint>,
+    days: BTreeSet<NaiveDate>,
+}
+
+impl RawListing {
+    async fn of(store: &Arc<dyn ObjectStore>) -> Result<Self> {
+        let mut files = BTreeMap::new();
+        for prefix in RAW_PREFIXES {
+            files.extend(store::list(store, prefix).await?);
+        }
+        let days = files
+            .keys()
+            .filter(|p| !p.starts_with(lake::QUARANTINE))
+            .filter_map(|p| store::day_of(p))
+            .collect();
+        Ok(Self { files, days })
+    }
+
+    /// The last day with raw data, never before the campaign's start.
+    fn last_day(&self, campaign_start: NaiveDate) -> NaiveDate {
+        self.days
+            .last()
+            .copied()
+            .unwrap_or(campaign_start)
+            .max(campaign_start)
+    }
+
+    fn has_quarantine(&self) -> bool {
+        self.files.keys().any(|p| p.starts_with(lake::QUARANTINE))
+    }
 }
 
 /// What the rollup step must recompute.
@@ -340,17 +357,8 @@ pub async fn rebuild_rollups(
 ) -> Result<AggregateReport> {
     let mut report = AggregateReport::default();
     let started = Instant::now();
-    let mut seen = BTreeMap::new();
-    for prefix in RAW_PREFIXES {
-        seen.extend(store::list(&store, prefix).await?);
-    }
-    let last_day = seen
-        .keys()
-        .filter(|p| !p.starts_with(lake::QUARANTINE))
-        .filter_map(|p| store::day_of(p))
-        .max()
-        .unwrap_or(opts.campaign_start)
-        .max(opts.campaign_start);
+    let raw = RawListing::of(&store).await?;
+    let last_day = raw.last_day(opts.campaign_start);
     let ctx = tables::session(Arc::clone(&store));
     tables::register_all(&ctx, &store, registry).await?;
     let plan = RollupPlan {
@@ -359,19 +367,14 @@ pub async fn rebuild_rollups(
         last_day,
         case_state_stale: true,
         quality_days: None,
-        has_quarantine: seen.keys().any(|p| p.starts_with(lake::QUARANTINE)),
+        has_quarantine: raw.has_quarantine(),
     };
     let covered = rollup_step(&ctx, &store, opts, &plan, &mut report, &NoProgress).await?;
     report.timings.push(("rollup".into(), started.elapsed()));
     // Later incremental runs continue these rollups, so record how they
     // were computed.
     if let Some(mut state) = store::read_state(&store, lake::AGGREGATE_STATE).await? {
-        state.rollups = covered.then(|| store::RollupMark {
-            through: last_day,
-            campaign_start: opts.campaign_start,
-            overdue_hours: opts.overdue_hours,
-            registry: store::registry_fingerprint(registry),
-        });
+        state.rollups = covered.then(|| store::RollupMark::of(opts, registry, last_day));
         store::write_state(&store, lake::AGGREGATE_STATE, &state).await?;
     }
     Ok(report)

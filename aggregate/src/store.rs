@@ -57,6 +57,20 @@ pub struct RollupMark {
 }
 
 impl RollupMark {
+    /// The mark of rollups computed with `opts` and `registry` up to `through`.
+    pub(crate) fn of(
+        opts: &crate::AggregateOptions,
+        registry: &gridstat_schemas::Registry,
+        through: NaiveDate,
+    ) -> Self {
+        Self {
+            through,
+            campaign_start: opts.campaign_start,
+            overdue_hours: opts.overdue_hours,
+            registry: registry_fingerprint(registry),
+        }
+    }
+
     /// Whether rollups computed under `self` can be continued under `other`.
     pub fn same_settings(&self, other: &RollupMark) -> bool {
         self.campaign_start == other.campaign_start
