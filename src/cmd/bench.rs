@@ -151,17 +151,7 @@ fn bench_ingest(
         file.display(),
         dir.join("duckdb.parquet").display()
     );
-    let out = std::process::Command::new(python)
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .with_context(|| format!("running {python}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "DuckDB failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let duck: f64 = String::from_utf8_lossy(&out.stdout)
+    let duck: f64 = run_duckdb(python, &script, &[])?
         .trim()
         .parse()
         .context("reading DuckDB's time")?;
@@ -195,6 +185,7 @@ for s in stmts:
 seconds = time.time() - t
 check = "SELECT COUNT(*), CAST(SUM(visits) AS BIGINT), CAST(SUM(households_visited) AS BIGINT), CAST(SUM(hardships_open) AS BIGINT), CAST(SUM(reporters_active) AS BIGINT), ROUND(SUM(resolve_hours_median), 3) FROM read_parquet('{}')"
 print(json.dumps({"seconds": seconds,
+                  "visits": con.execute("SELECT COUNT(*) FROM curated_visits").fetchone()[0],
                   "duckdb": [str(v) for v in con.execute(check.format(theirs)).fetchone()],
                   "gridstat": [str(v) for v in con.execute(check.format(ours)).fetchone()]}))
 "#;
@@ -224,7 +215,7 @@ fn bench_rollup(
     let scratch = tempfile::tempdir()?;
     let (mut ours, mut duck) = (f64::MAX, f64::MAX);
     let mut checks = None;
-    let mut days = 0;
+    let (mut days, mut visits) = (0, 0);
     for _ in 0..runs.max(1) {
         let started = Instant::now();
         let report = runtime.block_on(gridstat_aggregate::rebuild_rollups(
@@ -248,40 +239,21 @@ fn bench_rollup(
         )?;
         let script_file = scratch.path().join("script.json");
         std::fs::write(&script_file, serde_json::to_vec(&script)?)?;
-        let out = std::process::Command::new(python)
-            .arg("-c")
-            .arg(DUCKDB_ROLLUP)
-            .arg(&script_file)
-            .arg(lake.canonicalize()?.join("rollups/cumulative/*/*.parquet"))
-            .arg(scratch.path().join("cumulative.parquet"))
-            .output()
-            .with_context(|| format!("running {python}"))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "DuckDB failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_duckdb(
+            python,
+            DUCKDB_ROLLUP,
+            &[
+                script_file,
+                lake.canonicalize()?.join("rollups/cumulative/*/*.parquet"),
+                scratch.path().join("cumulative.parquet"),
+            ],
+        )?;
         let result: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("reading DuckDB's output")?;
+            serde_json::from_str(&out).context("reading DuckDB's output")?;
+        visits = result["visits"].as_u64().unwrap_or_default();
         duck = duck.min(result["seconds"].as_f64().unwrap_or(f64::MAX));
         checks = Some((result["gridstat"].clone(), result["duckdb"].clone()));
     }
-    let visits: u64 = std::fs::read_dir(lake.join("curated/visits"))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            std::fs::read_dir(e.path()).ok().map(|files| {
-                files
-                    .filter_map(|f| f.ok())
-                    .filter_map(|f| {
-                        let file = std::fs::File::open(f.path()).ok()?;
-                        let reader = parquet::file::reader::SerializedFileReader::new(file).ok()?;
-                        use parquet::file::reader::FileReader;
-                        Some(reader.metadata().file_metadata().num_rows() as u64)
-                    })
-                    .sum::<u64>()
-            })
-        })
-        .sum();
     let (mine, theirs) = checks.unwrap_or_default();
     println!("rollup: {visits} curated visits, {days} days, best of {runs}");
     println!("  gridstat (DataFusion)  {ours:7.2} s");
@@ -294,6 +266,23 @@ fn bench_rollup(
     println!("  checksum DuckDB   {theirs}");
     anyhow::ensure!(mine == theirs, "the two computed different rollups");
     Ok(())
+}
+
+/// Run a Python `script` (with the duckdb package) and return its stdout.
+fn run_duckdb(python: &str, script: &str, args: &[std::path::PathBuf]) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {python}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "DuckDB failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A lake in `dir`, emptied first.
