@@ -21,7 +21,9 @@ pub struct IngestOptions {
     pub quarantine_raw_limit: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
-    /// zstd level of Parquet pages.
+    /// zstd level of Parquet pages. Level 1 is the fastest, and on these
+    /// dictionary-encoded pages also smaller than 3 (65.5 MB against 68.1 MB
+    /// for 1.15M messages).
     pub zstd_level: i32,
     /// Decoder limits.
     pub decode: DecodeOptions,
@@ -36,7 +38,7 @@ impl Default for IngestOptions {
             max_buffered_rows: 500_000,
             quarantine_raw_limit: 4096,
             row_group_rows: 64 * 1024,
-            zstd_level: 3,
+            zstd_level: 1,
             decode: DecodeOptions::default(),
         }
     }

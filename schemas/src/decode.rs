@@ -82,8 +82,13 @@ pub fn decode_submission(
             },
         });
     }
-    let probe: Probe<'_> = parse(text)?;
-    let submission = match probe.schema.as_deref() {
+    // Producers write `schema` first: read it from the prefix and skip a
+    // whole probing parse; anything else is probed.
+    let schema = match schema_prefix(text) {
+        Some(s) => Some(Cow::Borrowed(s)),
+        None => parse::<Probe<'_>>(text)?.schema,
+    };
+    let submission = match schema.as_deref() {
         Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(parse::<Visit>(text)?)),
         Some(CASE_SCHEMA_V1) => Submission::Case(parse::<CaseUpdate>(text)?),
         Some(other) => {
@@ -100,6 +105,15 @@ pub fn decode_submission(
     };
     validate(&submission, registry, opts, received_at)?;
     Ok(submission)
+}
+
+/// The schema name when the object starts with `{"schema":"<known>",`.
+fn schema_prefix(text: &str) -> Option<&'static str> {
+    let rest = text.strip_prefix("{\"schema\":\"")?;
+    KNOWN_SCHEMAS.iter().copied().find(|known| {
+        rest.strip_prefix(known)
+            .is_some_and(|after| after.starts_with("\","))
+    })
 }
 
 fn parse<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, DecodeError> {

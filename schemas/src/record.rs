@@ -183,10 +183,16 @@ pub struct Visit {
     /// Unique id of this submission; retries reuse it.
     pub submission_id: String,
     /// When the phone sent it (local time with offset).
-    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
+    #[serde(
+        serialize_with = "crate::time::serialize_rfc3339",
+        deserialize_with = "crate::time::deserialize_rfc3339"
+    )]
     pub sent_at: DateTime<FixedOffset>,
     /// When the visit happened (local time with offset, Asia/Shanghai).
-    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
+    #[serde(
+        serialize_with = "crate::time::serialize_rfc3339",
+        deserialize_with = "crate::time::deserialize_rfc3339"
+    )]
     pub visited_at: DateTime<FixedOffset>,
     /// Pseudonymous reporter id. Never published.
     pub reporter_id: String,
@@ -235,7 +241,10 @@ pub struct CaseUpdate {
     /// Unique id of this submission; retries reuse it.
     pub submission_id: String,
     /// When the handler's device sent it.
-    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
+    #[serde(
+        serialize_with = "crate::time::serialize_rfc3339",
+        deserialize_with = "crate::time::deserialize_rfc3339"
+    )]
     pub sent_at: DateTime<FixedOffset>,
     /// The hardship `case_id` or hazard `hazard_id` this update is about.
     pub case_id: String,
@@ -246,7 +255,10 @@ pub struct CaseUpdate {
     /// New status.
     pub status: CaseStatus,
     /// When the status changed (local time with offset).
-    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
+    #[serde(
+        serialize_with = "crate::time::serialize_rfc3339",
+        deserialize_with = "crate::time::deserialize_rfc3339"
+    )]
     pub updated_at: DateTime<FixedOffset>,
     /// Pseudonymous id of the handler. Never published.
     pub handler_id: String,

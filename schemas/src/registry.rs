@@ -138,8 +138,12 @@ pub struct Registry {
     pub villages: Vec<Village>,
     /// Grids, in file order.
     pub grids: Vec<Grid>,
-    grid_index: HashMap<String, usize>,
+    /// Looked up once or twice per ingested message: a fast hasher (the
+    /// keys are the registry's own ids, so hash flooding is no concern).
+    grid_index: GridIndex,
 }
+
+type GridIndex = HashMap<String, usize, foldhash::fast::FixedState>;
 
 /// The CSV file names, in loading order.
 pub const FILES: [&str; 5] = [
@@ -257,7 +261,7 @@ impl Registry {
         }
 
         let mut grids = Vec::new();
-        let mut grid_index = HashMap::new();
+        let mut grid_index = GridIndex::default();
         for row in read_rows(
             &texts[4].0,
             texts[4].1,
@@ -430,7 +434,7 @@ impl Row {
 
     fn unique(
         &self,
-        index: &mut HashMap<String, usize>,
+        index: &mut HashMap<String, usize, impl std::hash::BuildHasher>,
         col: usize,
         position: usize,
     ) -> Result<()> {

@@ -80,9 +80,126 @@ pub fn serialize_rfc3339<S: serde::Serializer>(
     s.serialize_str(std::str::from_utf8(&out).expect("ASCII digits"))
 }
 
+/// Deserialize an RFC 3339 time exactly as chrono does, reading the
+/// common `YYYY-MM-DDTHH:MM:SS[.fff]±HH:MM` shape without chrono's general
+/// parser (ingest decodes two per message); anything else goes to chrono.
+pub fn deserialize_rfc3339<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<DateTime<FixedOffset>, D::Error> {
+    struct Rfc3339;
+    impl serde::de::Visitor<'_> for Rfc3339 {
+        type Value = DateTime<FixedOffset>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            // chrono's wording, so errors read the same as before.
+            f.write_str("an RFC 3339 formatted date and time string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match parse_rfc3339_fast(v) {
+                Some(t) => Ok(t),
+                None => v.parse().map_err(E::custom),
+            }
+        }
+    }
+    d.deserialize_str(Rfc3339)
+}
+
+/// The common shape only; `None` means "ask chrono" (not "invalid").
+pub fn parse_rfc3339_fast(text: &str) -> Option<DateTime<FixedOffset>> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() < 25 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (mut nanos, mut at) = (0u32, 19);
+    if b[at] == b'.' {
+        let end = at
+            + 1
+            + b[at + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+        let len = end - at - 1;
+        if !(1..=9).contains(&len) {
+            return None;
+        }
+        nanos = digits(at + 1..end)? * 10u32.pow(9 - len as u32);
+        at = end;
+    }
+    if b.len() != at + 6 || b[at + 3] != b':' {
+        return None;
+    }
+    let sign = match b[at] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (oh, om) = (digits(at + 1..at + 3)?, digits(at + 4..at + 6)?);
+    if om >= 60 {
+        return None;
+    }
+    let offset = FixedOffset::east_opt(sign * (oh * 3600 + om * 60) as i32)?;
+    let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
+    let time = chrono::NaiveTime::from_hms_nano_opt(
+        digits(11..13)?,
+        digits(14..16)?,
+        digits(17..19)?,
+        nanos,
+    )?;
+    offset.from_local_datetime(&date.and_time(time)).single()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_rfc3339_agrees_with_chrono() {
+        for text in [
+            "2022-11-26T10:05:00+08:00",
+            "2022-11-26T10:05:00.250+08:00",
+            "2022-11-26T10:05:00.123456789-00:30",
+            "1999-01-02T03:04:05-05:30",
+            "2022-02-30T10:05:00+08:00",
+            "2022-11-26T24:00:00+08:00",
+            "2022-11-26T23:59:60+08:00",
+            "2022-11-26T10:05:00+24:00",
+            "2022-11-26T10:05:00+08:60",
+            "2022-11-26t10:05:00+08:00",
+            "2022-11-26 10:05:00+08:00",
+            "2022-11-26T10:05:00Z",
+            "2022-11-26T10:05:00.+08:00",
+            "2022-11-26T10:05:00.1234567890+08:00",
+            "2022-11-26T10:05:00+08:00 ",
+            "+022-11-26T10:05:00+08:00",
+            "2022-1a-26T10:05:00+08:00",
+            "",
+        ] {
+            let chrono = text.parse::<DateTime<FixedOffset>>().ok();
+            if let Some(fast) = parse_rfc3339_fast(text) {
+                assert_eq!(Some(fast), chrono, "{text}");
+                assert_eq!(fast.offset(), chrono.unwrap().offset(), "{text}");
+            }
+            let json = serde_json::to_string(text).unwrap();
+            let mut de = serde_json::Deserializer::from_str(&json);
+            let ours = deserialize_rfc3339(&mut de).map_err(|e| e.to_string());
+            let theirs =
+                serde_json::from_str::<DateTime<FixedOffset>>(&json).map_err(|e| e.to_string());
+            assert_eq!(ours, theirs, "{text}");
+        }
+        let mut de = serde_json::Deserializer::from_str("5");
+        let ours = deserialize_rfc3339(&mut de).unwrap_err().to_string();
+        let theirs = serde_json::from_str::<DateTime<FixedOffset>>("5")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(ours, theirs);
+    }
 
     #[test]
     fn rfc3339_matches_chrono() {

@@ -83,6 +83,25 @@ fn valid_messages_decode() {
 }
 
 #[test]
+fn schema_read_from_the_prefix_or_anywhere_decodes_the_same() {
+    // serde_json sorts keys, so `sorted` puts `schema` mid-object (probed);
+    // producers put it first (read from the prefix).
+    let sorted = serde_json::to_string(&valid_visit()).unwrap();
+    let mut body = valid_visit();
+    body.as_object_mut().unwrap().remove("schema");
+    let rest = &serde_json::to_string(&body).unwrap()[1..];
+    let first = format!("{{\"schema\":\"{VISIT_SCHEMA_V1}\",{rest}");
+    assert_eq!(decode(first.as_bytes()), decode(sorted.as_bytes()));
+    assert!(decode(first.as_bytes()).is_ok());
+    let longer = format!("{{\"schema\":\"{VISIT_SCHEMA_V1}x\",{rest}");
+    let err = decode(longer.as_bytes()).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::UnknownSchema, "{err}");
+    let case_tag = format!("{{\"schema\":\"gridstat.case/1\",{rest}");
+    let err = decode(case_tag.as_bytes()).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::UnknownField, "{err}");
+}
+
+#[test]
 fn every_error_class_names_its_field() {
     let big_note = json!([{"case_id": "hs-1", "category": "other", "urgency": "low", "note": "x".repeat(20_000)}]);
     let mut bad_utf8 = serde_json::to_vec(&valid_visit()).unwrap();
