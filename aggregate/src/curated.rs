@@ -26,13 +26,22 @@ const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporte
 const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, r.grid_id, g.town_code, g.county_code, \
     r.status, r.updated_at, r.handler_id, r.source_topic, r.source_partition, r.source_offset, r.received_at";
 
+/// Most submissions arrive once: only those with several copies are ranked
+/// (a window over a whole day's rows sorts every column of every row).
 fn dedup_sql(table: &str, columns: &str, day: NaiveDate, order: &str) -> String {
     format!(
-        "SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY submission_id \
-           ORDER BY received_at ASC NULLS LAST, source_topic, source_partition, source_offset) AS rn \
-         FROM {table} WHERE dt = '{day}') r \
+        "WITH copies AS (SELECT submission_id, COUNT(*) AS copies FROM {table} WHERE dt = '{day}' GROUP BY submission_id), \
+         firsts AS (SELECT submission_id, source_topic, source_partition, source_offset FROM ( \
+           SELECT submission_id, source_topic, source_partition, source_offset, ROW_NUMBER() OVER (PARTITION BY submission_id \
+             ORDER BY received_at ASC NULLS LAST, source_topic, source_partition, source_offset) AS rn \
+           FROM {table} WHERE dt = '{day}' AND submission_id IN (SELECT submission_id FROM copies WHERE copies > 1)) \
+           WHERE rn = 1) \
+         SELECT {columns} FROM {table} r JOIN copies c ON r.submission_id = c.submission_id \
+         LEFT JOIN firsts f ON r.submission_id = f.submission_id \
          LEFT JOIN registry_grids g ON r.grid_id = g.grid_id \
-         WHERE r.rn = 1 ORDER BY {order}"
+         WHERE r.dt = '{day}' AND (c.copies = 1 OR (r.source_topic = f.source_topic \
+           AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
+         ORDER BY {order}"
     )
 }
 
@@ -209,7 +218,9 @@ fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<
 }
 
 /// The query behind `case_state`; `epoch_ms` turns a timestamp expression
-/// into milliseconds since the epoch (dialects differ there).
+/// into milliseconds since the epoch (dialects differ there). A case is
+/// nearly always opened once; only cases opened more than once go through
+/// the `ROW_NUMBER` window, which is slow with one partition per case.
 pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> String) -> String {
     let resolved_ms = epoch_ms("u.resolved_at");
     let opened_ms = epoch_ms("o.opened_at");
@@ -231,7 +242,14 @@ pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> Strin
            UNION ALL \
            SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
            FROM curated_hazards WHERE NOT fixed_on_spot), \
-         first_open AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY opened_at, grid_id) AS rn FROM opened), \
+         opening_counts AS (SELECT case_id, COUNT(*) AS openings FROM opened GROUP BY case_id), \
+         first_open AS ( \
+           SELECT o.* FROM opened o JOIN opening_counts n ON o.case_id = n.case_id WHERE n.openings = 1 \
+           UNION ALL \
+           SELECT case_id, case_kind, category, urgency, grid_id, town_code, county_code, opened_at, opened_dt FROM ( \
+             SELECT o.*, ROW_NUMBER() OVER (PARTITION BY o.case_id ORDER BY o.opened_at, o.grid_id) AS rn \
+             FROM opened o JOIN opening_counts n ON o.case_id = n.case_id WHERE n.openings > 1) \
+           WHERE rn = 1), \
          upd AS ({updates}) \
          SELECT o.case_id, o.case_kind, o.category, o.urgency, o.grid_id, o.town_code, o.county_code, o.opened_at, o.opened_dt, \
            u.assigned_at, u.escalated_at, u.resolved_at, u.resolved_dt, \
@@ -239,7 +257,7 @@ pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> Strin
                 WHEN u.resolved_at < o.opened_at THEN 0.0 \
                 ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve \
          FROM first_open o LEFT JOIN upd u ON o.case_id = u.case_id \
-         WHERE o.rn = 1 ORDER BY o.county_code, o.town_code, o.grid_id, o.opened_at, o.case_id"
+         ORDER BY o.county_code, o.town_code, o.grid_id, o.opened_at, o.case_id"
     )
 }
 
