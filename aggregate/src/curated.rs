@@ -11,10 +11,11 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
+use futures::StreamExt;
 use object_store::ObjectStore;
 
 use crate::error::{query, Result};
-use crate::store::write_parquet;
+use crate::store::{put_if_changed, write_parquet, ParquetBody};
 
 const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporter_id, r.reporter_role, \
     r.grid_id, g.village_code, g.town_code, g.county_code, r.target_kind, r.target_id, \
@@ -75,18 +76,20 @@ pub(crate) async fn curate_day(
         .await
         .map_err(query("curated visits"))?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let visits = df.collect().await.map_err(query("curated visits"))?;
-    out.visits = visits.iter().map(RecordBatch::num_rows).sum();
-    out.files_written += usize::from(
-        write_parquet(
-            store,
-            &format!("curated/visits/{dt}/part-00000.parquet"),
-            Arc::clone(&schema),
-            &visits,
-        )
-        .await?,
-    );
-    let (hardships, hazards) = children(&visits)?;
+    // Encoded as the sorted rows come, instead of holding the whole day
+    // as Arrow and then as Parquet.
+    let visits_path = format!("curated/visits/{dt}/part-00000.parquet");
+    let mut visits = ParquetBody::new(&visits_path, &schema)?;
+    let (mut hardships, mut hazards) = (Vec::new(), Vec::new());
+    let mut stream = df.execute_stream().await.map_err(query("curated visits"))?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(query("curated visits"))?;
+        out.visits += batch.num_rows();
+        visits.write(&batch)?;
+        hardships.push(explode(&batch, "hardships", hardship_schema())?);
+        hazards.push(explode(&batch, "hazards", hazard_schema())?);
+    }
+    out.files_written += usize::from(put_if_changed(store, &visits_path, visits.finish()?).await?);
     out.files_written += usize::from(
         write_parquet(
             store,
@@ -169,18 +172,9 @@ pub fn hazard_schema() -> SchemaRef {
     Arc::new(Schema::new(f))
 }
 
-/// Flatten the `hardships` and `hazards` lists into child tables: repeat
-/// each parent row once per list element (via `take`) and append the
-/// element's struct fields.
-fn children(visits: &[RecordBatch]) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
-    let (mut hardships, mut hazards) = (Vec::new(), Vec::new());
-    for batch in visits {
-        hardships.push(explode(batch, "hardships", hardship_schema())?);
-        hazards.push(explode(batch, "hazards", hazard_schema())?);
-    }
-    Ok((hardships, hazards))
-}
-
+/// Flatten a `hardships` or `hazards` list into a child table: repeat each
+/// parent row once per list element (via `take`) and append the element's
+/// struct fields.
 fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<RecordBatch> {
     let list = batch
         .column_by_name(list_column)

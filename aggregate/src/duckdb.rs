@@ -33,10 +33,9 @@ pub fn rollup_script(
     let registry_batch = tables::registry_batch(registry)?;
     let days_batch = tables::days_batch(first, last, overdue_hours)?;
     for (file, batch) in [(&registry_file, registry_batch), (&days_file, days_batch)] {
-        let body = store::encode(batch.schema(), &[batch]).map_err(|source| Error::Parquet {
-            what: file.display().to_string(),
-            source,
-        })?;
+        let mut body = store::ParquetBody::new(&file.display().to_string(), &batch.schema())?;
+        body.write(&batch)?;
+        let body = body.finish()?;
         std::fs::write(file, body).map_err(|e| Error::Io {
             path: file.display().to_string(),
             source: e,

@@ -199,15 +199,63 @@ pub(crate) async fn write_parquet(
     schema: SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<bool> {
-    let schema = plain_schema(&schema);
-    let batches = batches
-        .iter()
-        .map(|b| plain_strings(b, &schema))
-        .collect::<Result<Vec<_>>>()?;
-    let body = encode(schema, &batches).map_err(|source| Error::Parquet {
-        what: path.into(),
-        source,
-    })?;
+    let mut body = ParquetBody::new(path, &schema)?;
+    for b in batches {
+        body.write(b)?;
+    }
+    put_if_changed(store, path, body.finish()?).await
+}
+
+/// One Parquet object encoded as its batches come, so that a query's
+/// result need not be held in memory whole (strings as plain strings).
+pub(crate) struct ParquetBody {
+    path: String,
+    schema: SchemaRef,
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl ParquetBody {
+    pub(crate) fn new(path: &str, schema: &SchemaRef) -> Result<Self> {
+        let schema = plain_schema(schema);
+        let writer =
+            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties()))
+                .map_err(|source| Error::Parquet {
+                    what: path.into(),
+                    source,
+                })?;
+        Ok(Self {
+            path: path.into(),
+            schema,
+            writer,
+        })
+    }
+
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = plain_strings(batch, &self.schema)?;
+        self.writer.write(&batch).map_err(|source| Error::Parquet {
+            what: self.path.clone(),
+            source,
+        })
+    }
+
+    pub(crate) fn finish(self) -> Result<Bytes> {
+        self.writer
+            .into_inner()
+            .map(Bytes::from)
+            .map_err(|source| Error::Parquet {
+                what: self.path,
+                source,
+            })
+    }
+}
+
+/// Put `body` at `path` unless the object already holds exactly these
+/// bytes (a rerun then changes no file). Returns whether it wrote.
+pub(crate) async fn put_if_changed(
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+    body: Bytes,
+) -> Result<bool> {
     if let Ok(existing) = store.get(&Path::from(path)).await {
         if let Ok(old) = existing.bytes().await {
             if old == body {
@@ -279,20 +327,13 @@ fn plain_strings(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
 }
 
-pub(crate) fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> parquet::errors::Result<Bytes> {
-    let props = WriterProperties::builder()
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_created_by(format!("gridstat {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
-    for b in batches {
-        writer.write(b)?;
-    }
-    writer.close()?;
-    Ok(Bytes::from(out))
+        .build()
 }
 
 #[cfg(test)]
