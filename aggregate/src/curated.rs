@@ -15,7 +15,7 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 
 use crate::error::{query, Result};
-use crate::store::{put_if_changed, write_parquet, ParquetBody};
+use crate::store::{put_if_changed, write_parquet, write_query, ParquetBody};
 
 const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporter_id, r.reporter_role, \
     r.grid_id, g.village_code, g.town_code, g.county_code, r.target_kind, r.target_id, \
@@ -115,19 +115,16 @@ pub(crate) async fn curate_day(
         day,
         "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
     );
-    let df = ctx.sql(&cases_sql).await.map_err(query("curated cases"))?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let cases = df.collect().await.map_err(query("curated cases"))?;
-    out.cases = cases.iter().map(RecordBatch::num_rows).sum();
-    out.files_written += usize::from(
-        write_parquet(
-            store,
-            &format!("curated/cases/{dt}/part-00000.parquet"),
-            schema,
-            &cases,
-        )
-        .await?,
-    );
+    let (cases, wrote) = write_query(
+        ctx,
+        store,
+        "curated cases",
+        &cases_sql,
+        &format!("curated/cases/{dt}/part-00000.parquet"),
+    )
+    .await?;
+    out.cases = cases;
+    out.files_written += usize::from(wrote);
     Ok(out)
 }
 
@@ -263,19 +260,9 @@ pub(crate) async fn case_state(
 ) -> Result<(usize, bool)> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     let sql = case_state_sql(cases_exist, &|e| format!("CAST({e} AS BIGINT)"));
-    let df = ctx.sql(&sql).await.map_err(query("case_state"))?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(query("case_state"))?;
-    let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    let wrote = write_parquet(
-        store,
-        &format!(
-            "{}/part-00000.parquet",
-            gridstat_schemas::lake::CURATED_CASE_STATE
-        ),
-        schema,
-        &batches,
-    )
-    .await?;
-    Ok((rows, wrote))
+    let path = format!(
+        "{}/part-00000.parquet",
+        gridstat_schemas::lake::CURATED_CASE_STATE
+    );
+    write_query(ctx, store, "case_state", &sql, &path).await
 }

@@ -509,16 +509,15 @@ pub(crate) async fn compute(
     for (name, sql) in materialized(&from, has_previous) {
         materialize(ctx, name, &sql).await?;
     }
-    let firsts = ctx
-        .sql(
-            "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
-              ORDER BY grid_id, reporter_id, reporter_role",
-        )
-        .await
-        .map_err(query("reporter_firsts"))?;
-    let schema = Arc::new(firsts.schema().as_arrow().clone());
-    let firsts = firsts.collect().await.map_err(query("reporter_firsts"))?;
-    crate::store::write_parquet(store, REPORTER_FIRSTS, schema, &firsts).await?;
+    crate::store::write_query(
+        ctx,
+        store,
+        "reporter_firsts",
+        "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
+          ORDER BY grid_id, reporter_id, reporter_role",
+        REPORTER_FIRSTS,
+    )
+    .await?;
     let totals = ctx
         .sql(&area_totals_sql())
         .await
@@ -597,14 +596,12 @@ pub(crate) async fn write_quality(
 ) -> Result<usize> {
     let keep_old = days.is_some() && ctx.table_exist("quality").unwrap_or(false);
     let sql = quality_sql(has_quarantine, days, keep_old);
-    let df = ctx.sql(&sql).await.map_err(query("quality"))?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let quality = df.collect().await.map_err(query("quality"))?;
-    let wrote = crate::store::write_parquet(
+    let (_, wrote) = crate::store::write_query(
+        ctx,
         store,
+        "quality",
+        &sql,
         "rollups/quality/part-00000.parquet",
-        schema,
-        &quality,
     )
     .await?;
     Ok(usize::from(wrote))

@@ -206,6 +206,22 @@ pub(crate) async fn write_parquet(
     put_if_changed(store, path, body.finish()?).await
 }
 
+/// Run `sql` and write its result as the one Parquet object at `path`
+/// (see [`write_parquet`]). Returns the rows and whether it wrote.
+pub(crate) async fn write_query(
+    ctx: &datafusion::execution::context::SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    what: &str,
+    sql: &str,
+    path: &str,
+) -> Result<(usize, bool)> {
+    let df = ctx.sql(sql).await.map_err(crate::error::query(what))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(crate::error::query(what))?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    Ok((rows, write_parquet(store, path, schema, &batches).await?))
+}
+
 /// One Parquet object encoded as its batches come, so that a query's
 /// result need not be held in memory whole (strings as plain strings).
 pub(crate) struct ParquetBody {
