@@ -48,6 +48,13 @@ pub struct TableSpec {
     pub partitions: &'static [&'static str],
 }
 
+/// `case_state`: rewritten by the rollup step, which registers it again.
+pub const CASE_STATE: TableSpec = TableSpec {
+    name: "case_state",
+    prefix: lake::CURATED_CASE_STATE,
+    partitions: &[],
+};
+
 /// Every Parquet table in the lake.
 pub const TABLES: &[TableSpec] = &[
     TableSpec {
@@ -85,11 +92,7 @@ pub const TABLES: &[TableSpec] = &[
         prefix: "curated/hazards",
         partitions: &["dt"],
     },
-    TableSpec {
-        name: "case_state",
-        prefix: lake::CURATED_CASE_STATE,
-        partitions: &[],
-    },
+    CASE_STATE,
     TableSpec {
         name: "rollups_daily",
         prefix: "rollups/daily",
