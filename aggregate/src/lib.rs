@@ -327,7 +327,7 @@ async fn rollup_step(
             tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS).await?;
         }
         let (daily, cumulative) =
-            rollup::compute(ctx, store, from, previous_cumulative.is_some()).await?;
+            rollup::compute(ctx, store, &days, previous_cumulative.is_some()).await?;
         let written = Instant::now();
         for &day in &days {
             report.files_written += write_day(store, "rollups/daily", day, &daily).await?;
