@@ -46,6 +46,16 @@ for table in ["daily", "cumulative"]:
                 problems.append(f"{table} {mine[:5]} {name}: gridstat {a!r}, DuckDB {b!r}")
     print(f"{table}: {len(ours)} rows, {len(columns)} columns compared")
 
+# The data-quality counts, from the raw tables (the script's last table).
+theirs = con.execute("SELECT dt, kind, class, count FROM quality ORDER BY ALL").fetchall()
+ours = con.execute(
+    f"SELECT dt, kind, class, count FROM read_parquet('{lake}/rollups/quality/*.parquet') ORDER BY ALL"
+).fetchall()
+if ours != theirs:
+    problems.append(f"quality: gridstat {len(ours)} rows, DuckDB {len(theirs)}, first difference "
+                    f"{next(((a, b) for a, b in zip(ours, theirs) if a != b), None)}")
+print(f"quality: {len(ours)} rows compared")
+
 if problems:
     print("\n".join(problems[:20]), file=sys.stderr)
     sys.exit(1)

@@ -566,7 +566,7 @@ async fn duckdb_computes_the_same_rollups() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("daily:") && said.contains("cumulative:"),
+        said.contains("daily:") && said.contains("cumulative:") && said.contains("quality:"),
         "{said}"
     );
 }

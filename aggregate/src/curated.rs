@@ -216,6 +216,7 @@ fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<
 /// into milliseconds since the epoch (dialects differ there). A case is
 /// nearly always opened once; only cases opened more than once go through
 /// the `ROW_NUMBER` window, which is slow with one partition per case.
+/// As in [`dedup_sql`], the narrower side of each join comes first.
 pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> String) -> String {
     let resolved_ms = epoch_ms("u.resolved_at");
     let opened_ms = epoch_ms("o.opened_at");
@@ -239,11 +240,11 @@ pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> Strin
            FROM curated_hazards WHERE NOT fixed_on_spot), \
          opening_counts AS (SELECT case_id, COUNT(*) AS openings FROM opened GROUP BY case_id), \
          first_open AS ( \
-           SELECT o.* FROM opened o JOIN opening_counts n ON o.case_id = n.case_id WHERE n.openings = 1 \
+           SELECT o.* FROM opening_counts n JOIN opened o ON o.case_id = n.case_id WHERE n.openings = 1 \
            UNION ALL \
            SELECT case_id, case_kind, category, urgency, grid_id, town_code, county_code, opened_at, opened_dt FROM ( \
              SELECT o.*, ROW_NUMBER() OVER (PARTITION BY o.case_id ORDER BY o.opened_at, o.grid_id) AS rn \
-             FROM opened o JOIN opening_counts n ON o.case_id = n.case_id WHERE n.openings > 1) \
+             FROM opening_counts n JOIN opened o ON o.case_id = n.case_id WHERE n.openings > 1) \
            WHERE rn = 1), \
          upd AS ({updates}) \
          SELECT o.case_id, o.case_kind, o.category, o.urgency, o.grid_id, o.town_code, o.county_code, o.opened_at, o.opened_dt, \
@@ -251,7 +252,7 @@ pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> Strin
            CASE WHEN u.resolved_at IS NULL THEN NULL \
                 WHEN u.resolved_at < o.opened_at THEN 0.0 \
                 ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve \
-         FROM first_open o LEFT JOIN upd u ON o.case_id = u.case_id \
+         FROM upd u RIGHT JOIN first_open o ON o.case_id = u.case_id \
          ORDER BY o.county_code, o.town_code, o.grid_id, o.opened_at, o.case_id"
     )
 }

@@ -83,6 +83,28 @@ pub fn rollup_script(
         sums.join(", "),
         rollup::area_totals_sql()
     ));
+    // The data-quality table is part of gridstat's rollup step too; it
+    // counts raw rows, so it needs the raw tables.
+    let raw = [
+        ("raw_visits", "raw/visits/*/*/*.parquet"),
+        ("raw_cases", "raw/cases/*/*/*.parquet"),
+        ("quarantine", "quarantine/*/*.parquet"),
+    ];
+    let present = |glob: &str| lake.join(glob.split("/*").next().unwrap_or(glob)).is_dir();
+    if present(raw[0].1) && present(raw[1].1) {
+        let has_quarantine = present(raw[2].1);
+        for (name, glob) in raw.iter().filter(|(_, g)| present(g)) {
+            script.push(format!(
+                "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{}/{glob}', \
+                 hive_partitioning = true, hive_types_autocast = false)",
+                lake.display()
+            ));
+        }
+        script.push(format!(
+            "CREATE OR REPLACE TABLE quality AS {}",
+            rollup::quality_sql(has_quarantine, None, false, &|e| format!("epoch_ms({e})"))
+        ));
+    }
     for (table, cumulative) in [("daily", false), ("cumulative", true)] {
         script.push(format!(
             "COPY ({}) TO '{}' (FORMAT parquet)",

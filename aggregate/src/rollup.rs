@@ -659,7 +659,9 @@ pub(crate) async fn write_quality(
     days: Option<&BTreeSet<NaiveDate>>,
 ) -> Result<usize> {
     let keep_old = days.is_some() && ctx.table_exist("quality").unwrap_or(false);
-    let sql = quality_sql(has_quarantine, days, keep_old);
+    let sql = quality_sql(has_quarantine, days, keep_old, &|e| {
+        format!("CAST({e} AS BIGINT)")
+    });
     let (_, wrote) = crate::store::write_query(
         ctx,
         store,
@@ -673,8 +675,14 @@ pub(crate) async fn write_quality(
 
 /// Data-quality figures per day, in long form (`dt`, `kind`, `class`,
 /// `count`), for `days` only (all when `None`), with the old table's rows
-/// of every other day when `keep_old`.
-fn quality_sql(has_quarantine: bool, days: Option<&BTreeSet<NaiveDate>>, keep_old: bool) -> String {
+/// of every other day when `keep_old`; `epoch_ms` as in
+/// [`crate::curated::case_state_sql`].
+pub(crate) fn quality_sql(
+    has_quarantine: bool,
+    days: Option<&BTreeSet<NaiveDate>>,
+    keep_old: bool,
+    epoch_ms: &dyn Fn(&str) -> String,
+) -> String {
     let list = days.map(|days| {
         days.iter()
             .map(|d| format!("'{}'", d.format("%Y-%m-%d")))
@@ -705,9 +713,11 @@ fn quality_sql(has_quarantine: bool, days: Option<&BTreeSet<NaiveDate>>, keep_ol
            UNION ALL SELECT dt, 'raw_cases', CAST(NULL AS VARCHAR), COUNT(*) FROM raw_cases{w} GROUP BY dt \
            UNION ALL SELECT dt, 'curated_cases', CAST(NULL AS VARCHAR), COUNT(*) FROM curated_cases{w} GROUP BY dt \
            UNION ALL SELECT dt, 'late_arrivals', CAST(NULL AS VARCHAR), COUNT(*) FROM curated_visits \
-             WHERE CAST(sent_at AS BIGINT) - CAST(visited_at AS BIGINT) > 86400000{a} GROUP BY dt \
+             WHERE {sent} - {visited} > 86400000{a} GROUP BY dt \
            {quarantine}{old}) ORDER BY dt, kind, class",
         w = only(false),
         a = only(true),
+        sent = epoch_ms("sent_at"),
+        visited = epoch_ms("visited_at"),
     )
 }

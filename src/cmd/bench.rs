@@ -180,11 +180,14 @@ stmts, ours, theirs = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
 con = duckdb.connect()
 con.execute("SET enable_progress_bar = false")
 t = time.time()
+steps = []
 for s in stmts:
+    started = time.time()
     con.execute(s)
+    steps.append([s[:48], time.time() - started])
 seconds = time.time() - t
 check = "SELECT COUNT(*), CAST(SUM(visits) AS BIGINT), CAST(SUM(households_visited) AS BIGINT), CAST(SUM(hardships_open) AS BIGINT), CAST(SUM(reporters_active) AS BIGINT), ROUND(SUM(resolve_hours_median), 3) FROM read_parquet('{}')"
-print(json.dumps({"seconds": seconds,
+print(json.dumps({"seconds": seconds, "steps": steps,
                   "visits": con.execute("SELECT COUNT(*) FROM curated_visits").fetchone()[0],
                   "duckdb": [str(v) for v in con.execute(check.format(theirs)).fetchone()],
                   "gridstat": [str(v) for v in con.execute(check.format(ours)).fetchone()]}))
@@ -251,6 +254,10 @@ fn bench_rollup(
         let result: serde_json::Value =
             serde_json::from_str(&out).context("reading DuckDB's output")?;
         visits = result["visits"].as_u64().unwrap_or_default();
+        // Per-statement times, to set beside ours (GRIDSTAT_LOG=debug).
+        for step in result["steps"].as_array().into_iter().flatten() {
+            tracing::debug!(statement = %step[0], seconds = %step[1], "DuckDB step done.");
+        }
         duck = duck.min(result["seconds"].as_f64().unwrap_or(f64::MAX));
         checks = Some((result["gridstat"].clone(), result["duckdb"].clone()));
     }
