@@ -343,9 +343,12 @@ fn plain_strings(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
 }
 
+/// zstd level 1, as ingest: on these sorted, dictionary-encoded pages it is
+/// smaller than level 3 (the scale-1.0 lake's curated tables: 102 MB
+/// against 106 MB) and no slower.
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_created_by(format!("gridstat {}", env!("CARGO_PKG_VERSION")))
