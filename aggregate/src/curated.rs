@@ -216,7 +216,8 @@ fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<
 /// into milliseconds since the epoch (dialects differ there). A case is
 /// nearly always opened once; only cases opened more than once go through
 /// the `ROW_NUMBER` window, which is slow with one partition per case.
-/// As in [`dedup_sql`], the narrower side of each join comes first.
+/// As in [`dedup_sql`], the narrower side of each join comes first: the
+/// few cases opened more than once, then the updates per case.
 pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> String) -> String {
     let resolved_ms = epoch_ms("u.resolved_at");
     let opened_ms = epoch_ms("o.opened_at");
@@ -238,13 +239,13 @@ pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> Strin
            UNION ALL \
            SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
            FROM curated_hazards WHERE NOT fixed_on_spot), \
-         opening_counts AS (SELECT case_id, COUNT(*) AS openings FROM opened GROUP BY case_id), \
+         reopened AS (SELECT case_id FROM opened GROUP BY case_id HAVING COUNT(*) > 1), \
          first_open AS ( \
-           SELECT o.* FROM opening_counts n JOIN opened o ON o.case_id = n.case_id WHERE n.openings = 1 \
+           SELECT o.* FROM reopened n RIGHT JOIN opened o ON o.case_id = n.case_id WHERE n.case_id IS NULL \
            UNION ALL \
            SELECT case_id, case_kind, category, urgency, grid_id, town_code, county_code, opened_at, opened_dt FROM ( \
              SELECT o.*, ROW_NUMBER() OVER (PARTITION BY o.case_id ORDER BY o.opened_at, o.grid_id) AS rn \
-             FROM opening_counts n JOIN opened o ON o.case_id = n.case_id WHERE n.openings > 1) \
+             FROM reopened n JOIN opened o ON o.case_id = n.case_id) \
            WHERE rn = 1), \
          upd AS ({updates}) \
          SELECT o.case_id, o.case_kind, o.category, o.urgency, o.grid_id, o.town_code, o.county_code, o.opened_at, o.opened_dt, \
@@ -270,4 +271,84 @@ pub(crate) async fn case_state(
         gridstat_schemas::lake::CURATED_CASE_STATE
     );
     write_query(ctx, store, "case_state", &sql, &path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, StringArray};
+
+    /// The generated campaigns never open a case twice, so this path of
+    /// `case_state` is checked here: the earliest opening wins (then the
+    /// lower grid), hazards fixed on the spot are not cases, and a case's
+    /// updates are found whichever opening they follow.
+    #[tokio::test]
+    async fn case_state_keeps_each_cases_first_opening() {
+        let ctx = SessionContext::new();
+        // Milliseconds, as in the lake (a SQL TIMESTAMP is nanoseconds).
+        let ts = |s: &str| format!("arrow_cast('{s}', 'Timestamp(Millisecond, None)')");
+        for sql in [
+            format!(
+                "CREATE TABLE curated_hardships AS SELECT * FROM (VALUES \
+                 ('H1', 'medical', 'high', 'G2', 'T1', 'C1', {}, '2022-11-26'), \
+                 ('H1', 'supplies', 'low', 'G1', 'T1', 'C1', {}, '2022-11-25'), \
+                 ('H2', 'housing', 'low', 'G3', 'T2', 'C1', {}, '2022-11-25')) \
+                 AS t(case_id, category, urgency, grid_id, town_code, county_code, visited_at, dt)",
+                ts("2022-11-26T10:00:00"),
+                ts("2022-11-25T09:00:00"),
+                ts("2022-11-25T11:00:00"),
+            ),
+            format!(
+                "CREATE TABLE curated_hazards AS SELECT * FROM (VALUES \
+                 ('Z1', 'wiring', 'G1', 'T1', 'C1', {}, '2022-11-25', true), \
+                 ('Z2', 'exits', 'G1', 'T1', 'C1', {}, '2022-11-25', false)) \
+                 AS t(hazard_id, kind, grid_id, town_code, county_code, visited_at, dt, fixed_on_spot)",
+                ts("2022-11-25T08:00:00"),
+                ts("2022-11-25T08:30:00"),
+            ),
+            format!(
+                "CREATE TABLE curated_cases AS SELECT * FROM (VALUES \
+                 ('H1', 'assigned', {}, '2022-11-26'), \
+                 ('H1', 'resolved', {}, '2022-11-27')) \
+                 AS t(case_id, status, updated_at, dt)",
+                ts("2022-11-26T08:00:00"),
+                ts("2022-11-27T12:00:00"),
+            ),
+        ] {
+            ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        }
+        let sql = case_state_sql(true, &|e| format!("CAST({e} AS BIGINT)"));
+        let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let text = |name: &str| -> Vec<Option<String>> {
+            let col =
+                arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
+            let col = col.as_any().downcast_ref::<StringArray>().unwrap().clone();
+            col.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        // Sorted by county, town, grid, opening time.
+        assert_eq!(text("case_id"), some(&["Z2", "H1", "H2"]));
+        assert_eq!(text("category"), some(&["exits", "supplies", "housing"]));
+        assert_eq!(text("grid_id"), some(&["G1", "G1", "G3"]));
+        assert_eq!(
+            text("opened_dt"),
+            some(&["2022-11-25", "2022-11-25", "2022-11-25"])
+        );
+        assert_eq!(
+            text("resolved_dt"),
+            vec![None, Some("2022-11-27".to_string()), None]
+        );
+        let hours = batch
+            .column_by_name("hours_to_resolve")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            hours.iter().collect::<Vec<_>>(),
+            vec![None, Some(51.0), None]
+        );
+    }
 }
