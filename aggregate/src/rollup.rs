@@ -7,7 +7,7 @@
 //! additive too. Distinct reporters and resolve-time percentiles are not
 //! additive and are computed per level.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -84,8 +84,8 @@ const CATEGORIES: &[&str] = &[
 
 /// Distinct targets visited per day and grid, on the days `days` (a
 /// predicate on `dt`) selects. Nearly every visit is a distinct target of
-/// its day (9.35M groups for 10M visits), so DataFusion runs it one day at
-/// a time ([`PER_DAY`]): the same rows, a fraction of the hash table.
+/// its day (9.35M groups for 10M visits), so DataFusion runs it a few days
+/// at a time ([`BY_DAYS`]): the same rows, a fraction of the hash table.
 fn grid_targets_sql(days: &str) -> String {
     format!(
         "SELECT dt AS t_dt, grid_id AS t_grid, \
@@ -512,28 +512,100 @@ pub(crate) fn materialized(from: &str, previous_reporters: bool) -> Vec<(&'stati
     ]
 }
 
-/// SQL for one day, from a predicate on `dt`.
-type DaySql = fn(&str) -> String;
+/// SQL for some days, from a predicate on `dt`.
+type DaysSql = fn(&str) -> String;
 
 /// Materialized tables whose rows are a union over days: DataFusion builds
-/// them one day at a time, from the SQL for one `dt` predicate.
-const PER_DAY: &[(&str, DaySql)] = &[("grid_targets", grid_targets_sql)];
+/// them from consecutive days holding at most [`VISITS_PER_CHUNK`] visits
+/// together (a larger day alone).
+const BY_DAYS: &[(&str, DaysSql)] = &[("grid_targets", grid_targets_sql)];
 
-/// Build `name` day by day: one query per day, the batches kept as one table.
-async fn materialize_per_day(
+/// The 10M lake's largest day holds 2.16M visits; a chunk of that size
+/// keeps the distinct-targets hash table to a few hundred MB, while small
+/// campaigns still need one query for many days.
+const VISITS_PER_CHUNK: i64 = 2_000_000;
+
+/// `days` cut into runs of consecutive days of at most [`VISITS_PER_CHUNK`]
+/// curated visits (a larger day makes a run of its own).
+async fn day_chunks(
+    ctx: &SessionContext,
+    days: &[NaiveDate],
+) -> Result<Vec<(NaiveDate, NaiveDate)>> {
+    let Some(first) = days.first() else {
+        return Ok(Vec::new());
+    };
+    let sql = format!(
+        "SELECT dt, COUNT(*) AS visits FROM curated_visits WHERE dt >= '{}' GROUP BY dt",
+        first.format("%Y-%m-%d")
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(query("visits per day"))?
+        .collect()
+        .await
+        .map_err(query("visits per day"))?;
+    let mut visits = BTreeMap::new();
+    for b in &batches {
+        let dt = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let dt = dt.as_string::<i32>();
+        let n = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+        for (dt, n) in dt.iter().zip(n.iter()) {
+            if let (Some(dt), Some(n)) = (dt, n) {
+                if let Ok(day) = NaiveDate::parse_from_str(dt, "%Y-%m-%d") {
+                    visits.insert(day, n);
+                }
+            }
+        }
+    }
+    Ok(chunk_days(
+        days,
+        |d| visits.get(&d).copied().unwrap_or(0),
+        VISITS_PER_CHUNK,
+    ))
+}
+
+/// Consecutive runs of `days` whose `size` sums stay within `budget`.
+fn chunk_days(
+    days: &[NaiveDate],
+    size: impl Fn(NaiveDate) -> i64,
+    budget: i64,
+) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut chunks: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    let mut held = 0;
+    for &day in days {
+        let n = size(day);
+        match chunks.last_mut() {
+            Some(last) if held + n <= budget => {
+                last.1 = day;
+                held += n;
+            }
+            _ => {
+                chunks.push((day, day));
+                held = n;
+            }
+        }
+    }
+    chunks
+}
+
+/// Build `name` from one query per chunk of days, the batches kept as one table.
+async fn materialize_by_days(
     ctx: &SessionContext,
     name: &str,
-    days: &[NaiveDate],
-    sql: DaySql,
+    chunks: &[(NaiveDate, NaiveDate)],
+    sql: DaysSql,
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let mut schema = None;
     let mut batches = Vec::new();
-    for day in days {
-        let df = ctx
-            .sql(&sql(&format!("dt = '{}'", day.format("%Y-%m-%d"))))
-            .await
-            .map_err(query(name))?;
+    for (first, last) in chunks {
+        let days = format!(
+            "dt >= '{}' AND dt <= '{}'",
+            first.format("%Y-%m-%d"),
+            last.format("%Y-%m-%d")
+        );
+        let df = ctx.sql(&sql(&days)).await.map_err(query(name))?;
         schema.get_or_insert_with(|| Arc::new(df.schema().as_arrow().clone()));
         batches.extend(df.collect().await.map_err(query(name))?);
     }
@@ -547,8 +619,9 @@ async fn materialize_per_day(
         .map_err(query(name))?;
     tracing::debug!(
         table = name,
+        chunks = chunks.len(),
         seconds = started.elapsed().as_secs_f64(),
-        "Materialized day by day."
+        "Materialized in chunks of days."
     );
     Ok(())
 }
@@ -569,9 +642,10 @@ pub(crate) async fn compute(
         return Ok((Vec::new(), Vec::new()));
     };
     let from = first.format("%Y-%m-%d").to_string();
+    let chunks = day_chunks(ctx, days).await?;
     for (name, sql) in materialized(&from, has_previous) {
-        match PER_DAY.iter().find(|(n, _)| *n == name) {
-            Some((_, per_day)) => materialize_per_day(ctx, name, days, *per_day).await?,
+        match BY_DAYS.iter().find(|(n, _)| *n == name) {
+            Some((_, by_days)) => materialize_by_days(ctx, name, &chunks, *by_days).await?,
             None => materialize(ctx, name, &sql).await?,
         }
     }
@@ -722,4 +796,27 @@ pub(crate) fn quality_sql(
         sent = epoch_ms("sent_at"),
         visited = epoch_ms("visited_at"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_chunked_within_the_budget_and_a_large_day_stands_alone() {
+        let day = |d| NaiveDate::from_ymd_opt(2022, 11, d).unwrap();
+        let days: Vec<_> = (25..=30).map(day).collect();
+        let sizes = |d: NaiveDate| match chrono::Datelike::day(&d) {
+            25 => 5,
+            26 => 20, // over the budget: alone
+            27 | 28 | 29 => 3,
+            _ => 0,
+        };
+        assert_eq!(
+            chunk_days(&days, sizes, 10),
+            vec![(day(25), day(25)), (day(26), day(26)), (day(27), day(30))]
+        );
+        assert_eq!(chunk_days(&days, |_| 0, 10), vec![(day(25), day(30))]);
+        assert!(chunk_days(&[], sizes, 10).is_empty());
+    }
 }
