@@ -809,7 +809,7 @@ mod tests {
         let sizes = |d: NaiveDate| match chrono::Datelike::day(&d) {
             25 => 5,
             26 => 20, // over the budget: alone
-            27 | 28 | 29 => 3,
+            27..=29 => 3,
             _ => 0,
         };
         assert_eq!(
