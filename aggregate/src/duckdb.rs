@@ -15,6 +15,19 @@ use crate::error::{Error, Result};
 use crate::rollup::{self, FLOWS, REPORTERS};
 use crate::{curated, store, tables};
 
+/// A DuckDB view over one of the lake's tables, its Hive partitions read as
+/// strings (as DataFusion registers them).
+fn view(lake: &Path, spec: &tables::TableSpec) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet('{}/{}{}/*.parquet', \
+         hive_partitioning = true, hive_types_autocast = false)",
+        spec.name,
+        lake.display(),
+        spec.prefix,
+        "/*".repeat(spec.partitions.len())
+    )
+}
+
 /// Write the registry and days tables as Parquet into `scratch` and return
 /// the statements that compute every rollup from the curated tables of the
 /// local lake in `lake`, from `first` to `last`, ending with the daily and
@@ -43,17 +56,18 @@ pub fn rollup_script(
     }
     let from = first.format("%Y-%m-%d").to_string();
     let mut script = Vec::new();
-    for (name, prefix) in [
-        ("curated_visits", "curated/visits"),
-        ("curated_cases", "curated/cases"),
-        ("curated_hardships", "curated/hardships"),
-        ("curated_hazards", "curated/hazards"),
+    let present = |name: &str| {
+        tables::TABLES
+            .iter()
+            .find(|t| t.name == name && lake.join(t.prefix).is_dir())
+    };
+    for name in [
+        "curated_visits",
+        "curated_cases",
+        "curated_hardships",
+        "curated_hazards",
     ] {
-        script.push(format!(
-            "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{}/{prefix}/*/*.parquet', \
-             hive_partitioning = true, hive_types_autocast = false)",
-            lake.display()
-        ));
+        script.extend(present(name).map(|spec| view(lake, spec)));
     }
     script.push(format!(
         "CREATE OR REPLACE TABLE registry_grids AS SELECT * FROM read_parquet('{}')",
@@ -63,7 +77,7 @@ pub fn rollup_script(
         "CREATE OR REPLACE TABLE days AS SELECT * FROM read_parquet('{}')",
         days_file.display()
     ));
-    let cases_exist = lake.join("curated/cases").exists();
+    let cases_exist = present("curated_cases").is_some();
     script.push(format!(
         "CREATE OR REPLACE TABLE case_state AS {}",
         curated::case_state_sql(cases_exist, &|e| format!("epoch_ms({e})"))
@@ -85,24 +99,19 @@ pub fn rollup_script(
     ));
     // The data-quality table is part of gridstat's rollup step too; it
     // counts raw rows, so it needs the raw tables.
-    let raw = [
-        ("raw_visits", "raw/visits/*/*/*.parquet"),
-        ("raw_cases", "raw/cases/*/*/*.parquet"),
-        ("quarantine", "quarantine/*/*.parquet"),
-    ];
-    let present = |glob: &str| lake.join(glob.split("/*").next().unwrap_or(glob)).is_dir();
-    if present(raw[0].1) && present(raw[1].1) {
-        let has_quarantine = present(raw[2].1);
-        for (name, glob) in raw.iter().filter(|(_, g)| present(g)) {
-            script.push(format!(
-                "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{}/{glob}', \
-                 hive_partitioning = true, hive_types_autocast = false)",
-                lake.display()
-            ));
-        }
+    if let (Some(visits), Some(cases)) = (present("raw_visits"), present("raw_cases")) {
+        let quarantine = present("quarantine");
+        script.extend(
+            [visits, cases]
+                .into_iter()
+                .chain(quarantine)
+                .map(|spec| view(lake, spec)),
+        );
         script.push(format!(
             "CREATE OR REPLACE TABLE quality AS {}",
-            rollup::quality_sql(has_quarantine, None, false, &|e| format!("epoch_ms({e})"))
+            rollup::quality_sql(quarantine.is_some(), None, false, &|e| format!(
+                "epoch_ms({e})"
+            ))
         ));
     }
     for (table, cumulative) in [("daily", false), ("cumulative", true)] {
