@@ -452,22 +452,60 @@ pub(crate) fn final_sql(cumulative: bool, has_previous: bool) -> String {
     )
 }
 
-async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+async fn materialize(ctx: &SessionContext, name: &str, sqls: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
-    let df = ctx.sql(sql).await.map_err(query(name))?;
-    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(query(name))?;
-    let table =
-        datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(query(name))?;
-    ctx.deregister_table(name).map_err(query(name))?;
-    ctx.register_table(name, std::sync::Arc::new(table))
-        .map_err(query(name))?;
+    let mut schema = None;
+    let mut batches = Vec::new();
+    for sql in sqls {
+        let df = ctx.sql(sql).await.map_err(query(name))?;
+        schema.get_or_insert_with(|| Arc::new(df.schema().as_arrow().clone()));
+        batches.extend(df.collect().await.map_err(query(name))?);
+    }
+    if let Some(schema) = schema {
+        register_batches(ctx, name, schema, batches)?;
+    }
     tracing::debug!(
         table = name,
+        queries = sqls.len(),
         seconds = started.elapsed().as_secs_f64(),
         "Materialized."
     );
     Ok(())
+}
+
+/// Register `batches` as the in-memory table `name`, replacing any.
+fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let table =
+        datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(query(name))?;
+    ctx.deregister_table(name).map_err(query(name))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(query(name))?;
+    Ok(())
+}
+
+/// Run `sql` and collect its result.
+async fn collect(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+    ctx.sql(sql)
+        .await
+        .map_err(query(what))?
+        .collect()
+        .await
+        .map_err(query(what))
+}
+
+/// The days of a `dt`-like column (strings `YYYY-MM-DD`, or dates).
+fn days_of(column: &arrow::array::ArrayRef) -> Result<Vec<Option<NaiveDate>>> {
+    let col = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)?;
+    Ok(col
+        .as_string::<i32>()
+        .iter()
+        .map(|d| d.and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()))
+        .collect())
 }
 
 /// Where rollups store each reporter's first active day per grid, so that
@@ -538,23 +576,12 @@ async fn day_chunks(
         "SELECT dt, COUNT(*) AS visits FROM curated_visits WHERE dt >= '{}' GROUP BY dt",
         first.format("%Y-%m-%d")
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(query("visits per day"))?
-        .collect()
-        .await
-        .map_err(query("visits per day"))?;
     let mut visits = BTreeMap::new();
-    for b in &batches {
-        let dt = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
-        let dt = dt.as_string::<i32>();
+    for b in collect(ctx, "visits per day", &sql).await? {
         let n = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
-        for (dt, n) in dt.iter().zip(n.iter()) {
-            if let (Some(dt), Some(n)) = (dt, n) {
-                if let Ok(day) = NaiveDate::parse_from_str(dt, "%Y-%m-%d") {
-                    visits.insert(day, n);
-                }
+        for (day, n) in days_of(b.column(0))?.into_iter().zip(n.iter()) {
+            if let (Some(day), Some(n)) = (day, n) {
+                visits.insert(day, n);
             }
         }
     }
@@ -589,43 +616,6 @@ fn chunk_days(
     chunks
 }
 
-/// Build `name` from one query per chunk of days, the batches kept as one table.
-async fn materialize_by_days(
-    ctx: &SessionContext,
-    name: &str,
-    chunks: &[(NaiveDate, NaiveDate)],
-    sql: DaysSql,
-) -> Result<()> {
-    let started = std::time::Instant::now();
-    let mut schema = None;
-    let mut batches = Vec::new();
-    for (first, last) in chunks {
-        let days = format!(
-            "dt >= '{}' AND dt <= '{}'",
-            first.format("%Y-%m-%d"),
-            last.format("%Y-%m-%d")
-        );
-        let df = ctx.sql(&sql(&days)).await.map_err(query(name))?;
-        schema.get_or_insert_with(|| Arc::new(df.schema().as_arrow().clone()));
-        batches.extend(df.collect().await.map_err(query(name))?);
-    }
-    let Some(schema) = schema else {
-        return Ok(());
-    };
-    let table =
-        datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(query(name))?;
-    ctx.deregister_table(name).map_err(query(name))?;
-    ctx.register_table(name, Arc::new(table))
-        .map_err(query(name))?;
-    tracing::debug!(
-        table = name,
-        chunks = chunks.len(),
-        seconds = started.elapsed().as_secs_f64(),
-        "Materialized in chunks of days."
-    );
-    Ok(())
-}
-
 /// Daily and cumulative rollups for `days` (consecutive, as registered in
 /// the `days` table), sorted by day, level (city first) and area code. Both
 /// include a `dt` column. With `has_previous`, the tables
@@ -644,10 +634,20 @@ pub(crate) async fn compute(
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
     for (name, sql) in materialized(&from, has_previous) {
-        match BY_DAYS.iter().find(|(n, _)| *n == name) {
-            Some((_, by_days)) => materialize_by_days(ctx, name, &chunks, *by_days).await?,
-            None => materialize(ctx, name, &sql).await?,
-        }
+        let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
+            Some((_, by_days)) => chunks
+                .iter()
+                .map(|(first, last)| {
+                    by_days(&format!(
+                        "dt >= '{}' AND dt <= '{}'",
+                        first.format("%Y-%m-%d"),
+                        last.format("%Y-%m-%d")
+                    ))
+                })
+                .collect(),
+            None => vec![sql],
+        };
+        materialize(ctx, name, &sqls).await?;
     }
     crate::store::write_query(
         ctx,
@@ -670,23 +670,11 @@ pub(crate) async fn compute(
         .chain(REPORTERS.iter().map(|(c, _)| *c))
         .collect();
     let running = running_sums(&totals, &["level", "area_code"], "dt", &summed)?;
-    let table =
-        datafusion::datasource::MemTable::try_new(schema, vec![running.into_iter().collect()])
-            .map_err(query("area_running"))?;
-    ctx.deregister_table("area_running")
-        .map_err(query("area_running"))?;
-    ctx.register_table("area_running", Arc::new(table))
-        .map_err(query("area_running"))?;
+    register_batches(ctx, "area_running", schema, running.into_iter().collect())?;
     let mut out = Vec::new();
     for (name, cumulative) in [("rollups_daily", false), ("rollups_cumulative", true)] {
         let started = std::time::Instant::now();
-        let batches = ctx
-            .sql(&final_sql(cumulative, has_previous))
-            .await
-            .map_err(query(name))?
-            .collect()
-            .await
-            .map_err(query(name))?;
+        let batches = collect(ctx, name, &final_sql(cumulative, has_previous)).await?;
         tracing::debug!(
             table = name,
             seconds = started.elapsed().as_secs_f64(),
@@ -709,18 +697,9 @@ pub(crate) async fn earliest_resolution_before(
         "SELECT CAST(MIN(resolved_dt) AS VARCHAR) AS day FROM case_state \
          WHERE opened_dt >= '{from}' AND resolved_dt < '{from}'"
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(query("case_state"))?
-        .collect()
-        .await
-        .map_err(query("case_state"))?;
-    for b in &batches {
-        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
-        let col = col.as_string::<i32>();
-        if let Some(day) = col.iter().flatten().next() {
-            return Ok(NaiveDate::parse_from_str(day, "%Y-%m-%d").ok());
+    for b in collect(ctx, "case_state", &sql).await? {
+        if let Some(day) = days_of(b.column(0))?.into_iter().flatten().next() {
+            return Ok(Some(day));
         }
     }
     Ok(None)
