@@ -207,7 +207,8 @@ pub(crate) async fn write_parquet(
 }
 
 /// Run `sql` and write its result as the one Parquet object at `path`
-/// (see [`write_parquet`]). Returns the rows and whether it wrote.
+/// (see [`write_parquet`]), encoding batches as they come. Returns the rows
+/// and whether it wrote.
 pub(crate) async fn write_query(
     ctx: &datafusion::execution::context::SessionContext,
     store: &Arc<dyn ObjectStore>,
@@ -215,11 +216,21 @@ pub(crate) async fn write_query(
     sql: &str,
     path: &str,
 ) -> Result<(usize, bool)> {
+    use futures::StreamExt;
     let df = ctx.sql(sql).await.map_err(crate::error::query(what))?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(crate::error::query(what))?;
-    let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    Ok((rows, write_parquet(store, path, schema, &batches).await?))
+    let mut body = ParquetBody::new(path, &schema)?;
+    let mut stream = df
+        .execute_stream()
+        .await
+        .map_err(crate::error::query(what))?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(crate::error::query(what))?;
+        rows += batch.num_rows();
+        body.write(&batch)?;
+    }
+    Ok((rows, put_if_changed(store, path, body.finish()?).await?))
 }
 
 /// One Parquet object encoded as its batches come, so that a query's
