@@ -109,8 +109,8 @@ fn main() -> ExitCode {
 /// Transparent huge pages cost this process memory and time: mimalloc's
 /// arenas ask for them, so every 2 MiB region a batch touches is zeroed and
 /// counted whole, and again after each purge. Measured on the 10M-visit lake,
-/// `aggregate --all` peaked at 2.67 GB with them and 2.05 GiB without, at the
-/// same speed (docs/BENCHMARKS.md). `GRIDSTAT_ALLOW_THP=1` keeps them.
+/// `aggregate --all` peaked at 1.90 GiB with them and 1.60 GiB without, at
+/// the same speed (docs/BENCHMARKS.md). `GRIDSTAT_ALLOW_THP=1` keeps them.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn disable_transparent_huge_pages() {
