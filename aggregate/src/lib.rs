@@ -17,6 +17,7 @@
 pub mod curated;
 pub mod duckdb;
 pub mod error;
+mod percentiles;
 pub mod rollup;
 pub mod store;
 pub mod tables;

@@ -473,6 +473,65 @@ async fn materialize(ctx: &SessionContext, name: &str, sqls: &[String]) -> Resul
     Ok(())
 }
 
+/// The resolve-time tables, daily and cumulative, as in [`hours_sql`].
+const HOURS: [&str; 2] = ["hours_day", "hours_cum"];
+
+/// Build both resolve-time tables for `days` with
+/// [`crate::percentiles::hours_to_resolve`] rather than [`hours_sql`].
+async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let Some(last) = days.last() else {
+        return Ok(());
+    };
+    let keys: String = LEVELS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, key, _, _))| format!("{key} AS area{i}, "))
+        .collect();
+    let sql = format!(
+        "SELECT {keys}c.resolved_dt, c.hours_to_resolve \
+         FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id \
+         WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL AND c.resolved_dt <= '{}'",
+        last.format("%Y-%m-%d")
+    );
+    let batches = collect(ctx, "hours to resolve", &sql).await?;
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => Arc::new(
+            ctx.sql(&sql)
+                .await
+                .map_err(query("hours to resolve"))?
+                .schema()
+                .as_arrow()
+                .clone(),
+        ),
+    };
+    let input = arrow::compute::concat_batches(&schema, &batches)?;
+    let resolutions = crate::percentiles::Resolutions {
+        levels: LEVELS
+            .iter()
+            .enumerate()
+            .map(|(i, (level, _, _, _))| (*level, Arc::clone(input.column(i))))
+            .collect(),
+        day: Arc::clone(input.column(LEVELS.len())),
+        hours: Arc::clone(input.column(LEVELS.len() + 1)),
+    };
+    let days: Vec<String> = days
+        .iter()
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .collect();
+    let (daily, cumulative) = crate::percentiles::hours_to_resolve(&resolutions, &days)?;
+    for (name, batch) in HOURS.into_iter().zip([daily, cumulative]) {
+        register_batches(ctx, name, batch.schema(), vec![batch])?;
+    }
+    tracing::debug!(
+        tables = "hours_day, hours_cum",
+        seconds = started.elapsed().as_secs_f64(),
+        "Materialized."
+    );
+    Ok(())
+}
+
 /// Register `batches` as the in-memory table `name`, replacing any.
 fn register_batches(
     ctx: &SessionContext,
@@ -634,6 +693,9 @@ pub(crate) async fn compute(
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
     for (name, sql) in materialized(&from, has_previous) {
+        if HOURS.contains(&name) {
+            continue; // computed below, without SQL
+        }
         let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
             Some((_, by_days)) => chunks
                 .iter()
@@ -649,6 +711,7 @@ pub(crate) async fn compute(
         };
         materialize(ctx, name, &sqls).await?;
     }
+    materialize_hours(ctx, days).await?;
     crate::store::write_query(
         ctx,
         store,
