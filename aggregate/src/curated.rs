@@ -212,13 +212,70 @@ fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// Every opening of a case: a hardship raised, or a hazard handed on.
+const OPENED_SQL: &str = "SELECT case_id, 'hardship' AS case_kind, category, urgency, grid_id, town_code, county_code, \
+       visited_at AS opened_at, dt AS opened_dt \
+     FROM curated_hardships \
+     UNION ALL \
+     SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
+     FROM curated_hazards WHERE NOT fixed_on_spot";
+
+/// Cases opened more than once.
+fn reopened_sql() -> String {
+    format!("SELECT case_id FROM ({OPENED_SQL}) GROUP BY case_id HAVING COUNT(*) > 1")
+}
+
+/// Where [`case_state_sql`] finds the cases opened more than once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reopened {
+    /// Computed in the query. DataFusion inlines a CTE at each use, so it
+    /// would group every opening twice.
+    Inline,
+    /// The in-memory table [`REOPENED_TABLE`], built first.
+    Table,
+}
+
+/// The table of [`Reopened::Table`].
+const REOPENED_TABLE: &str = "reopened_cases";
+
+impl std::fmt::Display for Reopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reopened::Inline => f.write_str(&reopened_sql()),
+            Reopened::Table => write!(f, "SELECT case_id FROM {REOPENED_TABLE}"),
+        }
+    }
+}
+
+/// Build [`REOPENED_TABLE`] for [`Reopened::Table`].
+async fn register_reopened(ctx: &SessionContext) -> Result<()> {
+    let df = ctx
+        .sql(&reopened_sql())
+        .await
+        .map_err(query(REOPENED_TABLE))?;
+    let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(query(REOPENED_TABLE))?;
+    let schema = batches.first().map_or(planned, |b| b.schema());
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+        .map_err(query(REOPENED_TABLE))?;
+    ctx.deregister_table(REOPENED_TABLE)
+        .map_err(query(REOPENED_TABLE))?;
+    ctx.register_table(REOPENED_TABLE, Arc::new(table))
+        .map_err(query(REOPENED_TABLE))?;
+    Ok(())
+}
+
 /// The query behind `case_state`; `epoch_ms` turns a timestamp expression
 /// into milliseconds since the epoch (dialects differ there). A case is
 /// nearly always opened once; only cases opened more than once go through
 /// the `ROW_NUMBER` window, which is slow with one partition per case.
 /// As in [`dedup_sql`], the narrower side of each join comes first: the
 /// few cases opened more than once, then the updates per case.
-pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> String) -> String {
+pub(crate) fn case_state_sql(
+    cases_exist: bool,
+    epoch_ms: &dyn Fn(&str) -> String,
+    reopened: Reopened,
+) -> String {
     let resolved_ms = epoch_ms("u.resolved_at");
     let opened_ms = epoch_ms("o.opened_at");
     let updates = if cases_exist {
@@ -233,13 +290,8 @@ pub(crate) fn case_state_sql(cases_exist: bool, epoch_ms: &dyn Fn(&str) -> Strin
            CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt WHERE false"
     };
     format!(
-        "WITH opened AS ( \
-           SELECT case_id, 'hardship' AS case_kind, category, urgency, grid_id, town_code, county_code, visited_at AS opened_at, dt AS opened_dt \
-           FROM curated_hardships \
-           UNION ALL \
-           SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
-           FROM curated_hazards WHERE NOT fixed_on_spot), \
-         reopened AS (SELECT case_id FROM opened GROUP BY case_id HAVING COUNT(*) > 1), \
+        "WITH opened AS ({OPENED_SQL}), \
+         reopened AS ({reopened}), \
          first_open AS ( \
            SELECT o.* FROM reopened n RIGHT JOIN opened o ON o.case_id = n.case_id WHERE n.case_id IS NULL \
            UNION ALL \
@@ -265,7 +317,12 @@ pub(crate) async fn case_state(
     store: &Arc<dyn ObjectStore>,
 ) -> Result<(usize, bool)> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
-    let sql = case_state_sql(cases_exist, &|e| format!("CAST({e} AS BIGINT)"));
+    register_reopened(ctx).await?;
+    let sql = case_state_sql(
+        cases_exist,
+        &|e| format!("CAST({e} AS BIGINT)"),
+        Reopened::Table,
+    );
     let path = format!(
         "{}/part-00000.parquet",
         gridstat_schemas::lake::CURATED_CASE_STATE
@@ -317,38 +374,42 @@ mod tests {
         ] {
             ctx.sql(&sql).await.unwrap().collect().await.unwrap();
         }
-        let sql = case_state_sql(true, &|e| format!("CAST({e} AS BIGINT)"));
-        let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-        let text = |name: &str| -> Vec<Option<String>> {
-            let col =
-                arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
-            let col = col.as_any().downcast_ref::<StringArray>().unwrap().clone();
-            col.iter().map(|v| v.map(str::to_string)).collect()
-        };
-        let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
-        // Sorted by county, town, grid, opening time.
-        assert_eq!(text("case_id"), some(&["Z2", "H1", "H2"]));
-        assert_eq!(text("category"), some(&["exits", "supplies", "housing"]));
-        assert_eq!(text("grid_id"), some(&["G1", "G1", "G3"]));
-        assert_eq!(
-            text("opened_dt"),
-            some(&["2022-11-25", "2022-11-25", "2022-11-25"])
-        );
-        assert_eq!(
-            text("resolved_dt"),
-            vec![None, Some("2022-11-27".to_string()), None]
-        );
-        let hours = batch
-            .column_by_name("hours_to_resolve")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap()
-            .clone();
-        assert_eq!(
-            hours.iter().collect::<Vec<_>>(),
-            vec![None, Some(51.0), None]
-        );
+        register_reopened(&ctx).await.unwrap();
+        for reopened in [Reopened::Inline, Reopened::Table] {
+            let sql = case_state_sql(true, &|e| format!("CAST({e} AS BIGINT)"), reopened);
+            let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+            let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+            let text = |name: &str| -> Vec<Option<String>> {
+                let col =
+                    arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8)
+                        .unwrap();
+                let col = col.as_any().downcast_ref::<StringArray>().unwrap().clone();
+                col.iter().map(|v| v.map(str::to_string)).collect()
+            };
+            let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+            // Sorted by county, town, grid, opening time.
+            assert_eq!(text("case_id"), some(&["Z2", "H1", "H2"]));
+            assert_eq!(text("category"), some(&["exits", "supplies", "housing"]));
+            assert_eq!(text("grid_id"), some(&["G1", "G1", "G3"]));
+            assert_eq!(
+                text("opened_dt"),
+                some(&["2022-11-25", "2022-11-25", "2022-11-25"])
+            );
+            assert_eq!(
+                text("resolved_dt"),
+                vec![None, Some("2022-11-27".to_string()), None]
+            );
+            let hours = batch
+                .column_by_name("hours_to_resolve")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone();
+            assert_eq!(
+                hours.iter().collect::<Vec<_>>(),
+                vec![None, Some(51.0), None]
+            );
+        }
     }
 }

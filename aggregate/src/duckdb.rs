@@ -80,7 +80,11 @@ pub fn rollup_script(
     let cases_exist = present("curated_cases").is_some();
     script.push(format!(
         "CREATE OR REPLACE TABLE case_state AS {}",
-        curated::case_state_sql(cases_exist, &|e| format!("epoch_ms({e})"))
+        curated::case_state_sql(
+            cases_exist,
+            &|e| format!("epoch_ms({e})"),
+            curated::Reopened::Inline
+        )
     ));
     for (name, sql) in rollup::materialized(&from, false) {
         script.push(format!("CREATE OR REPLACE TABLE {name} AS {sql}"));
