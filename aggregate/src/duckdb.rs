@@ -86,7 +86,7 @@ pub fn rollup_script(
             curated::Reopened::Inline
         )
     ));
-    for (name, sql) in rollup::materialized(&from, false) {
+    for (name, sql) in rollup::materialized(&from, false, rollup::Computed::InSql) {
         script.push(format!("CREATE OR REPLACE TABLE {name} AS {sql}"));
     }
     let sums: Vec<String> = FLOWS

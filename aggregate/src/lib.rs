@@ -17,6 +17,7 @@
 pub mod curated;
 pub mod duckdb;
 pub mod error;
+mod open_cases;
 mod percentiles;
 pub mod rollup;
 pub mod store;

@@ -114,7 +114,32 @@ fn grid_firsts_sql(from: &str) -> String {
     )
 }
 
-fn grid_day_sql(from: &str) -> String {
+/// Cases open at the end of each day of `days`, per grid (the SQL that
+/// [`crate::open_cases`] replaces in gridstat).
+pub(crate) const OPEN_CASES_SQL: &str = "SELECT d.dt AS s_dt, c.grid_id AS s_grid, \
+       SUM(CASE WHEN c.case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_open, \
+       SUM(CASE WHEN c.case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_open, \
+       SUM(CASE WHEN c.case_kind = 'hardship' AND c.opened_at < d.overdue_cutoff THEN 1 ELSE 0 END) AS hardships_overdue \
+     FROM case_state c JOIN days d ON c.opened_dt <= d.dt AND (c.resolved_at IS NULL OR c.resolved_at >= d.day_end) \
+     GROUP BY d.dt, c.grid_id";
+
+/// The in-memory table gridstat builds with [`crate::open_cases`].
+const OPEN_CASES_TABLE: &str = "open_cases";
+
+/// How the rollup queries get tables that gridstat computes outside SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Computed {
+    /// By their SQL, inline (DuckDB's script).
+    InSql,
+    /// From in-memory tables built beforehand (gridstat).
+    InMemory,
+}
+
+fn grid_day_sql(from: &str, computed: Computed) -> String {
+    let open_cases = match computed {
+        Computed::InSql => OPEN_CASES_SQL.to_string(),
+        Computed::InMemory => format!("SELECT * FROM {OPEN_CASES_TABLE}"),
+    };
     let cats: String = CATEGORIES
         .iter()
         .map(|c| format!(", SUM(CASE WHEN category = '{c}' THEN 1 ELSE 0 END) AS hardships_{c}"))
@@ -139,12 +164,7 @@ fn grid_day_sql(from: &str) -> String {
            SUM(CASE WHEN case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_resolved, \
            SUM(CASE WHEN case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_resolved \
            FROM case_state WHERE resolved_dt >= '{from}' GROUP BY resolved_dt, grid_id), \
-         st AS (SELECT d.dt AS s_dt, c.grid_id AS s_grid, \
-           SUM(CASE WHEN c.case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_open, \
-           SUM(CASE WHEN c.case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_open, \
-           SUM(CASE WHEN c.case_kind = 'hardship' AND c.opened_at < d.overdue_cutoff THEN 1 ELSE 0 END) AS hardships_overdue \
-           FROM case_state c JOIN days d ON c.opened_dt <= d.dt AND (c.resolved_at IS NULL OR c.resolved_at >= d.day_end) \
-           GROUP BY d.dt, c.grid_id) \
+         st AS ({open_cases}) \
          SELECT {select} FROM panel p \
            LEFT JOIN v ON p.dt = v.v_dt AND p.grid_id = v.v_grid \
            LEFT JOIN grid_targets dtg ON p.dt = dtg.t_dt AND p.grid_id = dtg.t_grid \
@@ -473,6 +493,63 @@ async fn materialize(ctx: &SessionContext, name: &str, sqls: &[String]) -> Resul
     Ok(())
 }
 
+/// Build [`OPEN_CASES_TABLE`] for `days` with [`crate::open_cases`].
+async fn materialize_open_cases(ctx: &SessionContext, days: &[NaiveDate]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let Some(last) = days.last() else {
+        return Ok(());
+    };
+    let what = OPEN_CASES_TABLE;
+    let day_rows = collect(
+        ctx,
+        what,
+        "SELECT dt, CAST(day_end AS BIGINT), CAST(overdue_cutoff AS BIGINT) FROM days ORDER BY dt",
+    )
+    .await?;
+    let mut table = crate::open_cases::Days {
+        dt: Vec::new(),
+        end_ms: Vec::new(),
+        overdue_cutoff_ms: Vec::new(),
+    };
+    for b in &day_rows {
+        let dt = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let dt = dt.as_string::<i32>();
+        let end = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+        let cutoff = b.column(2).as_primitive::<arrow::datatypes::Int64Type>();
+        for r in 0..b.num_rows() {
+            table.dt.push(dt.value(r).to_string());
+            table.end_ms.push(end.value(r));
+            table.overdue_cutoff_ms.push(cutoff.value(r));
+        }
+    }
+    let sql = format!(
+        "SELECT grid_id, case_kind, opened_dt, CAST(opened_at AS BIGINT) AS opened_ms, \
+           CAST(resolved_at AS BIGINT) AS resolved_ms \
+         FROM case_state WHERE opened_dt <= '{}'",
+        last.format("%Y-%m-%d")
+    );
+    let df = ctx.sql(&sql).await.map_err(query(what))?;
+    let planned = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(query(what))?;
+    let input =
+        arrow::compute::concat_batches(&batches.first().map_or(planned, |b| b.schema()), &batches)?;
+    let cases = crate::open_cases::Cases {
+        grid_id: Arc::clone(input.column(0)),
+        case_kind: Arc::clone(input.column(1)),
+        opened_dt: Arc::clone(input.column(2)),
+        opened_ms: Arc::clone(input.column(3)),
+        resolved_ms: Arc::clone(input.column(4)),
+    };
+    let open = crate::open_cases::open_at_day_end(&cases, &table)?;
+    register_batches(ctx, what, open.schema(), vec![open])?;
+    tracing::debug!(
+        table = what,
+        seconds = started.elapsed().as_secs_f64(),
+        "Materialized."
+    );
+    Ok(())
+}
+
 /// The resolve-time tables, daily and cumulative, as in [`hours_sql`].
 const HOURS: [&str; 2] = ["hours_day", "hours_cum"];
 
@@ -591,11 +668,15 @@ fn reporter_firsts_sql(from: &str, has_previous: bool) -> String {
 }
 
 /// The intermediate tables, in order, for rollups from day `from` on.
-pub(crate) fn materialized(from: &str, previous_reporters: bool) -> Vec<(&'static str, String)> {
+pub(crate) fn materialized(
+    from: &str,
+    previous_reporters: bool,
+    computed: Computed,
+) -> Vec<(&'static str, String)> {
     vec![
         ("grid_targets", grid_targets_sql(&format!("dt >= '{from}'"))),
         ("grid_firsts", grid_firsts_sql(from)),
-        ("grid_day", grid_day_sql(from)),
+        ("grid_day", grid_day_sql(from, computed)),
         ("area_day", area_day_sql()),
         (
             "reporter_days",
@@ -692,7 +773,8 @@ pub(crate) async fn compute(
     };
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
-    for (name, sql) in materialized(&from, has_previous) {
+    materialize_open_cases(ctx, days).await?;
+    for (name, sql) in materialized(&from, has_previous, Computed::InMemory) {
         if HOURS.contains(&name) {
             continue; // computed below, without SQL
         }

@@ -1,0 +1,251 @@
+//! Cases open at the end of each day, per grid: hardships and hazards
+//! handed on and not yet resolved, and hardships open longer than the
+//! overdue limit.
+//!
+//! The SQL (`st` in `grid_day_sql`, which DuckDB runs in the benchmark)
+//! joins every case with every day and tests each pair. A case is open on
+//! a run of consecutive days: from its opening day to the last day that
+//! ends before its resolution. Here each case adds its runs to per-grid
+//! difference arrays, which are summed once: cases + grids × days steps
+//! instead of cases × days.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
+
+use crate::error::Result;
+
+/// The days figures are computed for, ascending (as the `days` table).
+pub(crate) struct Days {
+    /// `YYYY-MM-DD`.
+    pub(crate) dt: Vec<String>,
+    /// End of each day, in epoch milliseconds.
+    pub(crate) end_ms: Vec<i64>,
+    /// The opening time before which a hardship is overdue on each day.
+    pub(crate) overdue_cutoff_ms: Vec<i64>,
+}
+
+/// Cases (columns as `case_state` names them: `grid_id`, `case_kind`,
+/// `opened_dt`; `opened_ms` and `resolved_ms` in epoch milliseconds).
+pub(crate) struct Cases {
+    pub(crate) grid_id: ArrayRef,
+    pub(crate) case_kind: ArrayRef,
+    pub(crate) opened_dt: ArrayRef,
+    pub(crate) opened_ms: ArrayRef,
+    pub(crate) resolved_ms: ArrayRef,
+}
+
+/// Output columns, as `st` in `grid_day_sql` names them.
+pub(crate) fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("s_dt", DataType::Utf8, false),
+        Field::new("s_grid", DataType::Utf8, false),
+        Field::new("hardships_open", DataType::Int64, false),
+        Field::new("hazards_open", DataType::Int64, false),
+        Field::new("hardships_overdue", DataType::Int64, false),
+    ]))
+}
+
+/// The counters, in output order.
+const HARDSHIPS_OPEN: usize = 0;
+const HAZARDS_OPEN: usize = 1;
+const HARDSHIPS_OVERDUE: usize = 2;
+const COUNTERS: usize = 3;
+
+/// One row per day and grid with a case open at the day's end: counts of
+/// open hardships and hazards and of overdue hardships.
+pub(crate) fn open_at_day_end(cases: &Cases, days: &Days) -> Result<RecordBatch> {
+    let n = days.dt.len();
+    let grids = cast(
+        &cases.grid_id,
+        &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+    )?;
+    let grids = grids.as_dictionary::<Int32Type>();
+    let (grid_of, grid_names) = (grids.keys(), grids.values().as_string::<i32>());
+    let kind = cast(&cases.case_kind, &DataType::Utf8)?;
+    let kind = kind.as_string::<i32>();
+    let opened_dt = cast(&cases.opened_dt, &DataType::Utf8)?;
+    let opened_dt = opened_dt.as_string::<i32>();
+    let opened_ms = cast(&cases.opened_ms, &DataType::Int64)?;
+    let opened_ms = opened_ms.as_primitive::<Int64Type>();
+    let resolved_ms = cast(&cases.resolved_ms, &DataType::Int64)?;
+    let resolved_ms = resolved_ms.as_primitive::<Int64Type>();
+
+    // Per grid, day and counter: +1 where a run starts, -1 after it ends.
+    let stride = (n + 1) * COUNTERS;
+    let mut diff = vec![0i64; grid_names.len() * stride];
+    for r in 0..grid_of.len() {
+        if grid_of.is_null(r) || opened_dt.is_null(r) || kind.is_null(r) {
+            continue;
+        }
+        let counter = match kind.value(r) {
+            "hardship" => HARDSHIPS_OPEN,
+            "hazard" => HAZARDS_OPEN,
+            _ => continue,
+        };
+        // Open on day d when it opened on or before d and was not resolved
+        // by d's end.
+        let first = days.dt.partition_point(|d| d.as_str() < opened_dt.value(r));
+        let end = if resolved_ms.is_null(r) {
+            n
+        } else {
+            let resolved = resolved_ms.value(r);
+            days.end_ms.partition_point(|&e| e <= resolved)
+        };
+        let base = grid_of.value(r) as usize * stride;
+        let mut add = |counter: usize, from: usize, to: usize| {
+            if from < to {
+                diff[base + from * COUNTERS + counter] += 1;
+                diff[base + to * COUNTERS + counter] -= 1;
+            }
+        };
+        add(counter, first, end);
+        if counter == HARDSHIPS_OPEN && !opened_ms.is_null(r) {
+            let opened = opened_ms.value(r);
+            // Overdue on the days whose cutoff is past the opening.
+            let overdue_from = days.overdue_cutoff_ms.partition_point(|&c| c <= opened);
+            add(HARDSHIPS_OVERDUE, first.max(overdue_from), end);
+        }
+    }
+
+    let (mut dt, mut grid) = (Vec::new(), Vec::new());
+    let mut counts: [Vec<i64>; COUNTERS] = Default::default();
+    for (g, runs) in diff.chunks_exact(stride).enumerate() {
+        let mut running = [0i64; COUNTERS];
+        for (d, day) in days.dt.iter().enumerate() {
+            for (c, total) in running.iter_mut().enumerate() {
+                *total += runs[d * COUNTERS + c];
+            }
+            if running.iter().any(|&c| c != 0) {
+                dt.push(day.as_str());
+                grid.push(grid_names.value(g));
+                for (column, total) in counts.iter_mut().zip(running) {
+                    column.push(total);
+                }
+            }
+        }
+    }
+    let [hardships, hazards, overdue] = counts;
+    Ok(RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(dt)),
+            Arc::new(StringArray::from(grid)),
+            Arc::new(Int64Array::from(hardships)),
+            Arc::new(Int64Array::from(hazards)),
+            Arc::new(Int64Array::from(overdue)),
+        ],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollup::OPEN_CASES_SQL;
+    use chrono::NaiveDate;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    /// Random cases (opened before, during and after the days; resolved
+    /// before opening, on day ends to the millisecond, never) against the
+    /// SQL's join of every case with every day.
+    #[tokio::test]
+    async fn open_cases_equal_the_sql() {
+        let mut seed: u64 = 0x0123_4567_89AB_CDEF;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let day = |d: u32| NaiveDate::from_ymd_opt(2022, 11, d).unwrap();
+        let days = crate::tables::days_batch(day(24), day(28), 30).unwrap();
+        let end = days.column_by_name("day_end").unwrap();
+        let end = cast(end, &DataType::Int64).unwrap();
+        let end = end.as_primitive::<Int64Type>().values().to_vec();
+        let table = Days {
+            dt: (24..=28).map(|d| format!("2022-11-{d}")).collect(),
+            end_ms: end.clone(),
+            overdue_cutoff_ms: end.iter().map(|e| e - 30 * 3_600_000).collect(),
+        };
+        let hour = 3_600_000i64;
+        for round in 0..10 {
+            let rows = 1 + next(200) as usize;
+            let (mut grid, mut kind, mut dt, mut opened, mut resolved) =
+                (vec![], vec![], vec![], vec![], vec![]);
+            for _ in 0..rows {
+                let d = 21 + next(10) as u32; // 21st … 30th
+                let at =
+                    end[0] - 4 * 24 * hour + (d as i64 - 21) * 24 * hour + next(24) as i64 * hour;
+                grid.push(format!("G{}", next(4)));
+                kind.push(["hardship", "hazard"][next(2) as usize]);
+                dt.push(format!("2022-11-{d}"));
+                opened.push(at);
+                resolved.push(match next(4) {
+                    0 => None,
+                    1 => Some(end[next(5) as usize]), // exactly a day's end
+                    2 => Some(at - next(10) as i64 * hour),
+                    _ => Some(at + next(100) as i64 * hour),
+                });
+            }
+            let ts = DataType::Timestamp(
+                arrow::datatypes::TimeUnit::Millisecond,
+                Some("+08:00".into()),
+            );
+            let cases = Cases {
+                grid_id: Arc::new(StringArray::from(grid)),
+                case_kind: Arc::new(StringArray::from(kind)),
+                opened_dt: Arc::new(StringArray::from(dt)),
+                opened_ms: cast(&Int64Array::from(opened), &ts).unwrap(),
+                resolved_ms: cast(&Int64Array::from(resolved), &ts).unwrap(),
+            };
+            let ctx = SessionContext::new();
+            let state = RecordBatch::try_from_iter([
+                ("grid_id", Arc::clone(&cases.grid_id)),
+                ("case_kind", Arc::clone(&cases.case_kind)),
+                ("opened_dt", Arc::clone(&cases.opened_dt)),
+                ("opened_at", Arc::clone(&cases.opened_ms)),
+                ("resolved_at", Arc::clone(&cases.resolved_ms)),
+            ])
+            .unwrap();
+            for (name, batch) in [("case_state", state), ("days", days.clone())] {
+                let t = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+                ctx.register_table(name, Arc::new(t)).unwrap();
+            }
+            let want = ctx
+                .sql(OPEN_CASES_SQL)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let got = open_at_day_end(&cases, &table).unwrap();
+            let rows_of = |batches: &[RecordBatch]| {
+                let mut out = Vec::new();
+                for b in batches {
+                    let text = |i: usize| cast(b.column(i), &DataType::Utf8).unwrap();
+                    let (d, g) = (text(0), text(1));
+                    let n = |i: usize| cast(b.column(i), &DataType::Int64).unwrap();
+                    let (h, z, o) = (n(2), n(3), n(4));
+                    for r in 0..b.num_rows() {
+                        let v = |a: &ArrayRef| a.as_primitive::<Int64Type>().value(r);
+                        out.push((
+                            d.as_string::<i32>().value(r).to_string(),
+                            g.as_string::<i32>().value(r).to_string(),
+                            v(&h),
+                            v(&z),
+                            v(&o),
+                        ));
+                    }
+                }
+                out.sort();
+                out
+            };
+            let want = rows_of(&want);
+            assert!(!want.is_empty());
+            assert_eq!(rows_of(&[got]), want, "round {round}");
+        }
+    }
+}
