@@ -249,20 +249,8 @@ impl std::fmt::Display for Reopened {
 
 /// Build [`REOPENED_TABLE`] for [`Reopened::Table`].
 async fn register_reopened(ctx: &SessionContext) -> Result<()> {
-    let df = ctx
-        .sql(&reopened_sql())
-        .await
-        .map_err(query(REOPENED_TABLE))?;
-    let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(query(REOPENED_TABLE))?;
-    let schema = batches.first().map_or(planned, |b| b.schema());
-    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
-        .map_err(query(REOPENED_TABLE))?;
-    ctx.deregister_table(REOPENED_TABLE)
-        .map_err(query(REOPENED_TABLE))?;
-    ctx.register_table(REOPENED_TABLE, Arc::new(table))
-        .map_err(query(REOPENED_TABLE))?;
-    Ok(())
+    let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql()).await?;
+    crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])
 }
 
 /// The query behind `case_state`; `epoch_ms` turns a timestamp expression

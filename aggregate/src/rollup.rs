@@ -16,6 +16,7 @@ use datafusion::execution::context::SessionContext;
 use object_store::ObjectStore;
 
 use crate::error::{query, Result};
+use crate::tables::{query_batch, register_batches};
 
 /// Flow figures: summed per day, running-summed for cumulative tables.
 pub const FLOWS: &[&str] = &[
@@ -528,11 +529,7 @@ async fn materialize_open_cases(ctx: &SessionContext, days: &[NaiveDate]) -> Res
          FROM case_state WHERE opened_dt <= '{}'",
         last.format("%Y-%m-%d")
     );
-    let df = ctx.sql(&sql).await.map_err(query(what))?;
-    let planned = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(query(what))?;
-    let input =
-        arrow::compute::concat_batches(&batches.first().map_or(planned, |b| b.schema()), &batches)?;
+    let input = query_batch(ctx, what, &sql).await?;
     let cases = crate::open_cases::Cases {
         grid_id: Arc::clone(input.column(0)),
         case_kind: Arc::clone(input.column(1)),
@@ -571,19 +568,7 @@ async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<(
          WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL AND c.resolved_dt <= '{}'",
         last.format("%Y-%m-%d")
     );
-    let batches = collect(ctx, "hours to resolve", &sql).await?;
-    let schema = match batches.first() {
-        Some(b) => b.schema(),
-        None => Arc::new(
-            ctx.sql(&sql)
-                .await
-                .map_err(query("hours to resolve"))?
-                .schema()
-                .as_arrow()
-                .clone(),
-        ),
-    };
-    let input = arrow::compute::concat_batches(&schema, &batches)?;
+    let input = query_batch(ctx, "hours to resolve", &sql).await?;
     let resolutions = crate::percentiles::Resolutions {
         levels: LEVELS
             .iter()
@@ -606,21 +591,6 @@ async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<(
         seconds = started.elapsed().as_secs_f64(),
         "Materialized."
     );
-    Ok(())
-}
-
-/// Register `batches` as the in-memory table `name`, replacing any.
-fn register_batches(
-    ctx: &SessionContext,
-    name: &str,
-    schema: arrow::datatypes::SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<()> {
-    let table =
-        datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(query(name))?;
-    ctx.deregister_table(name).map_err(query(name))?;
-    ctx.register_table(name, Arc::new(table))
-        .map_err(query(name))?;
     Ok(())
 }
 

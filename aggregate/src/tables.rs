@@ -241,12 +241,12 @@ pub fn registry_batch(r: &Registry) -> Result<RecordBatch> {
 }
 
 pub(crate) fn register_registry(ctx: &SessionContext, r: &Registry) -> Result<()> {
-    let batch = registry_batch(r)?;
-    let table =
-        MemTable::try_new(registry_schema(), vec![vec![batch]]).map_err(query("registry"))?;
-    ctx.register_table("registry_grids", Arc::new(table))
-        .map_err(query("registry"))?;
-    Ok(())
+    register_batches(
+        ctx,
+        "registry_grids",
+        registry_schema(),
+        vec![registry_batch(r)?],
+    )
 }
 
 /// The campaign's days: `dt` (ISO string, as in partitions), `day_end`
@@ -294,10 +294,33 @@ pub(crate) fn register_days(
     overdue_hours: i64,
 ) -> Result<()> {
     let batch = days_batch(first, last, overdue_hours)?;
-    let schema = batch.schema();
-    let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(query("days"))?;
-    ctx.deregister_table("days").map_err(query("days"))?;
-    ctx.register_table("days", Arc::new(table))
-        .map_err(query("days"))?;
+    register_batches(ctx, "days", batch.schema(), vec![batch])
+}
+
+/// Register `batches` as the in-memory table `name`, replacing any.
+pub(crate) fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let table = MemTable::try_new(schema, vec![batches]).map_err(query(name))?;
+    ctx.deregister_table(name).map_err(query(name))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(query(name))?;
     Ok(())
+}
+
+/// Run `sql` and return its result as one batch (with the planned schema
+/// when it has no rows).
+pub(crate) async fn query_batch(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+) -> Result<RecordBatch> {
+    let df = ctx.sql(sql).await.map_err(query(what))?;
+    let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(query(what))?;
+    let schema = batches.first().map_or(planned, |b| b.schema());
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
