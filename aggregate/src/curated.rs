@@ -16,6 +16,7 @@ use object_store::ObjectStore;
 
 use crate::error::{query, Result};
 use crate::store::{put_if_changed, write_parquet, write_query, ParquetBody};
+use crate::tables::Computed;
 
 const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporter_id, r.reporter_role, \
     r.grid_id, g.village_code, g.town_code, g.county_code, r.target_kind, r.target_id, \
@@ -225,29 +226,12 @@ fn reopened_sql() -> String {
     format!("SELECT case_id FROM ({OPENED_SQL}) GROUP BY case_id HAVING COUNT(*) > 1")
 }
 
-/// Where [`case_state_sql`] finds the cases opened more than once.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Reopened {
-    /// Computed in the query. DataFusion inlines a CTE at each use, so it
-    /// would group every opening twice.
-    Inline,
-    /// The in-memory table [`REOPENED_TABLE`], built first.
-    Table,
-}
-
-/// The table of [`Reopened::Table`].
+/// The in-memory table of cases opened more than once. DataFusion inlines
+/// a CTE at each use, so computed in `case_state_sql` it would group every
+/// opening twice.
 const REOPENED_TABLE: &str = "reopened_cases";
 
-impl std::fmt::Display for Reopened {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reopened::Inline => f.write_str(&reopened_sql()),
-            Reopened::Table => write!(f, "SELECT case_id FROM {REOPENED_TABLE}"),
-        }
-    }
-}
-
-/// Build [`REOPENED_TABLE`] for [`Reopened::Table`].
+/// Build [`REOPENED_TABLE`] for `case_state_sql` with [`Computed::InMemory`].
 async fn register_reopened(ctx: &SessionContext) -> Result<()> {
     let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql()).await?;
     crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])
@@ -262,8 +246,12 @@ async fn register_reopened(ctx: &SessionContext) -> Result<()> {
 pub(crate) fn case_state_sql(
     cases_exist: bool,
     epoch_ms: &dyn Fn(&str) -> String,
-    reopened: Reopened,
+    computed: Computed,
 ) -> String {
+    let reopened = match computed {
+        Computed::InSql => reopened_sql(),
+        Computed::InMemory => format!("SELECT case_id FROM {REOPENED_TABLE}"),
+    };
     let resolved_ms = epoch_ms("u.resolved_at");
     let opened_ms = epoch_ms("o.opened_at");
     let updates = if cases_exist {
@@ -309,7 +297,7 @@ pub(crate) async fn case_state(
     let sql = case_state_sql(
         cases_exist,
         &|e| format!("CAST({e} AS BIGINT)"),
-        Reopened::Table,
+        Computed::InMemory,
     );
     let path = format!(
         "{}/part-00000.parquet",
@@ -363,8 +351,8 @@ mod tests {
             ctx.sql(&sql).await.unwrap().collect().await.unwrap();
         }
         register_reopened(&ctx).await.unwrap();
-        for reopened in [Reopened::Inline, Reopened::Table] {
-            let sql = case_state_sql(true, &|e| format!("CAST({e} AS BIGINT)"), reopened);
+        for computed in [Computed::InSql, Computed::InMemory] {
+            let sql = case_state_sql(true, &|e| format!("CAST({e} AS BIGINT)"), computed);
             let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
             let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
             let text = |name: &str| -> Vec<Option<String>> {

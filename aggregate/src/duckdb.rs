@@ -87,10 +87,10 @@ pub fn rollup_script(
         curated::case_state_sql(
             cases_exist,
             &|e| format!("epoch_ms({e})"),
-            curated::Reopened::Inline
+            tables::Computed::InSql
         )
     ));
-    for (name, sql) in rollup::materialized(&from, false, rollup::Computed::InSql) {
+    for (name, sql) in rollup::materialized(&from, false, tables::Computed::InSql) {
         script.push(format!("CREATE OR REPLACE TABLE {name} AS {sql}"));
     }
     let sums: Vec<String> = FLOWS

@@ -16,7 +16,7 @@ use datafusion::execution::context::SessionContext;
 use object_store::ObjectStore;
 
 use crate::error::{query, Result};
-use crate::tables::{query_batch, register_batches};
+use crate::tables::{query_batch, register_batches, Computed};
 
 /// Flow figures: summed per day, running-summed for cumulative tables.
 pub const FLOWS: &[&str] = &[
@@ -126,15 +126,6 @@ pub(crate) const OPEN_CASES_SQL: &str = "SELECT d.dt AS s_dt, c.grid_id AS s_gri
 
 /// The in-memory table gridstat builds with [`crate::open_cases`].
 const OPEN_CASES_TABLE: &str = "open_cases";
-
-/// How the rollup queries get tables that gridstat computes outside SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Computed {
-    /// By their SQL, inline (DuckDB's script).
-    InSql,
-    /// From in-memory tables built beforehand (gridstat).
-    InMemory,
-}
 
 fn grid_day_sql(from: &str, computed: Computed) -> String {
     let open_cases = match computed {
@@ -547,9 +538,6 @@ async fn materialize_open_cases(ctx: &SessionContext, days: &[NaiveDate]) -> Res
     Ok(())
 }
 
-/// The resolve-time tables, daily and cumulative, as in [`hours_sql`].
-const HOURS: [&str; 2] = ["hours_day", "hours_cum"];
-
 /// Build both resolve-time tables for `days` with
 /// [`crate::percentiles::hours_to_resolve`] rather than [`hours_sql`].
 async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<()> {
@@ -583,7 +571,7 @@ async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<(
         .map(|d| d.format("%Y-%m-%d").to_string())
         .collect();
     let (daily, cumulative) = crate::percentiles::hours_to_resolve(&resolutions, &days)?;
-    for (name, batch) in HOURS.into_iter().zip([daily, cumulative]) {
+    for (name, batch) in [("hours_day", daily), ("hours_cum", cumulative)] {
         register_batches(ctx, name, batch.schema(), vec![batch])?;
     }
     tracing::debug!(
@@ -643,7 +631,7 @@ pub(crate) fn materialized(
     previous_reporters: bool,
     computed: Computed,
 ) -> Vec<(&'static str, String)> {
-    vec![
+    let mut tables = vec![
         ("grid_targets", grid_targets_sql(&format!("dt >= '{from}'"))),
         ("grid_firsts", grid_firsts_sql(from)),
         ("grid_day", grid_day_sql(from, computed)),
@@ -655,9 +643,13 @@ pub(crate) fn materialized(
         ("reporter_firsts", reporter_firsts_sql(from, previous_reporters)),
         ("reporters_day", reporters_sql(false, from)),
         ("reporters_cum", reporters_sql(true, from)),
-        ("hours_day", hours_sql(false, from)),
-        ("hours_cum", hours_sql(true, from)),
-    ]
+    ];
+    if computed == Computed::InSql {
+        // gridstat builds these with `materialize_hours`.
+        tables.push(("hours_day", hours_sql(false, from)));
+        tables.push(("hours_cum", hours_sql(true, from)));
+    }
+    tables
 }
 
 /// SQL for some days, from a predicate on `dt`.
@@ -745,9 +737,6 @@ pub(crate) async fn compute(
     let chunks = day_chunks(ctx, days).await?;
     materialize_open_cases(ctx, days).await?;
     for (name, sql) in materialized(&from, has_previous, Computed::InMemory) {
-        if HOURS.contains(&name) {
-            continue; // computed below, without SQL
-        }
         let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
             Some((_, by_days)) => chunks
                 .iter()

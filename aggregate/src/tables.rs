@@ -45,6 +45,16 @@ pub fn session(store: Arc<dyn ObjectStore>) -> SessionContext {
     ctx
 }
 
+/// How gridstat's queries get the tables it computes outside SQL (or in
+/// a query of their own): DuckDB's script keeps their SQL inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Computed {
+    /// By their SQL, inline (DuckDB's script).
+    InSql,
+    /// From in-memory tables built beforehand (gridstat).
+    InMemory,
+}
+
 /// How a table is laid out in the lake.
 #[derive(Debug, Clone, Copy)]
 pub struct TableSpec {
