@@ -27,6 +27,33 @@ pub(crate) struct Days {
     pub(crate) overdue_cutoff_ms: Vec<i64>,
 }
 
+impl Days {
+    /// The days of a batch laid out as the `days` table
+    /// ([`crate::tables::days_batch`]), in its order.
+    pub(crate) fn from_batch(days: &RecordBatch) -> Result<Self> {
+        let column = |name: &str| {
+            days.column_by_name(name).cloned().ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!("days: no column {name}"))
+            })
+        };
+        let ms = |name: &str| -> Result<Vec<i64>> {
+            let col = cast(&column(name)?, &DataType::Int64)?;
+            Ok(col.as_primitive::<Int64Type>().values().to_vec())
+        };
+        let dt = cast(&column("dt")?, &DataType::Utf8)?;
+        Ok(Self {
+            dt: dt
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect(),
+            end_ms: ms("day_end")?,
+            overdue_cutoff_ms: ms("overdue_cutoff")?,
+        })
+    }
+}
+
 /// Cases (columns as `case_state` names them: `grid_id`, `case_kind`,
 /// `opened_dt`; `opened_ms` and `resolved_ms` in epoch milliseconds).
 pub(crate) struct Cases {
@@ -162,14 +189,8 @@ mod tests {
         };
         let day = |d: u32| NaiveDate::from_ymd_opt(2022, 11, d).unwrap();
         let days = crate::tables::days_batch(day(24), day(28), 30).unwrap();
-        let end = days.column_by_name("day_end").unwrap();
-        let end = cast(end, &DataType::Int64).unwrap();
-        let end = end.as_primitive::<Int64Type>().values().to_vec();
-        let table = Days {
-            dt: (24..=28).map(|d| format!("2022-11-{d}")).collect(),
-            end_ms: end.clone(),
-            overdue_cutoff_ms: end.iter().map(|e| e - 30 * 3_600_000).collect(),
-        };
+        let table = Days::from_batch(&days).unwrap();
+        let end = table.end_ms.clone();
         let hour = 3_600_000i64;
         for round in 0..10 {
             let rows = 1 + next(200) as usize;

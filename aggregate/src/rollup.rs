@@ -16,6 +16,7 @@ use datafusion::execution::context::SessionContext;
 use object_store::ObjectStore;
 
 use crate::error::{query, Result};
+use crate::open_cases::Days;
 use crate::tables::{query_batch, register_batches, Computed};
 
 /// Flow figures: summed per day, running-summed for cumulative tables.
@@ -486,39 +487,16 @@ async fn materialize(ctx: &SessionContext, name: &str, sqls: &[String]) -> Resul
 }
 
 /// Build [`OPEN_CASES_TABLE`] for `days` with [`crate::open_cases`].
-async fn materialize_open_cases(ctx: &SessionContext, days: &[NaiveDate]) -> Result<()> {
+async fn materialize_open_cases(ctx: &SessionContext, days: &Days) -> Result<()> {
     let started = std::time::Instant::now();
-    let Some(last) = days.last() else {
+    let Some(last) = days.dt.last() else {
         return Ok(());
     };
     let what = OPEN_CASES_TABLE;
-    let day_rows = collect(
-        ctx,
-        what,
-        "SELECT dt, CAST(day_end AS BIGINT), CAST(overdue_cutoff AS BIGINT) FROM days ORDER BY dt",
-    )
-    .await?;
-    let mut table = crate::open_cases::Days {
-        dt: Vec::new(),
-        end_ms: Vec::new(),
-        overdue_cutoff_ms: Vec::new(),
-    };
-    for b in &day_rows {
-        let dt = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
-        let dt = dt.as_string::<i32>();
-        let end = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
-        let cutoff = b.column(2).as_primitive::<arrow::datatypes::Int64Type>();
-        for r in 0..b.num_rows() {
-            table.dt.push(dt.value(r).to_string());
-            table.end_ms.push(end.value(r));
-            table.overdue_cutoff_ms.push(cutoff.value(r));
-        }
-    }
     let sql = format!(
         "SELECT grid_id, case_kind, opened_dt, CAST(opened_at AS BIGINT) AS opened_ms, \
            CAST(resolved_at AS BIGINT) AS resolved_ms \
-         FROM case_state WHERE opened_dt <= '{}'",
-        last.format("%Y-%m-%d")
+         FROM case_state WHERE opened_dt <= '{last}'"
     );
     let input = query_batch(ctx, what, &sql).await?;
     let cases = crate::open_cases::Cases {
@@ -528,7 +506,7 @@ async fn materialize_open_cases(ctx: &SessionContext, days: &[NaiveDate]) -> Res
         opened_ms: Arc::clone(input.column(3)),
         resolved_ms: Arc::clone(input.column(4)),
     };
-    let open = crate::open_cases::open_at_day_end(&cases, &table)?;
+    let open = crate::open_cases::open_at_day_end(&cases, days)?;
     register_batches(ctx, what, open.schema(), vec![open])?;
     tracing::debug!(
         table = what,
@@ -540,9 +518,9 @@ async fn materialize_open_cases(ctx: &SessionContext, days: &[NaiveDate]) -> Res
 
 /// Build both resolve-time tables for `days` with
 /// [`crate::percentiles::hours_to_resolve`] rather than [`hours_sql`].
-async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<()> {
+async fn materialize_hours(ctx: &SessionContext, days: &Days) -> Result<()> {
     let started = std::time::Instant::now();
-    let Some(last) = days.last() else {
+    let Some(last) = days.dt.last() else {
         return Ok(());
     };
     let keys: String = LEVELS
@@ -553,8 +531,7 @@ async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<(
     let sql = format!(
         "SELECT {keys}c.resolved_dt, c.hours_to_resolve \
          FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id \
-         WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL AND c.resolved_dt <= '{}'",
-        last.format("%Y-%m-%d")
+         WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL AND c.resolved_dt <= '{last}'"
     );
     let input = query_batch(ctx, "hours to resolve", &sql).await?;
     let resolutions = crate::percentiles::Resolutions {
@@ -566,11 +543,7 @@ async fn materialize_hours(ctx: &SessionContext, days: &[NaiveDate]) -> Result<(
         day: Arc::clone(input.column(LEVELS.len())),
         hours: Arc::clone(input.column(LEVELS.len() + 1)),
     };
-    let days: Vec<String> = days
-        .iter()
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .collect();
-    let (daily, cumulative) = crate::percentiles::hours_to_resolve(&resolutions, &days)?;
+    let (daily, cumulative) = crate::percentiles::hours_to_resolve(&resolutions, &days.dt)?;
     for (name, batch) in [("hours_day", daily), ("hours_cum", cumulative)] {
         register_batches(ctx, name, batch.schema(), vec![batch])?;
     }
@@ -735,7 +708,9 @@ pub(crate) async fn compute(
     };
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
-    materialize_open_cases(ctx, days).await?;
+    let day_table =
+        Days::from_batch(&query_batch(ctx, "days", "SELECT * FROM days ORDER BY dt").await?)?;
+    materialize_open_cases(ctx, &day_table).await?;
     for (name, sql) in materialized(&from, has_previous, Computed::InMemory) {
         let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
             Some((_, by_days)) => chunks
@@ -752,7 +727,7 @@ pub(crate) async fn compute(
         };
         materialize(ctx, name, &sqls).await?;
     }
-    materialize_hours(ctx, days).await?;
+    materialize_hours(ctx, &day_table).await?;
     crate::store::write_query(
         ctx,
         store,
