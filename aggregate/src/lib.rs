@@ -22,6 +22,8 @@ mod percentiles;
 pub mod rollup;
 pub mod store;
 pub mod tables;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

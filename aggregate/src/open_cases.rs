@@ -171,6 +171,7 @@ pub(crate) fn open_at_day_end(cases: &Cases, days: &Days) -> Result<RecordBatch>
 mod tests {
     use super::*;
     use crate::rollup::OPEN_CASES_SQL;
+    use crate::test_support::{sorted_rows, Random};
     use chrono::NaiveDate;
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;
@@ -180,35 +181,30 @@ mod tests {
     /// SQL's join of every case with every day.
     #[tokio::test]
     async fn open_cases_equal_the_sql() {
-        let mut seed: u64 = 0x0123_4567_89AB_CDEF;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = Random::new(0x0123_4567_89AB_CDEF);
         let day = |d: u32| NaiveDate::from_ymd_opt(2022, 11, d).unwrap();
         let days = crate::tables::days_batch(day(24), day(28), 30).unwrap();
         let table = Days::from_batch(&days).unwrap();
         let end = table.end_ms.clone();
         let hour = 3_600_000i64;
         for round in 0..10 {
-            let rows = 1 + next(200) as usize;
+            let rows = 1 + random.below(200) as usize;
             let (mut grid, mut kind, mut dt, mut opened, mut resolved) =
                 (vec![], vec![], vec![], vec![], vec![]);
             for _ in 0..rows {
-                let d = 21 + next(10) as u32; // 21st … 30th
-                let at =
-                    end[0] - 4 * 24 * hour + (d as i64 - 21) * 24 * hour + next(24) as i64 * hour;
-                grid.push(format!("G{}", next(4)));
-                kind.push(["hardship", "hazard"][next(2) as usize]);
+                let d = 21 + random.below(10) as u32; // 21st … 30th
+                let at = end[0] - 4 * 24 * hour
+                    + (d as i64 - 21) * 24 * hour
+                    + random.below(24) as i64 * hour;
+                grid.push(format!("G{}", random.below(4)));
+                kind.push(["hardship", "hazard"][random.below(2) as usize]);
                 dt.push(format!("2022-11-{d}"));
                 opened.push(at);
-                resolved.push(match next(4) {
+                resolved.push(match random.below(4) {
                     0 => None,
-                    1 => Some(end[next(5) as usize]), // exactly a day's end
-                    2 => Some(at - next(10) as i64 * hour),
-                    _ => Some(at + next(100) as i64 * hour),
+                    1 => Some(end[random.below(5) as usize]), // exactly a day's end
+                    2 => Some(at - random.below(10) as i64 * hour),
+                    _ => Some(at + random.below(100) as i64 * hour),
                 });
             }
             let ts = DataType::Timestamp(
@@ -243,30 +239,9 @@ mod tests {
                 .await
                 .unwrap();
             let got = open_at_day_end(&cases, &table).unwrap();
-            let rows_of = |batches: &[RecordBatch]| {
-                let mut out = Vec::new();
-                for b in batches {
-                    let text = |i: usize| cast(b.column(i), &DataType::Utf8).unwrap();
-                    let (d, g) = (text(0), text(1));
-                    let n = |i: usize| cast(b.column(i), &DataType::Int64).unwrap();
-                    let (h, z, o) = (n(2), n(3), n(4));
-                    for r in 0..b.num_rows() {
-                        let v = |a: &ArrayRef| a.as_primitive::<Int64Type>().value(r);
-                        out.push((
-                            d.as_string::<i32>().value(r).to_string(),
-                            g.as_string::<i32>().value(r).to_string(),
-                            v(&h),
-                            v(&z),
-                            v(&o),
-                        ));
-                    }
-                }
-                out.sort();
-                out
-            };
-            let want = rows_of(&want);
+            let want = sorted_rows(&want);
             assert!(!want.is_empty());
-            assert_eq!(rows_of(&[got]), want, "round {round}");
+            assert_eq!(sorted_rows(&[got]), want, "round {round}");
         }
     }
 }

@@ -25,21 +25,17 @@ const INTERPOLATION_PRECISION: f64 = 1_000_000.0;
 const MEDIAN: f64 = 0.5;
 const P90: f64 = 0.9;
 
-/// `percentile_cont(p)` of the `n` values that `nth` yields in ascending
-/// order (`n > 0`).
-fn percentile_cont(n: usize, p: f64, nth: impl Fn(usize) -> f64) -> f64 {
-    if n == 1 {
-        return nth(0);
-    }
-    let index = p * (n - 1) as f64;
+/// `percentile_cont(p)` of `sorted` (ascending, not empty).
+fn percentile_cont(sorted: &[f64], p: f64) -> f64 {
+    let index = p * (sorted.len() - 1) as f64;
     let (lower, upper) = (index.floor() as usize, index.ceil() as usize);
-    let low = nth(lower);
+    let low = sorted[lower];
     if lower == upper {
         return low;
     }
     let weight = ((index - lower as f64) * INTERPOLATION_PRECISION) as usize as f64
         / INTERPOLATION_PRECISION;
-    low + (nth(upper) - low) * weight
+    low + (sorted[upper] - low) * weight
 }
 
 /// Resolutions: for each level, the area of each row; the row's day and
@@ -83,10 +79,8 @@ impl<'a> Table<'a> {
         self.level.push(level);
         self.area.push(area.to_string());
         self.day.push(day);
-        self.median
-            .push(percentile_cont(values.len(), MEDIAN, |k| values[k]));
-        self.p90
-            .push(percentile_cont(values.len(), P90, |k| values[k]));
+        self.median.push(percentile_cont(values, MEDIAN));
+        self.p90.push(percentile_cont(values, P90));
     }
 
     fn finish(self) -> Result<RecordBatch> {
@@ -170,6 +164,7 @@ pub(crate) fn hours_to_resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{sorted_rows, Random};
     use datafusion::prelude::SessionContext;
 
     /// Random resolutions (ties, single values, days before the first
@@ -178,28 +173,22 @@ mod tests {
     /// last bit, daily and cumulative.
     #[tokio::test]
     async fn percentiles_equal_datafusions() {
-        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = Random::new(0x2545_F491_4F6C_DD1D);
         let days: Vec<String> = (24..=28).map(|d| format!("2022-11-{d}")).collect();
         for round in 0..8 {
-            let rows: Vec<String> = (0..5 + next(300))
+            let rows: Vec<String> = (0..5 + random.below(300))
                 .map(|_| {
-                    let area = if next(20) == 0 {
+                    let area = if random.below(20) == 0 {
                         "NULL".to_string()
                     } else {
-                        format!("'A{}'", next(6))
+                        format!("'A{}'", random.below(6))
                     };
-                    let hours = if next(4) == 0 {
-                        next(5) as f64
+                    let hours = if random.below(4) == 0 {
+                        random.below(5) as f64
                     } else {
-                        next(100_000) as f64 / 37.0
+                        random.below(100_000) as f64 / 37.0
                     };
-                    format!("({area}, '2022-11-{}', {hours:?})", 22 + next(8))
+                    format!("({area}, '2022-11-{}', {hours:?})", 22 + random.below(8))
                 })
                 .collect();
             let ctx = SessionContext::new();
@@ -216,14 +205,9 @@ mod tests {
             ] {
                 ctx.sql(&sql).await.unwrap().collect().await.unwrap();
             }
-            let input = ctx
-                .sql("SELECT area, dt, hours FROM r")
-                .await
-                .unwrap()
-                .collect()
+            let input = crate::tables::query_batch(&ctx, "r", "SELECT area, dt, hours FROM r")
                 .await
                 .unwrap();
-            let input = arrow::compute::concat_batches(&input[0].schema(), &input).unwrap();
             let resolutions = Resolutions {
                 levels: vec![("grid", Arc::clone(input.column(0)))],
                 day: Arc::clone(input.column(1)),
@@ -244,32 +228,10 @@ mod tests {
                 let want = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
                 let (of_day, up_to_day) = hours_to_resolve(&resolutions, &days).unwrap();
                 let got = if cumulative { up_to_day } else { of_day };
-                let rows_of = |batches: &[RecordBatch]| {
-                    let mut out = Vec::new();
-                    for b in batches {
-                        let text = |i: usize| cast(b.column(i), &DataType::Utf8).unwrap();
-                        let (l, a, d) = (text(0), text(1), text(2));
-                        let (m, p) = (
-                            b.column(3).as_primitive::<arrow::datatypes::Float64Type>(),
-                            b.column(4).as_primitive::<arrow::datatypes::Float64Type>(),
-                        );
-                        for r in 0..b.num_rows() {
-                            out.push((
-                                l.as_string::<i32>().value(r).to_string(),
-                                a.as_string::<i32>().value(r).to_string(),
-                                d.as_string::<i32>().value(r).to_string(),
-                                m.value(r).to_bits(),
-                                p.value(r).to_bits(),
-                            ));
-                        }
-                    }
-                    out.sort();
-                    out
-                };
-                let want = rows_of(&want);
+                let want = sorted_rows(&want);
                 assert!(!want.is_empty());
                 assert_eq!(
-                    rows_of(&[got]),
+                    sorted_rows(&[got]),
                     want,
                     "round {round}, cumulative {cumulative}"
                 );
