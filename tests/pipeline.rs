@@ -60,7 +60,9 @@ async fn ingest(
         opts,
         Arc::new(IngestMetrics::default()),
     );
-    ingest_ndjson(&text[..], name, &mut engine).await.unwrap();
+    ingest_ndjson(std::io::Cursor::new(text), name, &mut engine)
+        .await
+        .unwrap();
 }
 
 /// Ingest `msgs` as one NDJSON file, then aggregate incrementally.
@@ -149,14 +151,16 @@ fn independent(
     for v in &visits {
         for h in &v.hardships {
             opened
-                .entry(h.case_id.clone())
-                .or_insert((v.grid_id.clone(), v.visited_at));
+                .entry(h.case_id.to_string())
+                .or_insert((v.grid_id.to_string(), v.visited_at));
         }
     }
     let mut resolved: HashMap<String, chrono::DateTime<chrono::FixedOffset>> = HashMap::new();
     for u in &updates {
         if u.status == CaseStatus::Resolved && u.case_kind == CaseKind::Hardship {
-            let e = resolved.entry(u.case_id.clone()).or_insert(u.updated_at);
+            let e = resolved
+                .entry(u.case_id.to_string())
+                .or_insert(u.updated_at);
             *e = (*e).min(u.updated_at);
         }
     }

@@ -99,7 +99,7 @@ fn demo_writes_lake_rollups_and_both_sites_that_agree() {
             decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None)
         {
             if v.target_kind == TargetKind::Household {
-                households.insert(v.target_id.clone());
+                households.insert(v.target_id.to_string());
             }
         }
     }
@@ -133,9 +133,9 @@ fn public_files_hold_no_personal_data() {
         if let Ok(Submission::Visit(v)) =
             decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None)
         {
-            secrets.push(v.target_id.clone());
-            secrets.push(v.reporter_id.clone());
-            secrets.extend(v.hardships.iter().map(|h| h.note.clone()));
+            secrets.push(v.target_id.to_string());
+            secrets.push(v.reporter_id.to_string());
+            secrets.extend(v.hardships.iter().map(|h| h.note.to_string()));
         }
     }
     let ids: HashSet<String> = secrets.iter().filter(|s| s.is_ascii()).cloned().collect();

@@ -27,6 +27,9 @@ pub struct IngestOptions {
     pub zstd_level: i32,
     /// Decoder limits.
     pub decode: DecodeOptions,
+    /// Threads that decode a batch of records, and that encode a
+    /// segment's files (default: one per core).
+    pub threads: usize,
 }
 
 impl Default for IngestOptions {
@@ -40,6 +43,7 @@ impl Default for IngestOptions {
             row_group_rows: 64 * 1024,
             zstd_level: 1,
             decode: DecodeOptions::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

@@ -18,13 +18,13 @@ use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use gridstat_schemas::arrow_schema::Lineage;
 use gridstat_schemas::time::local_date;
-use gridstat_schemas::{decode_submission, ErrorClass, Registry};
+use gridstat_schemas::{decode_placed, DecodeError, DecodeOptions, ErrorClass, Placed, Registry};
 
 use crate::config::IngestOptions;
-use crate::encode::{encode_parquet, object_key, writer_properties, Table};
+use crate::encode::{encode_parquet, object_key, writer_properties, FileKey, Table};
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
-use crate::segment::{Filed, Segment};
+use crate::segment::{Filed, GridRanks, OpenFile, Segment};
 use crate::store::{LakeStore, PartitionState, PendingSegment};
 
 /// One message from a source.
@@ -80,6 +80,7 @@ pub struct IngestEngine {
     metrics: Arc<IngestMetrics>,
     in_flight: Vec<InFlight>,
     background_writes: bool,
+    grid_ranks: GridRanks,
 }
 
 impl IngestEngine {
@@ -91,6 +92,7 @@ impl IngestEngine {
         metrics: Arc<IngestMetrics>,
     ) -> Self {
         Self {
+            grid_ranks: GridRanks::new(&registry),
             store,
             registry,
             opts,
@@ -178,17 +180,74 @@ impl IngestEngine {
 
     /// File one record; may flush segments and return offsets to commit.
     pub async fn push(&mut self, rec: SourceRecord<'_>, now: Instant) -> Result<Vec<Commit>> {
-        // Reuse the topic's Arc: no allocation per record on the hot path.
+        self.push_batch(std::slice::from_ref(&rec), now).await
+    }
+
+    /// File records in order, as [`push`](Self::push) does one by one; a
+    /// large batch is decoded on every core first (decoding is pure), then
+    /// filed in order on this thread.
+    pub async fn push_batch(
+        &mut self,
+        recs: &[SourceRecord<'_>],
+        now: Instant,
+    ) -> Result<Vec<Commit>> {
+        // Records of a batch come from few partitions, mostly one after
+        // another: look each partition up once per run, not per record.
+        let mut keys: Vec<(Arc<str>, i32)> = Vec::new();
+        let mut key_of = Vec::with_capacity(recs.len());
+        let mut decode = Vec::with_capacity(recs.len());
+        let mut durable = i64::MAX;
+        for rec in recs {
+            let same = keys
+                .last()
+                .is_some_and(|(t, p)| *p == rec.partition && **t == *rec.topic);
+            if !same {
+                let key = self.partition_key(rec.topic, rec.partition);
+                if !self.partitions.contains_key(&key) {
+                    self.assign(rec.topic, rec.partition).await?;
+                }
+                durable = self.partitions[&key].durable;
+                keys.push(key);
+            }
+            key_of.push(keys.len() - 1);
+            decode.push(rec.offset >= durable && !is_blank(rec.payload));
+        }
+        let decoded = decode_all(
+            recs,
+            &decode,
+            &self.registry,
+            &self.opts.decode,
+            self.opts.threads,
+        );
+        let mut commits = Vec::new();
+        for ((rec, key), decoded) in recs.iter().zip(key_of).zip(decoded) {
+            commits.extend(self.file(rec, &keys[key], decoded, now).await?);
+        }
+        Ok(commits)
+    }
+
+    /// The map key of a partition, reusing the topic's `Arc`: no
+    /// allocation per record on the hot path.
+    fn partition_key(&self, topic: &str, partition: i32) -> (Arc<str>, i32) {
         let topic = self
             .partitions
             .keys()
-            .find(|(t, _)| &**t == rec.topic)
-            .map_or_else(|| Arc::from(rec.topic), |(t, _)| Arc::clone(t));
-        let key = (topic, rec.partition);
-        if !self.partitions.contains_key(&key) {
-            self.assign(rec.topic, rec.partition).await?;
-        }
-        let slot = self.partitions.get_mut(&key).expect("assigned above");
+            .find(|(t, _)| &**t == topic)
+            .map_or_else(|| Arc::from(topic), |(t, _)| Arc::clone(t));
+        (topic, partition)
+    }
+
+    /// File one record whose decoding (if it needed one) is done.
+    async fn file(
+        &mut self,
+        rec: &SourceRecord<'_>,
+        key: &(Arc<str>, i32),
+        decoded: Option<std::result::Result<Placed<'_>, DecodeError>>,
+        now: Instant,
+    ) -> Result<Vec<Commit>> {
+        let Some(slot) = self.partitions.get_mut(key) else {
+            return Ok(Vec::new()); // revoked meanwhile: its next owner reads it again
+        };
         if rec.offset < slot.durable {
             return Ok(Vec::new()); // already in the lake: a replay
         }
@@ -203,32 +262,32 @@ impl IngestEngine {
             offset: rec.offset,
             received_at: rec.timestamp,
         };
-        let filed = if rec.payload.iter().all(u8::is_ascii_whitespace) && !rec.payload.is_empty() {
-            seg.skip(rec.offset);
-            None
-        } else {
-            match decode_submission(
-                rec.payload,
-                &self.registry,
-                &self.opts.decode,
-                rec.timestamp,
-            ) {
-                Ok(s) => {
-                    slot.last_day = Some(local_date(&s.event_time()));
-                    Some(seg.add_valid(&s, &self.registry, &lineage, rec.payload.len()))
-                }
-                Err(e) => {
-                    let fallback = slot.last_day.unwrap_or(self.opts.decode.campaign_start);
-                    Some(seg.add_rejected(
-                        &e,
-                        &lineage,
-                        rec.timestamp,
-                        fallback,
-                        rec.key,
-                        rec.payload,
-                        self.opts.quarantine_raw_limit,
-                    ))
-                }
+        let filed = match decoded {
+            None => {
+                seg.skip(rec.offset);
+                None
+            }
+            Some(Ok(placed)) => {
+                slot.last_day = Some(local_date(&placed.submission.event_time()));
+                Some(seg.add_valid(
+                    &placed,
+                    &self.registry,
+                    &self.grid_ranks,
+                    &lineage,
+                    rec.payload.len(),
+                ))
+            }
+            Some(Err(e)) => {
+                let fallback = slot.last_day.unwrap_or(self.opts.decode.campaign_start);
+                Some(seg.add_rejected(
+                    &e,
+                    &lineage,
+                    fallback,
+                    rec.key,
+                    rec.payload,
+                    self.opts.quarantine_raw_limit,
+                    &self.registry,
+                ))
             }
         };
         if let Some(Filed::Quarantined(class)) = filed {
@@ -240,10 +299,10 @@ impl IngestEngine {
         let seg_rows = seg.rows;
         let mut commits = Vec::new();
         match slot.forced_end {
-            Some(end) if seg_end >= end => commits.extend(self.flush(&key).await?),
+            Some(end) if seg_end >= end => commits.extend(self.flush(key).await?),
             Some(_) => {} // re-cutting a pending segment: no other trigger may cut it
             None if seg_rows >= self.opts.max_segment_rows => {
-                commits.extend(self.flush(&key).await?)
+                commits.extend(self.flush(key).await?)
             }
             None => {}
         }
@@ -394,6 +453,97 @@ impl IngestEngine {
     }
 }
 
+/// A message of only whitespace (a blank line) is consumed without a row;
+/// an empty one is quarantined like any other undecodable message.
+fn is_blank(payload: &[u8]) -> bool {
+    !payload.is_empty() && payload.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Fewest records worth a thread of their own.
+const MIN_RECORDS_PER_THREAD: usize = 1024;
+
+/// Decode the records marked in `wanted` (others yield `None`), split over
+/// up to `threads` threads in contiguous chunks, results in input order.
+fn decode_all<'a>(
+    recs: &[SourceRecord<'a>],
+    wanted: &[bool],
+    registry: &Registry,
+    opts: &DecodeOptions,
+    threads: usize,
+) -> Vec<Option<std::result::Result<Placed<'a>, DecodeError>>> {
+    let decode = |recs: &[SourceRecord<'a>], wanted: &[bool]| {
+        recs.iter()
+            .zip(wanted)
+            .map(|(rec, &wanted)| {
+                wanted.then(|| decode_placed(rec.payload, registry, opts, rec.timestamp))
+            })
+            .collect::<Vec<_>>()
+    };
+    let threads = threads.min(recs.len() / MIN_RECORDS_PER_THREAD).max(1);
+    if threads == 1 {
+        return decode(recs, wanted);
+    }
+    let chunk = recs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let rest: Vec<_> = recs
+            .chunks(chunk)
+            .zip(wanted.chunks(chunk))
+            .skip(1)
+            .map(|(recs, wanted)| scope.spawn(move || decode(recs, wanted)))
+            .collect();
+        let mut out = decode(&recs[..chunk], &wanted[..chunk]);
+        for handle in rest {
+            out.extend(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        out
+    })
+}
+
+/// Finish and encode a segment's files on up to `threads` threads (the
+/// last segment of an input is encoded while nothing else is left to do),
+/// results in file order.
+fn encode_files<T: Send>(
+    files: Vec<OpenFile>,
+    threads: usize,
+    encode: &(dyn Fn(OpenFile) -> Result<T> + Sync),
+) -> Result<Vec<T>> {
+    let threads = threads.min(files.len()).max(1);
+    if threads == 1 {
+        return files.into_iter().map(encode).collect();
+    }
+    // Deal the files out in turn: neighbours in key order are often alike in size.
+    let mut shares: Vec<Vec<(usize, OpenFile)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, file) in files.into_iter().enumerate() {
+        shares[i % threads].push((i, file));
+    }
+    let run = |share: Vec<(usize, OpenFile)>| -> Result<Vec<(usize, T)>> {
+        share
+            .into_iter()
+            .map(|(i, file)| Ok((i, encode(file)?)))
+            .collect()
+    };
+    let mut done = std::thread::scope(|scope| -> Result<Vec<(usize, T)>> {
+        let mut shares = shares.into_iter();
+        let first = shares.next().unwrap_or_default();
+        let helpers: Vec<_> = shares.map(|share| scope.spawn(|| run(share))).collect();
+        let mut done = run(first)?;
+        for helper in helpers {
+            done.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
+        }
+        Ok(done)
+    })?;
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
 /// A segment's encoded files, with the valid rows and bytes they hold.
 type Encoded = (Vec<(object_store::path::Path, Bytes)>, usize, usize);
 
@@ -413,7 +563,7 @@ async fn write_segment(
     store: LakeStore,
     topic: Arc<str>,
     partition: i32,
-    mut seg: Segment,
+    seg: Segment,
     replay: bool,
     opts: IngestOptions,
     metrics: Arc<IngestMetrics>,
@@ -430,23 +580,29 @@ async fn write_segment(
     let topic_for_keys = Arc::clone(&topic);
     let encoded = tokio::task::spawn_blocking(move || -> Result<Encoded> {
         let props = writer_properties(opts.row_group_rows, opts.zstd_level);
-        let batches = seg.finish().map_err(|e| Error::Encode {
-            what: "a segment".into(),
-            source: Box::new(e),
-        })?;
-        let mut objects = Vec::with_capacity(batches.len());
+        let encode = |file: OpenFile| -> Result<(FileKey, Bytes, usize)> {
+            let (key, batch) = file.finish().map_err(|e| Error::Encode {
+                what: "a segment".into(),
+                source: Box::new(e),
+            })?;
+            let rows = if key.table == Table::Quarantine {
+                0
+            } else {
+                batch.num_rows()
+            };
+            Ok((key, encode_parquet(&batch, props.clone())?, rows))
+        };
+        let encoded = encode_files(seg.into_files(), opts.threads, &encode)?;
         let (mut rows_written, mut bytes_written) = (0usize, 0usize);
-        for (file_key, batch) in batches {
-            if file_key.table != Table::Quarantine {
-                rows_written += batch.num_rows();
-            }
-            let body = encode_parquet(&batch, props.clone())?;
-            bytes_written += body.len();
-            objects.push((
-                object_key(&file_key, &topic_for_keys, partition, start),
-                body,
-            ));
-        }
+        let objects = encoded
+            .into_iter()
+            .map(|(file_key, body, rows)| {
+                rows_written += rows;
+                bytes_written += body.len();
+                let path = object_key(&file_key, &topic_for_keys, partition, start);
+                (path, body)
+            })
+            .collect();
         Ok((objects, rows_written, bytes_written))
     })
     .await

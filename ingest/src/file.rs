@@ -1,16 +1,27 @@
 //! The embedded source: NDJSON from a file or stdin, through the same
 //! engine as Kafka. The partition is 0 and the offset is the line number − 1,
 //! so a re-run resumes where the lake says it stopped.
+//!
+//! A reader thread cuts the input into blocks of whole lines while the
+//! engine decodes and files the previous block: reading, decoding and
+//! encoding overlap, and each block is one batch for the engine.
 
+use std::io::Read;
 use std::time::Instant;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::sync::mpsc;
 
 use crate::engine::{IngestEngine, SourceRecord};
 use crate::error::{Error, Result};
 
 /// Longest line kept in memory; longer ones are cut (and quarantined as too large).
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Bytes of lines per block handed to the engine.
+const BLOCK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Blocks read ahead of the engine.
+const BLOCKS_AHEAD: usize = 2;
 
 /// What a file ingest did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,9 +36,118 @@ pub struct FileReport {
     pub quarantined: u64,
 }
 
+/// A block of input and the lines in it (without newlines, each cut at
+/// the line limit), as ranges: lines are never copied one by one.
+#[derive(Debug, Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Lines {
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.ranges.iter().map(|r| &self.bytes[r.clone()])
+    }
+}
+
+/// Cuts input into blocks of whole lines.
+#[derive(Debug)]
+struct Splitter {
+    block_bytes: usize,
+    max_line: usize,
+    /// The start of a line that the last block ended in.
+    carry: Vec<u8>,
+    /// Inside the rest of a line already cut at `max_line`: dropped up to
+    /// its newline.
+    skipping: bool,
+}
+
+impl Splitter {
+    fn new(block_bytes: usize, max_line: usize) -> Self {
+        Self {
+            block_bytes: block_bytes.max(max_line + 1),
+            max_line,
+            carry: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    /// The next block, or `None` at the end of input.
+    fn next_block<R: Read>(&mut self, reader: &mut R) -> std::io::Result<Option<Lines>> {
+        loop {
+            let mut bytes = Vec::with_capacity(self.block_bytes);
+            bytes.append(&mut self.carry);
+            let at_end = fill(reader, &mut bytes, self.block_bytes)?;
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            let mut ranges = Vec::with_capacity(bytes.len() / 256);
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let newline = memchr::memchr(b'\n', &bytes[pos..]).map(|i| pos + i);
+                if self.skipping {
+                    match newline {
+                        Some(nl) => {
+                            self.skipping = false;
+                            pos = nl + 1;
+                        }
+                        None => pos = bytes.len(),
+                    }
+                    continue;
+                }
+                match newline {
+                    Some(nl) => {
+                        let end = if nl > pos && bytes[nl - 1] == b'\r' {
+                            nl - 1
+                        } else {
+                            nl
+                        };
+                        ranges.push(pos..end.min(pos + self.max_line));
+                        pos = nl + 1;
+                    }
+                    None if at_end => {
+                        ranges.push(pos..bytes.len().min(pos + self.max_line));
+                        pos = bytes.len();
+                    }
+                    None if bytes.len() - pos >= self.max_line => {
+                        ranges.push(pos..pos + self.max_line);
+                        self.skipping = true;
+                        pos = bytes.len();
+                    }
+                    None => {
+                        self.carry.extend_from_slice(&bytes[pos..]);
+                        bytes.truncate(pos);
+                        pos = bytes.len();
+                    }
+                }
+            }
+            if !ranges.is_empty() {
+                return Ok(Some(Lines { bytes, ranges }));
+            }
+            if at_end {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Read until `buf` holds `limit` bytes or the input ends (returns true then).
+fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<bool> {
+    while buf.len() < limit {
+        let want = (limit - buf.len()) as u64;
+        match reader.by_ref().take(want).read_to_end(buf) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
 /// Ingest NDJSON from `reader` as topic `file:NAME`.
-pub async fn ingest_ndjson<R: AsyncBufRead + Unpin>(
-    mut reader: R,
+pub async fn ingest_ndjson<R: Read + Send + 'static>(
+    reader: R,
     name: &str,
     engine: &mut IngestEngine,
 ) -> Result<FileReport> {
@@ -36,34 +156,41 @@ pub async fn ingest_ndjson<R: AsyncBufRead + Unpin>(
     let resumed_from = engine.assign(&topic, 0).await?;
     let rows_before = engine.metrics().rows_written();
     let quarantined_before: u64 = engine.quarantined_by_class().iter().map(|c| c.1).sum();
-    let mut line = Vec::with_capacity(4096);
+    let (tx, mut rx) = mpsc::channel(BLOCKS_AHEAD);
+    let reader_thread = std::thread::Builder::new()
+        .name("ndjson-reader".into())
+        .spawn(move || read_blocks(reader, Splitter::new(BLOCK_BYTES, MAX_LINE_BYTES), &tx))
+        .map_err(|source| Error::Input {
+            name: name.into(),
+            source,
+        })?;
     let mut offset: i64 = 0;
-    loop {
-        line.clear();
-        let read = read_line_bounded(&mut reader, &mut line)
-            .await
-            .map_err(|source| Error::Input {
-                name: name.into(),
-                source,
-            })?;
-        if read == 0 {
-            break;
+    while let Some(block) = rx.recv().await {
+        let lines: Lines = block.map_err(|source| Error::Input {
+            name: name.into(),
+            source,
+        })?;
+        let mut records = Vec::with_capacity(lines.ranges.len());
+        for line in lines.iter() {
+            if offset >= resumed_from {
+                // A line cut at MAX_LINE_BYTES is still far over the
+                // decoder's size limit, so it is quarantined as too large.
+                records.push(SourceRecord {
+                    topic: &topic,
+                    partition: 0,
+                    offset,
+                    key: None,
+                    payload: line,
+                    timestamp: None,
+                });
+            }
+            offset += 1;
         }
-        if offset >= resumed_from {
-            // A line cut at MAX_LINE_BYTES is still far over the decoder's
-            // size limit, so it is quarantined as too large.
-            let rec = SourceRecord {
-                topic: &topic,
-                partition: 0,
-                offset,
-                key: None,
-                payload: &line,
-                timestamp: None,
-            };
-            engine.push(rec, Instant::now()).await?;
-        }
-        offset += 1;
+        engine.push_batch(&records, Instant::now()).await?;
     }
+    drop(rx);
+    // The thread has sent its last block (or its error) before ending.
+    let _ = reader_thread.join();
     engine.flush_all().await?;
     let quarantined_after: u64 = engine.quarantined_by_class().iter().map(|c| c.1).sum();
     Ok(FileReport {
@@ -74,32 +201,83 @@ pub async fn ingest_ndjson<R: AsyncBufRead + Unpin>(
     })
 }
 
-/// Read one line without its newline, keeping at most MAX_LINE_BYTES.
-/// Returns the bytes consumed (0 at the end of input).
-async fn read_line_bounded<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    out: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    let mut consumed = 0;
+/// The reader thread: blocks of whole lines until the end of input, an
+/// error (sent as the last item) or the engine hanging up.
+fn read_blocks<R: Read>(
+    mut reader: R,
+    mut splitter: Splitter,
+    tx: &mpsc::Sender<std::io::Result<Lines>>,
+) {
     loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(consumed);
-        }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
+        let block = match splitter.next_block(&mut reader) {
+            Ok(Some(block)) => Ok(block),
+            Ok(None) => return,
+            Err(e) => Err(e),
         };
-        let room = MAX_LINE_BYTES.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = done.unwrap_or(buf.len());
-        reader.consume(used);
-        consumed += used;
-        if done.is_some() {
-            if out.last() == Some(&b'\r') {
-                out.pop();
-            }
-            return Ok(consumed);
+        let failed = block.is_err();
+        if tx.blocking_send(block).is_err() || failed {
+            return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line the splitter yields, reading `input` in pieces of 7 bytes.
+    fn lines(input: &[u8], block_bytes: usize, max_line: usize) -> Vec<Vec<u8>> {
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(7).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut reader = Trickle(input);
+        let mut splitter = Splitter::new(block_bytes, max_line);
+        let mut out = Vec::new();
+        while let Some(block) = splitter.next_block(&mut reader).unwrap() {
+            out.extend(block.iter().map(<[u8]>::to_vec));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_cut_at_newlines_and_bounded() {
+        let input = b"a\r\n\nbc\nxxxxxxxxxxxxxxxxxxxx\nlast";
+        for block_bytes in [1, 9, 13, 64, 4096] {
+            let got = lines(input, block_bytes, 8);
+            let want: Vec<&[u8]> = vec![b"a", b"", b"bc", b"xxxxxxxx", b"last"];
+            assert_eq!(got, want, "blocks of {block_bytes}");
+        }
+    }
+
+    #[test]
+    fn an_overlong_line_across_blocks_is_cut_once() {
+        let mut input = b"ok\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend_from_slice(b"\nnext\n");
+        for block_bytes in [1, 11, 50, 1000] {
+            let got = lines(&input, block_bytes, 10);
+            let want: Vec<&[u8]> = vec![b"ok", b"xxxxxxxxxx", b"next"];
+            assert_eq!(got, want, "blocks of {block_bytes}");
+        }
+    }
+
+    #[test]
+    fn blocks_hold_whole_lines() {
+        let line = vec![b'y'; 1000];
+        let mut input = Vec::new();
+        for _ in 0..300 {
+            input.extend_from_slice(&line);
+            input.push(b'\n');
+        }
+        let got = lines(&input, 64 * 1024, MAX_LINE_BYTES);
+        assert_eq!(got.len(), 300);
+        assert!(got.iter().all(|l| l == &line));
+        assert!(lines(b"", 64, 8).is_empty());
     }
 }

@@ -1,17 +1,38 @@
-//! The open segment of one source partition: decoded records accumulated
-//! into one Arrow builder per output file (table × dt × county).
+//! The open segment of one source partition: decoded records appended to
+//! one Arrow builder per output file (table × dt × county) as they come.
+//!
+//! Each raw row also keeps its grid's rank in id order; at flush the file
+//! is put in grid order by a stable sort of those ranks and one `take`.
+//! (Keeping the decoded records until the flush instead, to append them
+//! already sorted, was slower: reading them back cold from the heap and
+//! freeing them on another thread cost more than the `take`.)
 
-use std::collections::BTreeMap;
-
-use arrow::array::RecordBatch;
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use chrono::NaiveDate;
 use gridstat_schemas::arrow_schema::{
     CaseBatchBuilder, Lineage, QuarantineBatchBuilder, QuarantineRow, VisitBatchBuilder,
 };
 use gridstat_schemas::time::local_date;
-use gridstat_schemas::{DecodeError, Registry, Submission};
+use gridstat_schemas::{DecodeError, Placed, Registry, Submission};
 
 use crate::encode::{FileKey, Table};
+
+/// Each registry grid's rank in the order of grid ids.
+#[derive(Debug, Clone)]
+pub(crate) struct GridRanks(Vec<u32>);
+
+impl GridRanks {
+    pub(crate) fn new(registry: &Registry) -> Self {
+        let mut by_id: Vec<usize> = (0..registry.grids.len()).collect();
+        by_id.sort_by(|&a, &b| registry.grids[a].id.cmp(&registry.grids[b].id));
+        let mut ranks = vec![0; by_id.len()];
+        for (rank, grid) in by_id.into_iter().enumerate() {
+            ranks[grid] = u32::try_from(rank).unwrap_or(u32::MAX);
+        }
+        Self(ranks)
+    }
+}
 
 enum Builder {
     Visits(Box<VisitBatchBuilder>),
@@ -19,14 +40,16 @@ enum Builder {
     Quarantine(QuarantineBatchBuilder),
 }
 
-impl Builder {
-    fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
-        match self {
-            Builder::Visits(b) => b.finish(),
-            Builder::Cases(b) => b.finish(),
-            Builder::Quarantine(b) => b.finish(),
-        }
-    }
+/// One output file of the segment. `county` is the registry's index, so
+/// finding the file of a record compares integers, not codes.
+pub(crate) struct OpenFile {
+    table: Table,
+    dt: NaiveDate,
+    county: Option<usize>,
+    key: FileKey,
+    builder: Builder,
+    /// Grid rank of each raw row, in append (offset) order.
+    grid_ranks: Vec<u32>,
 }
 
 /// Records of offsets `[start, end)` of one partition, not yet in the lake.
@@ -36,7 +59,7 @@ pub(crate) struct Segment {
     pub(crate) opened_at: std::time::Instant,
     pub(crate) rows: usize,
     pub(crate) bytes: usize,
-    files: BTreeMap<FileKey, Builder>,
+    files: Vec<OpenFile>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -57,6 +80,10 @@ pub(crate) enum Filed {
     Quarantined(gridstat_schemas::ErrorClass),
 }
 
+/// Bytes a buffered record is counted as, beyond its message size: the
+/// decoded record's own fields and its place in the file's list.
+const ROW_OVERHEAD_BYTES: usize = 200;
+
 impl Segment {
     pub(crate) fn new(start: i64, now: std::time::Instant) -> Self {
         Self {
@@ -65,48 +92,72 @@ impl Segment {
             opened_at: now,
             rows: 0,
             bytes: 0,
-            files: BTreeMap::new(),
+            files: Vec::new(),
         }
     }
 
-    fn builder(&mut self, key: FileKey) -> &mut Builder {
-        self.files.entry(key).or_insert_with_key(|k| match k.table {
-            Table::Visits => Builder::Visits(Box::new(VisitBatchBuilder::new())),
-            Table::Cases => Builder::Cases(CaseBatchBuilder::new()),
-            Table::Quarantine => Builder::Quarantine(QuarantineBatchBuilder::new()),
-        })
+    /// The open file of a record; a segment has a few dozen at most, so a
+    /// scan beats hashing or ordering the keys.
+    fn file(
+        &mut self,
+        table: Table,
+        dt: NaiveDate,
+        county: Option<usize>,
+        registry: &Registry,
+    ) -> &mut OpenFile {
+        let found = self
+            .files
+            .iter()
+            .position(|f| f.table == table && f.dt == dt && f.county == county);
+        let i = found.unwrap_or_else(|| {
+            let code = county.map_or_else(String::new, |c| registry.counties[c].code.clone());
+            self.files.push(OpenFile {
+                table,
+                dt,
+                county,
+                key: FileKey {
+                    table,
+                    dt,
+                    county: code,
+                },
+                builder: match table {
+                    Table::Visits => Builder::Visits(Box::new(VisitBatchBuilder::new())),
+                    Table::Cases => Builder::Cases(CaseBatchBuilder::new()),
+                    Table::Quarantine => Builder::Quarantine(QuarantineBatchBuilder::new()),
+                },
+                grid_ranks: Vec::new(),
+            });
+            self.files.len() - 1
+        });
+        &mut self.files[i]
     }
 
     pub(crate) fn add_valid(
         &mut self,
-        s: &Submission,
+        placed: &Placed<'_>,
         registry: &Registry,
+        ranks: &GridRanks,
         lineage: &Lineage<'_>,
         size: usize,
     ) -> Filed {
-        let county = registry
-            .grid(s.grid_id())
-            .map(|g| registry.county_of(g).code.clone())
-            .unwrap_or_default();
+        let s = &placed.submission;
+        let county = registry.grids[placed.grid].county;
+        let grid_rank = ranks.0[placed.grid];
         let dt = local_date(&s.event_time());
         let filed = match s {
             Submission::Visit(v) => {
-                if let Builder::Visits(b) = self.builder(FileKey {
-                    table: Table::Visits,
-                    dt,
-                    county,
-                }) {
+                let file = self.file(Table::Visits, dt, Some(county), registry);
+                if let Builder::Visits(b) = &mut file.builder {
                     b.append(v, lineage);
+                    file.grid_ranks.push(grid_rank);
                 }
                 Filed::Visit
             }
             Submission::Case(c) => {
-                if let Builder::Cases(b) = self.builder(FileKey {
-                    table: Table::Cases,
-                    dt,
-                    county,
-                }) {
+                let file = self.file(Table::Cases, dt, Some(county), registry);
+                if let Builder::Cases(b) = &mut file.builder {
                     b.append(c, lineage);
+                    file.grid_ranks.push(grid_rank);
                 }
                 Filed::Case
             }
@@ -120,13 +171,16 @@ impl Segment {
         &mut self,
         err: &DecodeError,
         lineage: &Lineage<'_>,
-        received: Option<DateTime<FixedOffset>>,
         fallback_day: NaiveDate,
         key: Option<&[u8]>,
         payload: &[u8],
         raw_limit: usize,
+        registry: &Registry,
     ) -> Filed {
-        let dt = received.map(|t| local_date(&t)).unwrap_or(fallback_day);
+        let dt = lineage
+            .received_at
+            .map(|t| local_date(&t))
+            .unwrap_or(fallback_day);
         let class = err.class();
         let row = QuarantineRow {
             lineage: lineage.clone(),
@@ -137,11 +191,9 @@ impl Segment {
             raw: &payload[..payload.len().min(raw_limit)],
             raw_size: payload.len(),
         };
-        if let Builder::Quarantine(b) = self.builder(FileKey {
-            table: Table::Quarantine,
-            dt,
-            county: String::new(),
-        }) {
+        if let Builder::Quarantine(b) =
+            &mut self.file(Table::Quarantine, dt, None, registry).builder
+        {
             b.append(&row);
         }
         self.count(lineage.offset, payload.len().min(raw_limit));
@@ -155,19 +207,40 @@ impl Segment {
 
     fn count(&mut self, offset: i64, size: usize) {
         self.rows += 1;
-        self.bytes += size + 200;
+        self.bytes += size + ROW_OVERHEAD_BYTES;
         self.end = self.end.max(offset + 1);
     }
 
-    /// The finished batches, one per output file.
-    pub(crate) fn finish(
-        &mut self,
-    ) -> Result<Vec<(FileKey, RecordBatch)>, arrow::error::ArrowError> {
-        let mut out = Vec::with_capacity(self.files.len());
-        for (key, b) in std::mem::take(&mut self.files) {
-            let mut b = b;
-            out.push((key, b.finish()?));
-        }
-        Ok(out)
+    /// The segment's files, in file-key order, each to be finished on its own.
+    pub(crate) fn into_files(self) -> Vec<OpenFile> {
+        let mut files = self.files;
+        files.sort_by(|a, b| a.key.cmp(&b.key));
+        files
     }
+}
+
+impl OpenFile {
+    /// The file's key and rows. Raw rows are sorted by grid; the sort is
+    /// stable and rows were appended in offset order, so within a grid they
+    /// stay in offset order. Quarantine rows stay in arrival order.
+    pub(crate) fn finish(self) -> Result<(FileKey, RecordBatch), arrow::error::ArrowError> {
+        let batch = match self.builder {
+            Builder::Visits(mut b) => in_grid_order(&b.finish()?, &self.grid_ranks)?,
+            Builder::Cases(mut b) => in_grid_order(&b.finish()?, &self.grid_ranks)?,
+            Builder::Quarantine(mut b) => b.finish()?,
+        };
+        Ok((self.key, batch))
+    }
+}
+
+fn in_grid_order(
+    batch: &RecordBatch,
+    grid_ranks: &[u32],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if grid_ranks.is_sorted() {
+        return Ok(batch.clone());
+    }
+    let mut order: Vec<u32> = (0..u32::try_from(grid_ranks.len()).unwrap_or(u32::MAX)).collect();
+    order.sort_by_key(|&i| grid_ranks[i as usize]);
+    take_record_batch(batch, &UInt32Array::from(order))
 }

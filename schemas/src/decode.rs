@@ -57,12 +57,32 @@ struct Probe<'a> {
 /// `received_at` is the transport's timestamp (Kafka message time) when
 /// there is one; without it the message's own `sent_at` is the reference for
 /// the future-time check.
-pub fn decode_submission(
-    bytes: &[u8],
+pub fn decode_submission<'a>(
+    bytes: &'a [u8],
     registry: &Registry,
     opts: &DecodeOptions,
     received_at: Option<DateTime<FixedOffset>>,
-) -> Result<Submission, DecodeError> {
+) -> Result<Submission<'a>, DecodeError> {
+    decode_placed(bytes, registry, opts, received_at).map(|placed| placed.submission)
+}
+
+/// A valid submission and its grid's position in [`Registry::grids`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed<'a> {
+    /// The submission.
+    pub submission: Submission<'a>,
+    /// Where its grid is in the registry (validation looked it up).
+    pub grid: usize,
+}
+
+/// [`decode_submission`], also returning where the submission's grid is
+/// in the registry, so that callers do not look it up again.
+pub fn decode_placed<'a>(
+    bytes: &'a [u8],
+    registry: &Registry,
+    opts: &DecodeOptions,
+    received_at: Option<DateTime<FixedOffset>>,
+) -> Result<Placed<'a>, DecodeError> {
     if bytes.len() > opts.max_message_bytes {
         return Err(DecodeError::TooLarge {
             size: bytes.len(),
@@ -103,8 +123,8 @@ pub fn decode_submission(
             })
         }
     };
-    validate(&submission, registry, opts, received_at)?;
-    Ok(submission)
+    let grid = validate(&submission, registry, opts, received_at)?;
+    Ok(Placed { submission, grid })
 }
 
 /// The schema name when the object starts with `{"schema":"<known>",`.
@@ -217,52 +237,55 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
     rest.split_once(end).map(|(name, _)| name)
 }
 
+/// Check everything serde cannot; returns the grid's registry position.
 fn validate(
     s: &Submission,
     registry: &Registry,
     opts: &DecodeOptions,
     received_at: Option<DateTime<FixedOffset>>,
-) -> Result<(), DecodeError> {
+) -> Result<usize, DecodeError> {
     match s {
         Submission::Visit(v) => {
-            check_ids(&[
-                ("submission_id", &v.submission_id),
-                ("reporter_id", &v.reporter_id),
-                ("target_id", &v.target_id),
-            ])?;
+            check_id("submission_id", &v.submission_id)?;
+            check_id("reporter_id", &v.reporter_id)?;
+            check_id("target_id", &v.target_id)?;
             for (i, h) in v.hazards.iter().enumerate() {
-                check_ids(&[(&format!("hazards[{i}].hazard_id"), &h.hazard_id)])?;
+                check_id_in(|| format!("hazards[{i}].hazard_id"), &h.hazard_id)?;
             }
             for (i, h) in v.hardships.iter().enumerate() {
-                check_ids(&[(&format!("hardships[{i}].case_id"), &h.case_id)])?;
+                check_id_in(|| format!("hardships[{i}].case_id"), &h.case_id)?;
             }
-            check_grid(registry, &v.grid_id)?;
+            let grid = check_grid(registry, &v.grid_id)?;
             check_visit_numbers(v)?;
-            check_times(opts, received_at, v.sent_at, "visited_at", v.visited_at)
+            check_times(opts, received_at, v.sent_at, "visited_at", v.visited_at)?;
+            Ok(grid)
         }
         Submission::Case(c) => {
-            check_ids(&[
-                ("submission_id", &c.submission_id),
-                ("case_id", &c.case_id),
-                ("handler_id", &c.handler_id),
-            ])?;
-            check_grid(registry, &c.grid_id)?;
-            check_times(opts, received_at, c.sent_at, "updated_at", c.updated_at)
+            check_id("submission_id", &c.submission_id)?;
+            check_id("case_id", &c.case_id)?;
+            check_id("handler_id", &c.handler_id)?;
+            let grid = check_grid(registry, &c.grid_id)?;
+            check_times(opts, received_at, c.sent_at, "updated_at", c.updated_at)?;
+            Ok(grid)
         }
     }
 }
 
-fn check_ids(ids: &[(&str, &str)]) -> Result<(), DecodeError> {
-    for (field, value) in ids {
-        if value.trim().is_empty() || value.len() > 128 {
-            return Err(DecodeError::WrongType {
-                field: field.to_string(),
-                reason: format!(
-                    "expected an id of 1 to 128 characters, found {:?}",
-                    truncate(value, 40)
-                ),
-            });
-        }
+fn check_id(field: &str, value: &str) -> Result<(), DecodeError> {
+    check_id_in(|| field.to_string(), value)
+}
+
+/// `field` names the id only when it is wrong: valid messages (nearly all)
+/// allocate nothing here.
+fn check_id_in(field: impl FnOnce() -> String, value: &str) -> Result<(), DecodeError> {
+    if value.trim().is_empty() || value.len() > 128 {
+        return Err(DecodeError::WrongType {
+            field: field(),
+            reason: format!(
+                "expected an id of 1 to 128 characters, found {:?}",
+                truncate(value, 40)
+            ),
+        });
     }
     Ok(())
 }
@@ -271,14 +294,13 @@ fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
-fn check_grid(registry: &Registry, grid_id: &str) -> Result<(), DecodeError> {
-    if registry.grid(grid_id).is_none() {
-        return Err(DecodeError::UnknownGrid {
+fn check_grid(registry: &Registry, grid_id: &str) -> Result<usize, DecodeError> {
+    registry
+        .grid_position(grid_id)
+        .ok_or_else(|| DecodeError::UnknownGrid {
             field: "grid_id".into(),
             grid_id: truncate(grid_id, 40),
-        });
-    }
-    Ok(())
+        })
 }
 
 fn check_visit_numbers(v: &Visit) -> Result<(), DecodeError> {

@@ -330,7 +330,7 @@ impl<'r> Generator<'r> {
             let hk = kinds[self.rng.random_range(0..kinds.len())];
             let fixed = self.rng.random_bool(0.62);
             hazards.push(Hazard {
-                hazard_id: format!("hz-{}-{}", &submission_id[..18], hazards.len() + 1),
+                hazard_id: format!("hz-{}-{}", &submission_id[..18], hazards.len() + 1).into(),
                 kind: hk,
                 fixed_on_spot: fixed,
             });
@@ -352,24 +352,24 @@ impl<'r> Generator<'r> {
             let case_id = format!("hs-{}-1", &submission_id[..18]);
             let note = hardship_note(category, &submission_id);
             hardships.push(Hardship {
-                case_id,
+                case_id: case_id.into(),
                 category,
                 urgency,
-                note,
+                note: note.into(),
             });
         }
         let enlisted_leads = u32::from(kind == TargetKind::Household && self.rng.random_bool(0.01));
         let enlisted_volunteers = u32::from(self.rng.random_bool(0.03));
         let visit = Visit {
             schema: VISIT_SCHEMA_V1.into(),
-            submission_id,
+            submission_id: submission_id.into(),
             sent_at,
             visited_at,
-            reporter_id,
+            reporter_id: reporter_id.into(),
             reporter_role: role,
-            grid_id: grid_id.clone(),
+            grid_id: grid_id.clone().into(),
             target_kind: kind,
-            target_id,
+            target_id: target_id.into(),
             residents_recorded,
             residents_present: present,
             newcomers_registered: newcomers,
@@ -467,17 +467,17 @@ impl<'r> Generator<'r> {
                 let sent_at = updated_at + Duration::seconds(self.rng.random_range(10..600));
                 let update = CaseUpdate {
                     schema: CASE_SCHEMA_V1.into(),
-                    submission_id: self.uuid(),
+                    submission_id: self.uuid().into(),
                     sent_at,
                     case_id: case_id.clone(),
                     case_kind,
                     grid_id: v.grid_id.clone(),
                     status,
                     updated_at,
-                    handler_id: handler_id.clone(),
+                    handler_id: handler_id.as_str().into(),
                 };
                 let bytes = to_json(&update);
-                self.emit(sent_at, Stream::Cases, v.grid_id.clone(), bytes);
+                self.emit(sent_at, Stream::Cases, v.grid_id.to_string(), bytes);
             }
         }
     }
@@ -485,7 +485,7 @@ impl<'r> Generator<'r> {
     fn make_invalid(&mut self, base: &Visit) {
         let class = ErrorClass::ALL[self.rng.random_range(0..ErrorClass::ALL.len())];
         let mut v = base.clone();
-        v.submission_id = self.uuid();
+        v.submission_id = self.uuid().into();
         let mut value = serde_json::to_value(&v).expect("a visit serializes");
         let obj = value.as_object_mut().expect("a visit is an object");
         let mut raw: Option<Vec<u8>> = None;
@@ -544,7 +544,7 @@ impl<'r> Generator<'r> {
             bytes,
             expect: Expect::Invalid(class),
             stream: Stream::Visits,
-            key: v.grid_id.clone(),
+            key: v.grid_id.to_string(),
             sent_at_ms: v.sent_at.timestamp_millis(),
         };
         self.schedule(v.sent_at, msg);

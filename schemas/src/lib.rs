@@ -33,7 +33,7 @@ pub mod registry;
 pub mod registry_build;
 pub mod time;
 
-pub use decode::{decode_submission, DecodeOptions};
+pub use decode::{decode_placed, decode_submission, DecodeOptions, Placed};
 pub use error::{DecodeError, ErrorClass};
 pub use generate::{Expect, GenOptions, GeneratedMessage, Generator, Stream};
 pub use record::{CaseUpdate, Submission, Visit};

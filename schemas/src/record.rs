@@ -4,6 +4,8 @@
 //! `gridstat.case/1`). Unknown fields are rejected, so a typo on a phone
 //! never silently drops a figure.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
@@ -151,9 +153,10 @@ pub enum CaseStatus {
 /// A hazard found during a visit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Hazard {
+pub struct Hazard<'a> {
     /// Case id, unique city-wide; case updates refer to it.
-    pub hazard_id: String,
+    #[serde(borrow)]
+    pub hazard_id: Cow<'a, str>,
     /// What kind of hazard.
     pub kind: HazardKind,
     /// Fixed on the spot (就地整改); if false it is handed on as a case.
@@ -163,25 +166,29 @@ pub struct Hazard {
 /// A hardship or request raised during a visit; it becomes a case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Hardship {
+pub struct Hardship<'a> {
     /// Case id, unique city-wide; case updates refer to it.
-    pub case_id: String,
+    #[serde(borrow)]
+    pub case_id: Cow<'a, str>,
     /// Category of the request.
     pub category: HardshipCategory,
     /// How urgent it is.
     pub urgency: Urgency,
     /// Free-text note by the reporter. Internal only: never published.
-    pub note: String,
+    #[serde(borrow)]
+    pub note: Cow<'a, str>,
 }
 
 /// One visit to a household, enterprise or venue (`gridstat.visit/1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Visit {
+pub struct Visit<'a> {
     /// Always `gridstat.visit/1`.
-    pub schema: String,
+    #[serde(borrow)]
+    pub schema: Cow<'a, str>,
     /// Unique id of this submission; retries reuse it.
-    pub submission_id: String,
+    #[serde(borrow)]
+    pub submission_id: Cow<'a, str>,
     /// When the phone sent it (local time with offset).
     #[serde(
         serialize_with = "crate::time::serialize_rfc3339",
@@ -195,15 +202,18 @@ pub struct Visit {
     )]
     pub visited_at: DateTime<FixedOffset>,
     /// Pseudonymous reporter id. Never published.
-    pub reporter_id: String,
+    #[serde(borrow)]
+    pub reporter_id: Cow<'a, str>,
     /// Role of the reporter.
     pub reporter_role: ReporterRole,
     /// Grid id from the place registry.
-    pub grid_id: String,
+    #[serde(borrow)]
+    pub grid_id: Cow<'a, str>,
     /// Household, enterprise or venue.
     pub target_kind: TargetKind,
     /// Pseudonymous id of the household (or enterprise / venue). Never published.
-    pub target_id: String,
+    #[serde(borrow)]
+    pub target_id: Cow<'a, str>,
     /// Residents recorded for the household (staff for an enterprise or venue).
     pub residents_recorded: u32,
     /// Of those, present during the visit.
@@ -221,11 +231,11 @@ pub struct Visit {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub safety_checks: Vec<SafetyCheck>,
     /// Hazards found.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hazards: Vec<Hazard>,
+    #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
+    pub hazards: Vec<Hazard<'a>>,
     /// Hardships raised.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hardships: Vec<Hardship>,
+    #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
+    pub hardships: Vec<Hardship<'a>>,
     /// People enlisted as building leads (楼长).
     pub enlisted_building_leads: u32,
     /// People enlisted as volunteers (志愿者).
@@ -235,11 +245,13 @@ pub struct Visit {
 /// An update of a case handed on from a visit (`gridstat.case/1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CaseUpdate {
+pub struct CaseUpdate<'a> {
     /// Always `gridstat.case/1`.
-    pub schema: String,
+    #[serde(borrow)]
+    pub schema: Cow<'a, str>,
     /// Unique id of this submission; retries reuse it.
-    pub submission_id: String,
+    #[serde(borrow)]
+    pub submission_id: Cow<'a, str>,
     /// When the handler's device sent it.
     #[serde(
         serialize_with = "crate::time::serialize_rfc3339",
@@ -247,11 +259,13 @@ pub struct CaseUpdate {
     )]
     pub sent_at: DateTime<FixedOffset>,
     /// The hardship `case_id` or hazard `hazard_id` this update is about.
-    pub case_id: String,
+    #[serde(borrow)]
+    pub case_id: Cow<'a, str>,
     /// Whether the case is a hardship or a hazard.
     pub case_kind: CaseKind,
     /// Grid of the case.
-    pub grid_id: String,
+    #[serde(borrow)]
+    pub grid_id: Cow<'a, str>,
     /// New status.
     pub status: CaseStatus,
     /// When the status changed (local time with offset).
@@ -261,19 +275,21 @@ pub struct CaseUpdate {
     )]
     pub updated_at: DateTime<FixedOffset>,
     /// Pseudonymous id of the handler. Never published.
-    pub handler_id: String,
+    #[serde(borrow)]
+    pub handler_id: Cow<'a, str>,
 }
 
-/// A decoded, validated submission.
+/// A decoded, validated submission. Its strings borrow from the message
+/// where they can (no escapes), so decoding allocates little.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Submission {
+pub enum Submission<'a> {
     /// A visit.
-    Visit(Box<Visit>),
+    Visit(Box<Visit<'a>>),
     /// A case update.
-    Case(CaseUpdate),
+    Case(CaseUpdate<'a>),
 }
 
-impl Submission {
+impl Submission<'_> {
     /// The submission id, for deduplication.
     pub fn submission_id(&self) -> &str {
         match self {

@@ -310,6 +310,11 @@ impl Registry {
         self.grid_index.get(id).map(|&i| &self.grids[i])
     }
 
+    /// A grid's position in [`Registry::grids`], by id.
+    pub fn grid_position(&self, id: &str) -> Option<usize> {
+        self.grid_index.get(id).copied()
+    }
+
     /// The county of a grid.
     pub fn county_of(&self, grid: &Grid) -> &County {
         &self.counties[grid.county]

@@ -8,7 +8,6 @@ use clap::Args;
 use gridstat_ingest::file::{ingest_ndjson, FileReport};
 use gridstat_ingest::kafka::KafkaIngestConfig;
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
-use tokio::io::BufReader;
 
 use super::lake::LakeArgs;
 
@@ -140,16 +139,14 @@ pub(crate) async fn ingest_file(
         Arc::new(IngestMetrics::default()),
     );
     if from == Path::new("-") {
-        let reader = BufReader::with_capacity(1 << 20, tokio::io::stdin());
-        Ok(ingest_ndjson(reader, "stdin", &mut engine).await?)
+        Ok(ingest_ndjson(std::io::stdin(), "stdin", &mut engine).await?)
     } else {
-        let file = tokio::fs::File::open(from)
-            .await
-            .with_context(|| format!("opening {}", from.display()))?;
+        let file =
+            std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
         let name = from
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "input".into());
-        Ok(ingest_ndjson(BufReader::with_capacity(1 << 20, file), &name, &mut engine).await?)
+        Ok(ingest_ndjson(file, &name, &mut engine).await?)
     }
 }

@@ -76,9 +76,11 @@ fn decode(bytes: &[u8]) -> Result<Submission, gridstat_schemas::DecodeError> {
 
 #[test]
 fn valid_messages_decode() {
-    let v = decode(&serde_json::to_vec(&valid_visit()).unwrap()).expect("valid visit");
+    let visit = serde_json::to_vec(&valid_visit()).unwrap();
+    let v = decode(&visit).expect("valid visit");
     assert_eq!(v.submission_id(), "0b7e2c1a-1d2f-4c3b-8a9e-000000000001");
-    let c = decode(&serde_json::to_vec(&valid_case()).unwrap()).expect("valid case");
+    let case = serde_json::to_vec(&valid_case()).unwrap();
+    let c = decode(&case).expect("valid case");
     assert_eq!(c.grid_id(), "44070300210101");
 }
 

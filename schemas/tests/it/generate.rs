@@ -122,7 +122,7 @@ fn coverage_follows_scale() {
             decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None)
         {
             if v.target_kind == gridstat_schemas::record::TargetKind::Household {
-                households.insert(v.target_id.clone());
+                households.insert(v.target_id.to_string());
             }
         }
     }
