@@ -70,7 +70,7 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Registry::jiangmen)
 }
 
-fn decode(bytes: &[u8]) -> Result<Submission, gridstat_schemas::DecodeError> {
+fn decode(bytes: &[u8]) -> Result<Submission<'_>, gridstat_schemas::DecodeError> {
     decode_submission(bytes, registry(), &DecodeOptions::default(), None)
 }
 
