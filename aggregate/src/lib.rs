@@ -155,19 +155,19 @@ pub async fn run(
     .await?;
     let t = Instant::now();
     progress.step("curate", changes.days.len() as u64);
-    for &day in &changes.days {
-        if raw.days.contains(&day) {
-            let d = curated::curate_day(&ctx, &store, day).await?;
+    for group in raw.curation_groups(&changes.days) {
+        let curated = futures::future::try_join_all(
+            group
+                .iter()
+                .map(|&day| curate_or_clear(&ctx, &store, &raw, day)),
+        )
+        .await?;
+        for (day, d) in group.into_iter().zip(curated) {
             report.files_written += d.files_written;
             report.visits_curated += d.visits;
-        } else {
-            for table in ["visits", "cases", "hardships", "hazards"] {
-                store::delete_prefix(&store, &format!("curated/{table}/{}", dt_partition(day)))
-                    .await?;
-            }
+            report.days_curated.push(day);
+            progress.advance();
         }
-        report.days_curated.push(day);
-        progress.advance();
     }
     report.timings.push(("curate".into(), t.elapsed()));
 
@@ -247,6 +247,61 @@ impl RawListing {
     fn has_quarantine(&self) -> bool {
         self.files.keys().any(|p| p.starts_with(lake::QUARANTINE))
     }
+
+    /// Raw bytes of one day's visits and cases.
+    fn day_bytes(&self, day: NaiveDate) -> u64 {
+        self.files
+            .iter()
+            .filter(|(p, _)| !p.starts_with(lake::QUARANTINE))
+            .filter(|(p, _)| store::day_of(p) == Some(day))
+            .map(|(_, f)| f.size)
+            .sum()
+    }
+
+    /// `days` in order, cut into groups curated at the same time: small
+    /// days (late arrivals, a refresh) are mostly fixed per-query costs and
+    /// overlap well, while a large day is curated alone so that peak memory
+    /// stays that of one day.
+    fn curation_groups(&self, days: &BTreeSet<NaiveDate>) -> Vec<Vec<NaiveDate>> {
+        let mut groups: Vec<Vec<NaiveDate>> = Vec::new();
+        let mut group_bytes = 0;
+        for &day in days {
+            let bytes = self.day_bytes(day);
+            let fits = groups.last().is_some_and(|g| {
+                g.len() < CURATE_AT_ONCE && group_bytes + bytes <= CURATE_BYTES_AT_ONCE
+            });
+            if fits {
+                groups.last_mut().expect("checked above").push(day);
+                group_bytes += bytes;
+            } else {
+                groups.push(vec![day]);
+                group_bytes = bytes;
+            }
+        }
+        groups
+    }
+}
+
+/// Most days curated at the same time.
+const CURATE_AT_ONCE: usize = 4;
+/// Most raw bytes of the days curated at the same time.
+const CURATE_BYTES_AT_ONCE: u64 = 64 * 1024 * 1024;
+
+/// Curate a day that has raw files; clear the curated files of one that no
+/// longer has any.
+async fn curate_or_clear(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    raw: &RawListing,
+    day: NaiveDate,
+) -> Result<curated::CuratedDay> {
+    if raw.days.contains(&day) {
+        return curated::curate_day(ctx, store, day).await;
+    }
+    for table in ["visits", "cases", "hardships", "hazards"] {
+        store::delete_prefix(store, &format!("curated/{table}/{}", dt_partition(day))).await?;
+    }
+    Ok(curated::CuratedDay::default())
 }
 
 /// What the rollup step must recompute.
