@@ -109,7 +109,7 @@ impl Splitter {
                         ranges.push(pos..bytes.len().min(pos + self.max_line));
                         pos = bytes.len();
                     }
-                    None if bytes.len() - pos >= self.max_line => {
+                    None if bytes.len() - pos > self.max_line => {
                         ranges.push(pos..pos + self.max_line);
                         self.skipping = true;
                         pos = bytes.len();
@@ -256,6 +256,14 @@ mod tests {
     }
 
     #[test]
+    fn a_block_ending_between_cr_and_lf_keeps_the_cr_out() {
+        // The first block is "zz\nab\r": "ab\r" is as long as the limit,
+        // but the line is "ab", which the next block's newline ends.
+        let want: Vec<&[u8]> = vec![b"zz", b"ab", b"c"];
+        assert_eq!(lines(b"zz\nab\r\nc", 6, 3), want);
+    }
+
+    #[test]
     fn an_overlong_line_across_blocks_is_cut_once() {
         let mut input = b"ok\n".to_vec();
         input.extend(std::iter::repeat_n(b'x', 100));
@@ -264,6 +272,39 @@ mod tests {
             let got = lines(&input, block_bytes, 10);
             let want: Vec<&[u8]> = vec![b"ok", b"xxxxxxxxxx", b"next"];
             assert_eq!(got, want, "blocks of {block_bytes}");
+        }
+    }
+
+    /// What the splitter must yield: lines split at `\n`, one `\r` before
+    /// a newline dropped, each cut at `max_line`.
+    fn expected(input: &[u8], max_line: usize) -> Vec<Vec<u8>> {
+        let mut pieces: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        let last = pieces.pop().unwrap_or_default();
+        let mut out: Vec<Vec<u8>> = pieces
+            .into_iter()
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .map(|l| l[..l.len().min(max_line)].to_vec())
+            .collect();
+        if !last.is_empty() {
+            out.push(last[..last.len().min(max_line)].to_vec());
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_splits_like_the_plain_definition(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'b', b'\r', b'\n']),
+                0..400,
+            ),
+            block_bytes in 1usize..80,
+            max_line in 1usize..40,
+        ) {
+            proptest::prop_assert_eq!(
+                lines(&input, block_bytes, max_line),
+                expected(&input, max_line)
+            );
         }
     }
 
