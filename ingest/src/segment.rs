@@ -80,8 +80,8 @@ pub(crate) enum Filed {
     Quarantined(gridstat_schemas::ErrorClass),
 }
 
-/// Bytes a buffered record is counted as, beyond its message size: the
-/// decoded record's own fields and its place in the file's list.
+/// Bytes a buffered record is counted as beyond its message size: Arrow
+/// offsets, lineage columns and its grid rank.
 const ROW_OVERHEAD_BYTES: usize = 200;
 
 impl Segment {

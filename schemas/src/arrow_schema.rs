@@ -154,12 +154,12 @@ struct LineageBuilder {
 }
 
 impl LineageBuilder {
-    fn with_capacity(rows: usize) -> Self {
+    fn new() -> Self {
         Self {
-            topic: StringBuilder::with_capacity(rows, rows * 16),
-            partition: Int32Builder::with_capacity(rows),
-            offset: Int64Builder::with_capacity(rows),
-            received_at: ts_builder(rows),
+            topic: StringBuilder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
+            received_at: TimestampMillisecondBuilder::new().with_timezone(TZ),
         }
     }
     fn append(&mut self, l: &Lineage<'_>) {
@@ -177,13 +177,8 @@ impl LineageBuilder {
     }
 }
 
-fn ts_builder(rows: usize) -> TimestampMillisecondBuilder {
-    TimestampMillisecondBuilder::with_capacity(rows).with_timezone(TZ)
-}
-
-/// A string column of `rows` values of about `bytes` bytes each.
-fn strings(rows: usize, bytes: usize) -> StringBuilder {
-    StringBuilder::with_capacity(rows, rows * bytes)
+fn ts_builder() -> TimestampMillisecondBuilder {
+    TimestampMillisecondBuilder::new().with_timezone(TZ)
 }
 
 /// Accumulates visits into a `raw/visits` record batch.
@@ -215,27 +210,21 @@ impl Default for VisitBatchBuilder {
 impl VisitBatchBuilder {
     /// An empty builder.
     pub fn new() -> Self {
-        Self::with_capacity(0)
-    }
-
-    /// An empty builder with room for `rows` typical visits, so that
-    /// appending does not grow (and copy) the columns over and over.
-    pub fn with_capacity(rows: usize) -> Self {
         Self {
-            submission_id: strings(rows, 36),
-            sent_at: ts_builder(rows),
-            visited_at: ts_builder(rows),
-            reporter_id: strings(rows, 19),
-            reporter_role: strings(rows, 8),
-            grid_id: strings(rows, 14),
-            target_kind: strings(rows, 9),
-            target_id: strings(rows, 19),
-            ints: std::array::from_fn(|_| Int32Builder::with_capacity(rows)),
-            special_groups: ListBuilder::with_capacity(strings(rows / 4, 12), rows),
-            safety_checks: ListBuilder::with_capacity(strings(rows * 3, 6), rows),
+            submission_id: StringBuilder::new(),
+            sent_at: ts_builder(),
+            visited_at: ts_builder(),
+            reporter_id: StringBuilder::new(),
+            reporter_role: StringBuilder::new(),
+            grid_id: StringBuilder::new(),
+            target_kind: StringBuilder::new(),
+            target_id: StringBuilder::new(),
+            ints: std::array::from_fn(|_| Int32Builder::new()),
+            special_groups: ListBuilder::new(StringBuilder::new()),
+            safety_checks: ListBuilder::new(StringBuilder::new()),
             hazards: ListBuilder::new(StructBuilder::from_fields(hazard_fields(), 0)),
             hardships: ListBuilder::new(StructBuilder::from_fields(hardship_fields(), 0)),
-            lineage: LineageBuilder::with_capacity(rows),
+            lineage: LineageBuilder::new(),
             rows: 0,
         }
     }
@@ -372,16 +361,11 @@ impl Default for CaseBatchBuilder {
 impl CaseBatchBuilder {
     /// An empty builder.
     pub fn new() -> Self {
-        Self::with_capacity(0)
-    }
-
-    /// An empty builder with room for `rows` typical case updates.
-    pub fn with_capacity(rows: usize) -> Self {
         Self {
-            strings: std::array::from_fn(|_| strings(rows, 24)),
-            sent_at: ts_builder(rows),
-            updated_at: ts_builder(rows),
-            lineage: LineageBuilder::with_capacity(rows),
+            strings: std::array::from_fn(|_| StringBuilder::new()),
+            sent_at: ts_builder(),
+            updated_at: ts_builder(),
+            lineage: LineageBuilder::new(),
             rows: 0,
         }
     }
@@ -481,7 +465,7 @@ impl QuarantineBatchBuilder {
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
             key: StringBuilder::new(),
-            ts: ts_builder(0),
+            ts: ts_builder(),
             class: StringBuilder::new(),
             field: StringBuilder::new(),
             message: StringBuilder::new(),
