@@ -54,7 +54,8 @@ pub fn object_key(key: &FileKey, topic: &str, partition: i32, segment_start: i64
 /// Columns with few distinct values, dictionary-encoded. Every other
 /// column is plain: ids, times and offsets are (nearly) unique, so a
 /// dictionary only costs hashing before it falls back, and zstd packs the
-/// plain pages smaller (47.4 MB against 53.7 MB for 1.15M messages).
+/// plain pages smaller (48.3 MB against 53.7 MB of raw visits from 1.15M
+/// messages).
 const DICTIONARY_COLUMNS: &[&str] = &[
     "grid_id",
     "reporter_role",
