@@ -484,17 +484,27 @@ fn decode_all<'a>(
         return decode(recs, wanted);
     }
     let chunk = recs.len().div_ceil(threads);
+    let shares: Vec<_> = recs.chunks(chunk).zip(wanted.chunks(chunk)).collect();
+    in_parallel(shares, |(recs, wanted)| decode(recs, wanted))
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Run `run` on each share, the first on this thread and the others on
+/// threads of their own; results in share order. A panic is passed on.
+fn in_parallel<S: Send, T: Send>(shares: Vec<S>, run: impl Fn(S) -> T + Sync) -> Vec<T> {
+    let run = &run;
     std::thread::scope(|scope| {
-        let rest: Vec<_> = recs
-            .chunks(chunk)
-            .zip(wanted.chunks(chunk))
-            .skip(1)
-            .map(|(recs, wanted)| scope.spawn(move || decode(recs, wanted)))
+        let mut shares = shares.into_iter();
+        let first = shares.next();
+        let helpers: Vec<_> = shares
+            .map(|share| scope.spawn(move || run(share)))
             .collect();
-        let mut out = decode(&recs[..chunk], &wanted[..chunk]);
-        for handle in rest {
-            out.extend(
-                handle
+        let mut out: Vec<T> = first.map(run).into_iter().collect();
+        for helper in helpers {
+            out.push(
+                helper
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             );
@@ -526,20 +536,10 @@ fn encode_files<T: Send>(
             .map(|(i, file)| Ok((i, encode(file)?)))
             .collect()
     };
-    let mut done = std::thread::scope(|scope| -> Result<Vec<(usize, T)>> {
-        let mut shares = shares.into_iter();
-        let first = shares.next().unwrap_or_default();
-        let helpers: Vec<_> = shares.map(|share| scope.spawn(|| run(share))).collect();
-        let mut done = run(first)?;
-        for helper in helpers {
-            done.extend(
-                helper
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
-            );
-        }
-        Ok(done)
-    })?;
+    let mut done = Vec::new();
+    for share in in_parallel(shares, run) {
+        done.extend(share?);
+    }
     done.sort_by_key(|(i, _)| *i);
     Ok(done.into_iter().map(|(_, t)| t).collect())
 }
