@@ -5,6 +5,7 @@
 //! lowest (topic, partition, offset). A resend is byte-identical, so it has
 //! the same event time and lands in the same day partition.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -17,6 +18,7 @@ use object_store::ObjectStore;
 use crate::error::{query, Result};
 use crate::store::{put_if_changed, write_parquet, write_query, ParquetBody};
 use crate::tables::Computed;
+use gridstat_schemas::time::local_midnight;
 
 const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporter_id, r.reporter_role, \
     r.grid_id, g.village_code, g.town_code, g.county_code, r.target_kind, r.target_id, \
@@ -213,17 +215,32 @@ fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// Every opening of a case: a hardship raised, or a hazard handed on.
-const OPENED_SQL: &str = "SELECT case_id, 'hardship' AS case_kind, category, urgency, grid_id, town_code, county_code, \
-       visited_at AS opened_at, dt AS opened_dt \
-     FROM curated_hardships \
-     UNION ALL \
-     SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
-     FROM curated_hazards WHERE NOT fixed_on_spot";
+/// Every opening of a case: a hardship raised, or a hazard handed on;
+/// with `only`, just the openings of the cases listed in that table.
+fn opened_sql(only: Option<&str>) -> String {
+    let (hardships, hazards) = match only {
+        None => (String::new(), String::new()),
+        Some(table) => (
+            format!(" WHERE case_id IN (SELECT case_id FROM {table})"),
+            format!(" AND hazard_id IN (SELECT case_id FROM {table})"),
+        ),
+    };
+    format!(
+        "SELECT case_id, 'hardship' AS case_kind, category, urgency, grid_id, town_code, county_code, \
+           visited_at AS opened_at, dt AS opened_dt \
+         FROM curated_hardships{hardships} \
+         UNION ALL \
+         SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
+         FROM curated_hazards WHERE NOT fixed_on_spot{hazards}"
+    )
+}
 
-/// Cases opened more than once.
-fn reopened_sql() -> String {
-    format!("SELECT case_id FROM ({OPENED_SQL}) GROUP BY case_id HAVING COUNT(*) > 1")
+/// Cases opened more than once (among those of `only`).
+fn reopened_sql(only: Option<&str>) -> String {
+    format!(
+        "SELECT case_id FROM ({}) GROUP BY case_id HAVING COUNT(*) > 1",
+        opened_sql(only)
+    )
 }
 
 /// The in-memory table of cases opened more than once. DataFusion inlines
@@ -231,14 +248,21 @@ fn reopened_sql() -> String {
 /// opening twice.
 const REOPENED_TABLE: &str = "reopened_cases";
 
+/// The in-memory table of the cases an update of `case_state` recomputes.
+const AFFECTED_TABLE: &str = "affected_cases";
+
+/// How `case_state` is sorted.
+const CASE_STATE_ORDER: &str = "county_code, town_code, grid_id, opened_at, case_id";
+
 /// Build [`REOPENED_TABLE`] for `case_state_sql` with [`Computed::InMemory`].
-async fn register_reopened(ctx: &SessionContext) -> Result<()> {
-    let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql()).await?;
+async fn register_reopened(ctx: &SessionContext, only: Option<&str>) -> Result<()> {
+    let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql(only)).await?;
     crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])
 }
 
 /// The query behind `case_state`; `epoch_ms` turns a timestamp expression
-/// into milliseconds since the epoch (dialects differ there). A case is
+/// into milliseconds since the epoch (dialects differ there); with `only`,
+/// just the rows of the cases listed in that table. A case is
 /// nearly always opened once; only cases opened more than once go through
 /// the `ROW_NUMBER` window, which is slow with one partition per case.
 /// As in [`dedup_sql`], the narrower side of each join comes first: the
@@ -247,26 +271,34 @@ pub(crate) fn case_state_sql(
     cases_exist: bool,
     epoch_ms: &dyn Fn(&str) -> String,
     computed: Computed,
+    only: Option<&str>,
 ) -> String {
     let reopened = match computed {
-        Computed::InSql => reopened_sql(),
+        Computed::InSql => reopened_sql(only),
         Computed::InMemory => format!("SELECT case_id FROM {REOPENED_TABLE}"),
     };
+    let opened = opened_sql(only);
     let resolved_ms = epoch_ms("u.resolved_at");
     let opened_ms = epoch_ms("o.opened_at");
     let updates = if cases_exist {
-        "SELECT case_id, \
-           MIN(CASE WHEN status = 'assigned' THEN updated_at END) AS assigned_at, \
-           MIN(CASE WHEN status = 'escalated' THEN updated_at END) AS escalated_at, \
-           MIN(CASE WHEN status = 'resolved' THEN updated_at END) AS resolved_at, \
-           MIN(CASE WHEN status = 'resolved' THEN dt END) AS resolved_dt \
-         FROM curated_cases GROUP BY case_id"
+        let only_cases = only
+            .map(|table| format!(" WHERE case_id IN (SELECT case_id FROM {table})"))
+            .unwrap_or_default();
+        format!(
+            "SELECT case_id, \
+               MIN(CASE WHEN status = 'assigned' THEN updated_at END) AS assigned_at, \
+               MIN(CASE WHEN status = 'escalated' THEN updated_at END) AS escalated_at, \
+               MIN(CASE WHEN status = 'resolved' THEN updated_at END) AS resolved_at, \
+               MIN(CASE WHEN status = 'resolved' THEN dt END) AS resolved_dt \
+             FROM curated_cases{only_cases} GROUP BY case_id"
+        )
     } else {
         "SELECT CAST(NULL AS VARCHAR) AS case_id, CAST(NULL AS TIMESTAMP) AS assigned_at, CAST(NULL AS TIMESTAMP) AS escalated_at, \
            CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt WHERE false"
+            .to_string()
     };
     format!(
-        "WITH opened AS ({OPENED_SQL}), \
+        "WITH opened AS ({opened}), \
          reopened AS ({reopened}), \
          first_open AS ( \
            SELECT o.* FROM reopened n RIGHT JOIN opened o ON o.case_id = n.case_id WHERE n.case_id IS NULL \
@@ -282,8 +314,19 @@ pub(crate) fn case_state_sql(
                 WHEN u.resolved_at < o.opened_at THEN 0.0 \
                 ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve \
          FROM upd u RIGHT JOIN first_open o ON o.case_id = u.case_id \
-         ORDER BY o.county_code, o.town_code, o.grid_id, o.opened_at, o.case_id"
+         ORDER BY {CASE_STATE_ORDER}"
     )
+}
+
+fn case_state_path() -> String {
+    format!(
+        "{}/part-00000.parquet",
+        gridstat_schemas::lake::CURATED_CASE_STATE
+    )
+}
+
+fn epoch_ms(e: &str) -> String {
+    format!("CAST({e} AS BIGINT)")
 }
 
 /// Rebuild `case_state`: one row per handed-on case (hardships, and hazards
@@ -293,17 +336,99 @@ pub(crate) async fn case_state(
     store: &Arc<dyn ObjectStore>,
 ) -> Result<(usize, bool)> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
-    register_reopened(ctx).await?;
-    let sql = case_state_sql(
-        cases_exist,
-        &|e| format!("CAST({e} AS BIGINT)"),
-        Computed::InMemory,
-    );
-    let path = format!(
-        "{}/part-00000.parquet",
-        gridstat_schemas::lake::CURATED_CASE_STATE
-    );
-    write_query(ctx, store, "case_state", &sql, &path).await
+    register_reopened(ctx, None).await?;
+    let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, None);
+    write_query(ctx, store, "case_state", &sql, &case_state_path()).await
+}
+
+/// The cases whose `case_state` row may differ once `days` are curated
+/// again, given the registered `case_state` of the curated tables before.
+///
+/// A row depends only on its case's first opening and on the earliest
+/// update of each status. So a case can change only if a row of it lies
+/// in `days` now (found in the curated tables), or if one of the rows that
+/// made its old `case_state` row lay there (found by that row's dates: an
+/// update's `dt` is the local date of its `updated_at`). Rows of other
+/// days are the same before and after, and a row that was not the first
+/// of its kind cannot change a row by leaving.
+fn affected_cases_sql(days: &BTreeSet<NaiveDate>, tables: &[&str]) -> String {
+    let dts = days
+        .iter()
+        .map(|d| format!("'{}'", d.format("%Y-%m-%d")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let in_days = |column: &str| -> String {
+        days.iter()
+            .map(|&d| {
+                let start = local_midnight(d).timestamp_millis();
+                let end = local_midnight(d + chrono::Days::new(1)).timestamp_millis();
+                format!("({ms} >= {start} AND {ms} < {end})", ms = epoch_ms(column))
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    let mut parts = vec![format!(
+        "SELECT case_id FROM case_state WHERE opened_dt IN ({dts}) OR resolved_dt IN ({dts}) OR {} OR {}",
+        in_days("assigned_at"),
+        in_days("escalated_at")
+    )];
+    for (table, id) in [
+        ("curated_hardships", "case_id"),
+        ("curated_hazards", "hazard_id"),
+        ("curated_cases", "case_id"),
+    ] {
+        if tables.contains(&table) {
+            parts.push(format!("SELECT {id} FROM {table} WHERE dt IN ({dts})"));
+        }
+    }
+    format!(
+        "SELECT DISTINCT CAST(case_id AS VARCHAR) AS case_id FROM ({})",
+        parts.join(" UNION ALL ")
+    )
+}
+
+/// `case_state` after `days` were curated again: the registered old rows
+/// of unaffected cases and the affected cases recomputed from every day,
+/// in the order a rebuild gives.
+fn updated_case_state_sql(cases_exist: bool) -> String {
+    format!(
+        "SELECT * FROM case_state WHERE case_id NOT IN (SELECT case_id FROM {AFFECTED_TABLE}) \
+         UNION ALL SELECT * FROM ({}) \
+         ORDER BY {CASE_STATE_ORDER}",
+        case_state_sql(
+            cases_exist,
+            &epoch_ms,
+            Computed::InMemory,
+            Some(AFFECTED_TABLE)
+        )
+    )
+}
+
+/// Register [`AFFECTED_TABLE`] and [`REOPENED_TABLE`] for an update of
+/// the registered `case_state` after `days` were curated again.
+async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> Result<()> {
+    let tables: Vec<&str> = ["curated_hardships", "curated_hazards", "curated_cases"]
+        .into_iter()
+        .filter(|t| ctx.table_exist(*t).unwrap_or(false))
+        .collect();
+    let affected =
+        crate::tables::query_batch(ctx, AFFECTED_TABLE, &affected_cases_sql(days, &tables)).await?;
+    crate::tables::register_batches(ctx, AFFECTED_TABLE, affected.schema(), vec![affected])?;
+    register_reopened(ctx, Some(AFFECTED_TABLE)).await
+}
+
+/// Update `case_state` (registered, as the last run wrote it) after `days`
+/// were curated again: a refresh recomputes the few cases those days touch
+/// instead of every case.
+pub(crate) async fn update_case_state(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    days: &BTreeSet<NaiveDate>,
+) -> Result<(usize, bool)> {
+    let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
+    register_affected(ctx, days).await?;
+    let sql = updated_case_state_sql(cases_exist);
+    write_query(ctx, store, "case_state", &sql, &case_state_path()).await
 }
 
 #[cfg(test)]
@@ -350,9 +475,9 @@ mod tests {
         ] {
             ctx.sql(&sql).await.unwrap().collect().await.unwrap();
         }
-        register_reopened(&ctx).await.unwrap();
+        register_reopened(&ctx, None).await.unwrap();
         for computed in [Computed::InSql, Computed::InMemory] {
-            let sql = case_state_sql(true, &|e| format!("CAST({e} AS BIGINT)"), computed);
+            let sql = case_state_sql(true, &epoch_ms, computed, None);
             let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
             let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
             let text = |name: &str| -> Vec<Option<String>> {
@@ -387,5 +512,118 @@ mod tests {
                 vec![None, Some(51.0), None]
             );
         }
+    }
+
+    /// Rows of every case, in `case_state` order, as text.
+    async fn case_rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        text.lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// An update after a day is curated again equals a rebuild, also when
+    /// the rows that made a case's old row left (its first opening, its
+    /// earliest update) and when other days hold the rest of a case.
+    #[tokio::test]
+    async fn updating_case_state_equals_rebuilding_it() {
+        let ctx = SessionContext::new();
+        let ts = |s: &str| format!("arrow_cast('{s}', 'Timestamp(Millisecond, None)')");
+        let hardships = |rows: &[(&str, &str, &str, &str)]| {
+            let values: Vec<String> = rows
+                .iter()
+                .map(|(id, grid, at, dt)| {
+                    format!(
+                        "('{id}', 'medical', 'low', '{grid}', 'T1', 'C1', {}, '{dt}')",
+                        ts(at)
+                    )
+                })
+                .collect();
+            format!(
+                "CREATE OR REPLACE TABLE curated_hardships AS SELECT * FROM (VALUES {}) \
+                 AS t(case_id, category, urgency, grid_id, town_code, county_code, visited_at, dt)",
+                values.join(", ")
+            )
+        };
+        let cases = |rows: &[(&str, &str, &str, &str)]| {
+            let values: Vec<String> = rows
+                .iter()
+                .map(|(id, status, at, dt)| format!("('{id}', '{status}', {}, '{dt}')", ts(at)))
+                .collect();
+            format!(
+                "CREATE OR REPLACE TABLE curated_cases AS SELECT * FROM (VALUES {}) \
+                 AS t(case_id, status, updated_at, dt)",
+                values.join(", ")
+            )
+        };
+        let hazards = format!(
+            "CREATE TABLE curated_hazards AS SELECT * FROM (VALUES \
+             ('Z1', 'exits', 'G1', 'T1', 'C1', {}, '2022-11-25', false)) \
+             AS t(hazard_id, kind, grid_id, town_code, county_code, visited_at, dt, fixed_on_spot)",
+            ts("2022-11-25T08:30:00")
+        );
+        let before = [
+            hazards,
+            hardships(&[
+                ("H1", "G1", "2022-11-26T09:00:00", "2022-11-26"),
+                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
+                ("H2", "G3", "2022-11-25T10:00:00", "2022-11-25"),
+                ("H3", "G3", "2022-11-27T10:00:00", "2022-11-27"),
+            ]),
+            cases(&[
+                ("H2", "assigned", "2022-11-26T08:00:00", "2022-11-26"),
+                ("H2", "assigned", "2022-11-27T08:00:00", "2022-11-27"),
+                ("H2", "resolved", "2022-11-28T12:00:00", "2022-11-28"),
+                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
+                ("Z1", "escalated", "2022-11-26T11:00:00", "2022-11-26"),
+            ]),
+        ];
+        for sql in &before {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        register_reopened(&ctx, None).await.unwrap();
+        let rebuild = case_state_sql(true, &epoch_ms, Computed::InMemory, None);
+        let old = ctx.sql(&rebuild).await.unwrap().collect().await.unwrap();
+        crate::tables::register_batches(&ctx, "case_state", old[0].schema(), old).unwrap();
+
+        // 2022-11-26 curated again: H1's first opening and H2's first
+        // assignment left, Z1 was assigned, H4 was raised.
+        let after = [
+            hardships(&[
+                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
+                ("H2", "G3", "2022-11-25T10:00:00", "2022-11-25"),
+                ("H3", "G3", "2022-11-27T10:00:00", "2022-11-27"),
+                ("H4", "G1", "2022-11-26T15:00:00", "2022-11-26"),
+            ]),
+            cases(&[
+                ("H2", "assigned", "2022-11-27T08:00:00", "2022-11-27"),
+                ("H2", "resolved", "2022-11-28T12:00:00", "2022-11-28"),
+                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
+                ("Z1", "assigned", "2022-11-26T10:00:00", "2022-11-26"),
+                ("Z1", "escalated", "2022-11-26T11:00:00", "2022-11-26"),
+            ]),
+        ];
+        for sql in &after {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        let day = NaiveDate::from_ymd_opt(2022, 11, 26).unwrap();
+        register_affected(&ctx, &BTreeSet::from([day]))
+            .await
+            .unwrap();
+        let updated = case_rows(&ctx, &updated_case_state_sql(true)).await;
+        register_reopened(&ctx, None).await.unwrap();
+        let rebuilt = case_rows(&ctx, &rebuild).await;
+        assert_eq!(updated, rebuilt);
+        assert_eq!(rebuilt.len(), 5, "{rebuilt:#?}");
+        // The update changed H1, H2, Z1 and added H4; H3 stayed.
+        let old_rows = case_rows(&ctx, "SELECT * FROM case_state").await;
+        let kept: Vec<&String> = rebuilt.iter().filter(|r| old_rows.contains(r)).collect();
+        assert_eq!(kept.len(), 1, "{kept:#?}");
+        assert!(kept[0].contains("H3"));
     }
 }

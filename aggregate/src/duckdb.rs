@@ -87,7 +87,8 @@ pub fn rollup_script(
         curated::case_state_sql(
             cases_exist,
             &|e| format!("epoch_ms({e})"),
-            tables::Computed::InSql
+            tables::Computed::InSql,
+            None
         )
     ));
     for (name, sql) in rollup::materialized(&from, false, tables::Computed::InSql) {

@@ -184,7 +184,13 @@ pub async fn run(
         continue_after,
         first_changed: changes.days.first().copied(),
         last_day,
-        case_state_stale: !changes.days.is_empty() || continue_after.is_none(),
+        case_state: if continue_after.is_none() || !ctx.table_exist("case_state").unwrap_or(false) {
+            CaseStateWork::Rebuild
+        } else if changes.days.is_empty() {
+            CaseStateWork::Keep
+        } else {
+            CaseStateWork::Update(changes.days.clone())
+        },
         quality_days: continue_after.is_some().then(|| {
             changes
                 .days
@@ -313,12 +319,23 @@ struct RollupPlan {
     first_changed: Option<NaiveDate>,
     /// Last day with raw data (or the campaign's start).
     last_day: NaiveDate,
-    /// Whether `case_state` must be rebuilt.
-    case_state_stale: bool,
+    /// What becomes of `case_state`.
+    case_state: CaseStateWork,
     /// Days whose quality figures changed (`None`: all).
     quality_days: Option<BTreeSet<NaiveDate>>,
     /// Whether the lake has quarantine files.
     has_quarantine: bool,
+}
+
+/// What the rollup step does with `case_state`.
+#[derive(Debug)]
+enum CaseStateWork {
+    /// Nothing was curated again: it stands.
+    Keep,
+    /// Recompute every case.
+    Rebuild,
+    /// These days were curated again: recompute the cases they touch.
+    Update(BTreeSet<NaiveDate>),
 }
 
 /// Step 2 (and the quality table). Returns whether rollups now cover
@@ -343,8 +360,18 @@ async fn rollup_step(
         None => opts.campaign_start,
     }
     .max(opts.campaign_start);
-    if plan.case_state_stale {
-        let (_, wrote) = timed("case_state", curated::case_state(ctx, store)).await?;
+    let case_state = match &plan.case_state {
+        CaseStateWork::Keep => None,
+        CaseStateWork::Rebuild => Some(timed("case_state", curated::case_state(ctx, store)).await?),
+        CaseStateWork::Update(days) => Some(
+            timed(
+                "case_state update",
+                curated::update_case_state(ctx, store, days),
+            )
+            .await?,
+        ),
+    };
+    if let Some((_, wrote)) = case_state {
         report.files_written += usize::from(wrote);
     }
     tables::register(ctx, store, &tables::CASE_STATE).await?;
@@ -426,7 +453,7 @@ pub async fn rebuild_rollups(
         continue_after: None,
         first_changed: None,
         last_day,
-        case_state_stale: true,
+        case_state: CaseStateWork::Rebuild,
         quality_days: None,
         has_quarantine: raw.has_quarantine(),
     };
