@@ -11,6 +11,7 @@
 //! same `end`, so its files overwrite whatever a crashed run left.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -483,13 +484,34 @@ fn decode_all<'a>(
     if threads == 1 {
         return decode(recs, wanted);
     }
-    let chunk = recs.len().div_ceil(threads);
-    let shares: Vec<_> = recs.chunks(chunk).zip(wanted.chunks(chunk)).collect();
-    in_parallel(shares, |(recs, wanted)| decode(recs, wanted))
+    // Threads claim small chunks in turn rather than a fixed share each:
+    // the cores are shared with segment encoding, and a thread that gets
+    // less of a core would otherwise keep the others waiting.
+    let chunks: Vec<_> = recs
+        .chunks(DECODE_CHUNK)
+        .zip(wanted.chunks(DECODE_CHUNK))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let claim = |_: usize| {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((recs, wanted)) = chunks.get(i) else {
+                return done;
+            };
+            done.push((i, decode(recs, wanted)));
+        }
+    };
+    let mut done: Vec<_> = in_parallel((0..threads).collect(), claim)
         .into_iter()
         .flatten()
-        .collect()
+        .collect();
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().flat_map(|(_, decoded)| decoded).collect()
 }
+
+/// Records a decoding thread claims at a time.
+const DECODE_CHUNK: usize = 256;
 
 /// Run `run` on each share, the first on this thread and the others on
 /// threads of their own; results in share order. A panic is passed on.
@@ -626,4 +648,50 @@ async fn write_segment(
     metrics.flushed(rows_written, bytes_written, started.elapsed());
     tracing::debug!(topic = %topic, partition, start, end, rows, files, "Flushed segment.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridstat_schemas::generate::{GenOptions, Generator};
+
+    /// Decoding on several threads, each claiming chunks as it goes, gives
+    /// every record its own result, in input order, with skipped records
+    /// left undecoded.
+    #[test]
+    fn decoding_in_parallel_keeps_records_and_results_together() {
+        let registry = Registry::jiangmen();
+        let opts = GenOptions {
+            scale: 0.02,
+            invalid_rate: 0.2,
+            ..GenOptions::default()
+        };
+        let messages: Vec<Vec<u8>> = Generator::new(&registry, opts)
+            .take(64 * DECODE_CHUNK + 17)
+            .map(|m| m.bytes)
+            .collect();
+        let recs: Vec<SourceRecord<'_>> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| SourceRecord {
+                topic: "t",
+                partition: 0,
+                offset: i as i64,
+                key: None,
+                payload,
+                timestamp: None,
+            })
+            .collect();
+        let wanted: Vec<bool> = (0..recs.len()).map(|i| i % 7 != 3).collect();
+        let decode = DecodeOptions::default();
+        let alone = decode_all(&recs, &wanted, &registry, &decode, 1);
+        let shared = decode_all(&recs, &wanted, &registry, &decode, 3);
+        assert_eq!(alone.len(), recs.len());
+        assert!(alone.iter().any(|d| matches!(d, Some(Err(_)))));
+        assert!(alone.iter().any(|d| matches!(d, Some(Ok(_)))));
+        assert_eq!(alone, shared);
+        for (i, d) in shared.iter().enumerate() {
+            assert_eq!(d.is_some(), wanted[i], "record {i}");
+        }
+    }
 }
