@@ -192,14 +192,64 @@ impl IngestEngine {
         recs: &[SourceRecord<'_>],
         now: Instant,
     ) -> Result<Vec<Commit>> {
-        // Records of a batch come from few partitions, mostly one after
-        // another: look each partition up once per run, not per record.
-        let mut keys: Vec<(Arc<str>, i32)> = Vec::new();
-        let mut key_of = Vec::with_capacity(recs.len());
-        let mut decode = Vec::with_capacity(recs.len());
-        let mut durable = i64::MAX;
+        let routes = self.route(recs).await?;
+        let wanted: Vec<bool> = recs
+            .iter()
+            .zip(&routes.key_of)
+            .map(|(rec, &key)| {
+                rec.offset >= self.partitions[&routes.keys[key]].durable && !is_blank(rec.payload)
+            })
+            .collect();
+        let decoded = decode_all(
+            recs,
+            &wanted,
+            &self.registry,
+            &self.opts.decode,
+            self.opts.threads,
+        );
+        self.file_all(recs, &routes, &decoded, now).await
+    }
+
+    /// File records already decoded by [`decoder`](Self::decoder) (`None`
+    /// for a record it skipped: a blank line, or one already in the lake),
+    /// so that a source can decode its next batch while this one is filed.
+    pub async fn push_decoded(
+        &mut self,
+        recs: &[SourceRecord<'_>],
+        decoded: &[Decoded<'_>],
+        now: Instant,
+    ) -> Result<Vec<Commit>> {
+        if recs.len() != decoded.len() {
+            return Err(Error::Encode {
+                what: "a decoded batch".into(),
+                source: format!("{} records, {} results", recs.len(), decoded.len()).into(),
+            });
+        }
+        let routes = self.route(recs).await?;
+        self.file_all(recs, &routes, decoded, now).await
+    }
+
+    /// A decoder with this engine's registry and limits, usable on another
+    /// thread while the engine files.
+    pub fn decoder(&self) -> Decoder {
+        Decoder {
+            registry: Arc::clone(&self.registry),
+            opts: self.opts.decode.clone(),
+            threads: self.opts.threads,
+        }
+    }
+
+    /// Each record's partition, assigning new ones. Records of a batch come
+    /// from few partitions, mostly one after another: each partition is
+    /// looked up once per run, not per record.
+    async fn route(&mut self, recs: &[SourceRecord<'_>]) -> Result<Routes> {
+        let mut routes = Routes {
+            keys: Vec::new(),
+            key_of: Vec::with_capacity(recs.len()),
+        };
         for rec in recs {
-            let same = keys
+            let same = routes
+                .keys
                 .last()
                 .is_some_and(|(t, p)| *p == rec.partition && **t == *rec.topic);
             if !same {
@@ -207,22 +257,26 @@ impl IngestEngine {
                 if !self.partitions.contains_key(&key) {
                     self.assign(rec.topic, rec.partition).await?;
                 }
-                durable = self.partitions[&key].durable;
-                keys.push(key);
+                routes.keys.push(key);
             }
-            key_of.push(keys.len() - 1);
-            decode.push(rec.offset >= durable && !is_blank(rec.payload));
+            routes.key_of.push(routes.keys.len() - 1);
         }
-        let decoded = decode_all(
-            recs,
-            &decode,
-            &self.registry,
-            &self.opts.decode,
-            self.opts.threads,
-        );
+        Ok(routes)
+    }
+
+    async fn file_all(
+        &mut self,
+        recs: &[SourceRecord<'_>],
+        routes: &Routes,
+        decoded: &[Decoded<'_>],
+        now: Instant,
+    ) -> Result<Vec<Commit>> {
         let mut commits = Vec::new();
-        for ((rec, key), decoded) in recs.iter().zip(key_of).zip(decoded) {
-            commits.extend(self.file(rec, &keys[key], decoded, now).await?);
+        for ((rec, &key), decoded) in recs.iter().zip(&routes.key_of).zip(decoded) {
+            commits.extend(
+                self.file(rec, &routes.keys[key], decoded.as_ref(), now)
+                    .await?,
+            );
         }
         Ok(commits)
     }
@@ -243,7 +297,7 @@ impl IngestEngine {
         &mut self,
         rec: &SourceRecord<'_>,
         key: &(Arc<str>, i32),
-        decoded: Option<std::result::Result<Placed<'_>, DecodeError>>,
+        decoded: Option<&std::result::Result<Placed<'_>, DecodeError>>,
         now: Instant,
     ) -> Result<Vec<Commit>> {
         let Some(slot) = self.partitions.get_mut(key) else {
@@ -271,7 +325,7 @@ impl IngestEngine {
             Some(Ok(placed)) => {
                 slot.last_day = Some(local_date(&placed.submission.event_time()));
                 Some(seg.add_valid(
-                    &placed,
+                    placed,
                     &self.registry,
                     &self.grid_ranks,
                     &lineage,
@@ -281,7 +335,7 @@ impl IngestEngine {
             Some(Err(e)) => {
                 let fallback = slot.last_day.unwrap_or(self.opts.decode.campaign_start);
                 Some(seg.add_rejected(
-                    &e,
+                    e,
                     &lineage,
                     fallback,
                     rec.key,
@@ -460,6 +514,35 @@ fn is_blank(payload: &[u8]) -> bool {
     !payload.is_empty() && payload.iter().all(u8::is_ascii_whitespace)
 }
 
+/// What decoding made of a record: `None` if it was not decoded (a
+/// blank line, or a record already in the lake).
+pub type Decoded<'a> = Option<std::result::Result<Placed<'a>, DecodeError>>;
+
+/// Each record's partition, as an index into `keys`.
+struct Routes {
+    keys: Vec<(Arc<str>, i32)>,
+    key_of: Vec<usize>,
+}
+
+/// Decodes batches for [`IngestEngine::push_decoded`] on every core.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    registry: Arc<Registry>,
+    opts: DecodeOptions,
+    threads: usize,
+}
+
+impl Decoder {
+    /// Decode the records with `offset >= from` that are not blank lines.
+    pub fn decode<'a>(&self, recs: &[SourceRecord<'a>], from: i64) -> Vec<Decoded<'a>> {
+        let wanted: Vec<bool> = recs
+            .iter()
+            .map(|rec| rec.offset >= from && !is_blank(rec.payload))
+            .collect();
+        decode_all(recs, &wanted, &self.registry, &self.opts, self.threads)
+    }
+}
+
 /// Fewest records worth a thread of their own.
 const MIN_RECORDS_PER_THREAD: usize = 1024;
 
@@ -471,7 +554,7 @@ fn decode_all<'a>(
     registry: &Registry,
     opts: &DecodeOptions,
     threads: usize,
-) -> Vec<Option<std::result::Result<Placed<'a>, DecodeError>>> {
+) -> Vec<Decoded<'a>> {
     let decode = |recs: &[SourceRecord<'a>], wanted: &[bool]| {
         recs.iter()
             .zip(wanted)

@@ -2,16 +2,17 @@
 //! engine as Kafka. The partition is 0 and the offset is the line number − 1,
 //! so a re-run resumes where the lake says it stopped.
 //!
-//! A reader thread cuts the input into blocks of whole lines while the
-//! engine decodes and files the previous block: reading, decoding and
-//! encoding overlap, and each block is one batch for the engine.
+//! A reader thread cuts the input into blocks of whole lines and decodes
+//! each (on every core) while the engine files the previous block:
+//! reading, decoding, filing and encoding overlap, and each block is one
+//! batch for the engine.
 
 use std::io::Read;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::engine::{IngestEngine, SourceRecord};
+use crate::engine::{Decoded, Decoder, IngestEngine, SourceRecord};
 use crate::error::{Error, Result};
 
 /// Longest line kept in memory; longer ones are cut (and quarantined as too large).
@@ -49,6 +50,39 @@ impl Lines {
         self.ranges.iter().map(|r| &self.bytes[r.clone()])
     }
 }
+
+/// A block of lines and the topic its records are filed under.
+struct TopicLines {
+    topic: std::sync::Arc<str>,
+    lines: Lines,
+}
+
+/// The records of a block, which borrow from its bytes.
+type BlockRecords<'a> = Vec<SourceRecord<'a>>;
+
+/// What decoding made of each record of a block (borrowing from it too).
+type BlockDecoded<'a> = Vec<Decoded<'a>>;
+
+self_cell::self_cell!(
+    /// A block and its records (lines at or past the resume point, each
+    /// its line number as offset).
+    struct RecordBlock {
+        owner: TopicLines,
+        #[covariant]
+        dependent: BlockRecords,
+    }
+);
+
+self_cell::self_cell!(
+    /// A block's records and what decoding made of them: handed from the
+    /// reader thread to the engine, which files it while the next block
+    /// is decoded.
+    struct DecodedBlock {
+        owner: RecordBlock,
+        #[covariant]
+        dependent: BlockDecoded,
+    }
+);
 
 /// Cuts input into blocks of whole lines.
 #[derive(Debug)]
@@ -157,36 +191,31 @@ pub async fn ingest_ndjson<R: Read + Send + 'static>(
     let rows_before = engine.metrics().rows_written();
     let quarantined_before: u64 = engine.quarantined_by_class().iter().map(|c| c.1).sum();
     let (tx, mut rx) = mpsc::channel(BLOCKS_AHEAD);
+    let decoder = engine.decoder();
     let reader_thread = std::thread::Builder::new()
         .name("ndjson-reader".into())
-        .spawn(move || read_blocks(reader, Splitter::new(BLOCK_BYTES, MAX_LINE_BYTES), &tx))
+        .spawn({
+            let topic: std::sync::Arc<str> = topic.as_str().into();
+            move || {
+                let splitter = Splitter::new(BLOCK_BYTES, MAX_LINE_BYTES);
+                read_blocks(reader, splitter, &topic, resumed_from, &decoder, &tx)
+            }
+        })
         .map_err(|source| Error::Input {
             name: name.into(),
             source,
         })?;
-    let mut offset: i64 = 0;
+    let mut lines_read: u64 = 0;
     while let Some(block) = rx.recv().await {
-        let lines: Lines = block.map_err(|source| Error::Input {
+        let block: DecodedBlock = block.map_err(|source| Error::Input {
             name: name.into(),
             source,
         })?;
-        let mut records = Vec::with_capacity(lines.ranges.len());
-        for line in lines.iter() {
-            if offset >= resumed_from {
-                // A line cut at MAX_LINE_BYTES is still far over the
-                // decoder's size limit, so it is quarantined as too large.
-                records.push(SourceRecord {
-                    topic: &topic,
-                    partition: 0,
-                    offset,
-                    key: None,
-                    payload: line,
-                    timestamp: None,
-                });
-            }
-            offset += 1;
-        }
-        engine.push_batch(&records, Instant::now()).await?;
+        lines_read += block.borrow_owner().borrow_owner().lines.ranges.len() as u64;
+        let records = block.borrow_owner().borrow_dependent();
+        engine
+            .push_decoded(records, block.borrow_dependent(), Instant::now())
+            .await?;
     }
     drop(rx);
     // The thread has sent its last block (or its error) before ending.
@@ -194,23 +223,55 @@ pub async fn ingest_ndjson<R: Read + Send + 'static>(
     engine.flush_all().await?;
     let quarantined_after: u64 = engine.quarantined_by_class().iter().map(|c| c.1).sum();
     Ok(FileReport {
-        lines: offset as u64,
+        lines: lines_read,
         resumed_from,
         rows_written: engine.metrics().rows_written() - rows_before,
         quarantined: quarantined_after - quarantined_before,
     })
 }
 
-/// The reader thread: blocks of whole lines until the end of input, an
-/// error (sent as the last item) or the engine hanging up.
+/// The reader thread: blocks of whole lines, decoded, until the end of
+/// input, an error (sent as the last item) or the engine hanging up. Lines
+/// before `resumed_from` are skipped: the lake already has them.
 fn read_blocks<R: Read>(
     mut reader: R,
     mut splitter: Splitter,
-    tx: &mpsc::Sender<std::io::Result<Lines>>,
+    topic: &std::sync::Arc<str>,
+    resumed_from: i64,
+    decoder: &Decoder,
+    tx: &mpsc::Sender<std::io::Result<DecodedBlock>>,
 ) {
+    let mut offset: i64 = 0;
     loop {
         let block = match splitter.next_block(&mut reader) {
-            Ok(Some(block)) => Ok(block),
+            Ok(Some(lines)) => {
+                let first = offset;
+                offset += lines.ranges.len() as i64;
+                let block = TopicLines {
+                    topic: std::sync::Arc::clone(topic),
+                    lines,
+                };
+                let records = RecordBlock::new(block, |block| {
+                    let skip = usize::try_from(resumed_from - first).unwrap_or(0);
+                    (first..)
+                        .zip(block.lines.iter())
+                        .skip(skip)
+                        .map(|(offset, line)| SourceRecord {
+                            topic: &block.topic,
+                            partition: 0,
+                            offset,
+                            key: None,
+                            // A line cut at MAX_LINE_BYTES is still far over
+                            // the decoder's size limit: quarantined as too large.
+                            payload: line,
+                            timestamp: None,
+                        })
+                        .collect()
+                });
+                Ok(DecodedBlock::new(records, |records| {
+                    decoder.decode(records.borrow_dependent(), resumed_from)
+                }))
+            }
             Ok(None) => return,
             Err(e) => Err(e),
         };
