@@ -11,7 +11,9 @@ use clap::Args;
 use gridstat_ingest::kafka::{ensure_topics, group_lag};
 use gridstat_schemas::generate::{Generator, Stream};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::gen::CampaignArgs;
 
@@ -89,6 +91,8 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
     for &k in &args.workers {
         let lake = tempfile::tempdir()?;
         let group = format!("ingest-{k}-{tag}");
+        // Before any worker starts: the group has committed nothing yet.
+        let probe = LagProbe::new(brokers, &group, &topics)?;
         let started = Instant::now();
         let workers: Vec<WorkerProcess> = (0..k)
             .map(|_| {
@@ -108,11 +112,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
         let deadline = Instant::now() + Duration::from_secs(1800);
         let secs = loop {
             std::thread::sleep(Duration::from_millis(200));
-            let lag: i64 = group_lag(brokers, &group, &topics, &[])?
-                .iter()
-                .map(|l| l.2)
-                .sum();
-            if lag == 0 {
+            if probe.lag()? == 0 {
                 break started.elapsed().as_secs_f64();
             }
             anyhow::ensure!(Instant::now() < deadline, "workers never caught up");
@@ -137,6 +137,54 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
         );
     }
     Ok(())
+}
+
+/// How far a group's commits are behind the end of the topics, asked of
+/// the broker with one client for the whole run and one request per poll:
+/// the end offsets are read once (nothing is produced meanwhile), so the
+/// probe does not load the broker the workers are measured against.
+struct LagProbe {
+    consumer: BaseConsumer,
+    partitions: TopicPartitionList,
+    end_total: i64,
+}
+
+impl LagProbe {
+    fn new(brokers: &str, group: &str, topics: &[String]) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .create()
+            .context("creating the lag probe")?;
+        let mut partitions = TopicPartitionList::new();
+        let mut end_total = 0;
+        for (topic, partition, lag) in group_lag(brokers, group, topics, &[])? {
+            partitions.add_partition(&topic, partition);
+            end_total += lag; // nothing committed yet: the lag is the end offset
+        }
+        Ok(Self {
+            consumer,
+            partitions,
+            end_total,
+        })
+    }
+
+    /// Messages not yet committed by the group.
+    fn lag(&self) -> anyhow::Result<i64> {
+        let committed = self
+            .consumer
+            .committed_offsets(self.partitions.clone(), Duration::from_secs(10))
+            .context("reading committed offsets")?;
+        let done: i64 = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum();
+        Ok(self.end_total - done)
+    }
 }
 
 /// Seconds for a bare consumer in a fresh group to read `n` messages.
