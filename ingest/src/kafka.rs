@@ -232,54 +232,106 @@ pub async fn run(
     Ok(())
 }
 
-/// Per-partition lag of a group: end offset − committed offset.
+/// A probe of one group's progress on some topics: one client, and the
+/// topics' partitions read once, so that polling it does not load the
+/// broker with a new connection and metadata requests each time.
+pub struct GroupLag {
+    consumer: BaseConsumer,
+    partitions: TopicPartitionList,
+}
+
+impl GroupLag {
+    /// Connect (without joining the group) and list the topics' partitions.
+    pub fn new(
+        brokers: &str,
+        group: &str,
+        topics: &[String],
+        settings: &[(String, String)],
+    ) -> Result<Self> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", brokers).set("group.id", group);
+        for (k, v) in settings {
+            cfg.set(k, v);
+        }
+        let consumer: BaseConsumer = cfg.create().map_err(kafka("creating a lag probe"))?;
+        let mut partitions = TopicPartitionList::new();
+        for topic in topics {
+            let md = consumer
+                .fetch_metadata(Some(topic), LAG_TIMEOUT)
+                .map_err(kafka("reading topic metadata"))?;
+            for t in md.topics() {
+                for p in t.partitions() {
+                    partitions.add_partition(topic, p.id());
+                }
+            }
+        }
+        Ok(Self {
+            consumer,
+            partitions,
+        })
+    }
+
+    /// The group's committed offset per partition (0 where it has none),
+    /// in one request.
+    pub fn committed(&self) -> Result<Vec<(String, i32, i64)>> {
+        let committed = self
+            .consumer
+            .committed_offsets(self.partitions.clone(), LAG_TIMEOUT)
+            .map_err(kafka("reading committed offsets"))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let done = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                };
+                (e.topic().to_string(), e.partition(), done)
+            })
+            .collect())
+    }
+
+    /// Per-partition lag: end offset − committed offset (one request per
+    /// partition for its end offset).
+    pub fn lag(&self) -> Result<Vec<(String, i32, i64)>> {
+        self.committed()?
+            .into_iter()
+            .map(|(topic, partition, done)| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(&topic, partition, LAG_TIMEOUT)
+                    .map_err(kafka("reading end offsets"))?;
+                Ok((topic, partition, high - done))
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for GroupLag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLag")
+            .field("partitions", &self.partitions.count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a lag probe waits for the broker.
+const LAG_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn kafka(context: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
+    let context = context.to_string();
+    move |source| Error::Kafka { context, source }
+}
+
+/// Per-partition lag of a group: end offset − committed offset (a probe of
+/// its own; poll a [`GroupLag`] instead).
 pub fn group_lag(
     brokers: &str,
     group: &str,
     topics: &[String],
     settings: &[(String, String)],
 ) -> Result<Vec<(String, i32, i64)>> {
-    let kafka = |context: &str| {
-        let context = context.to_string();
-        move |source| Error::Kafka { context, source }
-    };
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers).set("group.id", group);
-    for (k, v) in settings {
-        cfg.set(k, v);
-    }
-    let consumer: BaseConsumer = cfg.create().map_err(kafka("creating a lag probe"))?;
-    let timeout = Duration::from_secs(10);
-    let mut tpl = TopicPartitionList::new();
-    for topic in topics {
-        let md = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(kafka("reading topic metadata"))?;
-        for t in md.topics() {
-            for p in t.partitions() {
-                tpl.add_partition(topic, p.id());
-            }
-        }
-    }
-    let committed = consumer
-        .committed_offsets(tpl.clone(), timeout)
-        .map_err(kafka("reading committed offsets"))?;
-    let mut out = Vec::new();
-    for e in tpl.elements() {
-        let (_, high) = consumer
-            .fetch_watermarks(e.topic(), e.partition(), timeout)
-            .map_err(kafka("reading end offsets"))?;
-        let done = match committed
-            .find_partition(e.topic(), e.partition())
-            .map(|c| c.offset())
-        {
-            Some(Offset::Offset(o)) => o,
-            _ => 0,
-        };
-        out.push((e.topic().to_string(), e.partition(), high - done));
-    }
-    drop(committed);
-    Ok(out)
+    GroupLag::new(brokers, group, topics, settings)?.lag()
 }
 
 /// Create topics that do not exist yet.

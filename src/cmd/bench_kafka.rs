@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use gridstat_ingest::kafka::{ensure_topics, group_lag};
+use gridstat_ingest::kafka::{ensure_topics, GroupLag};
 use gridstat_schemas::generate::{Generator, Stream};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use super::gen::CampaignArgs;
 
@@ -91,7 +89,6 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
     for &k in &args.workers {
         let lake = tempfile::tempdir()?;
         let group = format!("ingest-{k}-{tag}");
-        // Before any worker starts: the group has committed nothing yet.
         let probe = LagProbe::new(brokers, &group, &topics)?;
         let started = Instant::now();
         let workers: Vec<WorkerProcess> = (0..k)
@@ -139,50 +136,26 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
     Ok(())
 }
 
-/// How far a group's commits are behind the end of the topics, asked of
-/// the broker with one client for the whole run and one request per poll:
-/// the end offsets are read once (nothing is produced meanwhile), so the
-/// probe does not load the broker the workers are measured against.
+/// How far a group's commits are behind the end of the topics, with one
+/// request per poll: the end offsets are read once (nothing is produced
+/// meanwhile), so polling does not load the broker the workers are
+/// measured against.
 struct LagProbe {
-    consumer: BaseConsumer,
-    partitions: TopicPartitionList,
+    group: GroupLag,
     end_total: i64,
 }
 
 impl LagProbe {
+    /// Before any worker starts: the group has committed nothing yet.
     fn new(brokers: &str, group: &str, topics: &[String]) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group)
-            .create()
-            .context("creating the lag probe")?;
-        let mut partitions = TopicPartitionList::new();
-        let mut end_total = 0;
-        for (topic, partition, lag) in group_lag(brokers, group, topics, &[])? {
-            partitions.add_partition(&topic, partition);
-            end_total += lag; // nothing committed yet: the lag is the end offset
-        }
-        Ok(Self {
-            consumer,
-            partitions,
-            end_total,
-        })
+        let group = GroupLag::new(brokers, group, topics, &[])?;
+        let end_total = group.lag()?.iter().map(|l| l.2).sum();
+        Ok(Self { group, end_total })
     }
 
     /// Messages not yet committed by the group.
     fn lag(&self) -> anyhow::Result<i64> {
-        let committed = self
-            .consumer
-            .committed_offsets(self.partitions.clone(), Duration::from_secs(10))
-            .context("reading committed offsets")?;
-        let done: i64 = committed
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum();
+        let done: i64 = self.group.committed()?.iter().map(|c| c.2).sum();
         Ok(self.end_total - done)
     }
 }
