@@ -355,9 +355,6 @@ fn plain_strings(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
 }
 
-/// zstd level 1, as ingest: on these sorted, dictionary-encoded pages it is
-/// smaller than level 3 (the scale-1.0 lake's curated tables: 102 MB
-/// against 106 MB) and no slower.
 /// Columns of the curated tables whose values are (nearly) all distinct:
 /// written plain, since a dictionary would only cost hashing every value
 /// before it falls back (encoding `case_state`, 98k rows, took 0.18 s with
@@ -381,6 +378,9 @@ const DISTINCT_COLUMNS: &[&str] = &[
     "hardships.list.item.note",
 ];
 
+/// zstd level 1, as ingest: on these sorted, dictionary-encoded pages it is
+/// smaller than level 3 (the scale-1.0 lake's curated tables: 102 MB
+/// against 106 MB) and no slower.
 fn writer_properties() -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))

@@ -159,7 +159,7 @@ impl LineageBuilder {
             topic: StringBuilder::new(),
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
-            received_at: TimestampMillisecondBuilder::new().with_timezone(TZ),
+            received_at: ts_builder(),
         }
     }
     fn append(&mut self, l: &Lineage<'_>) {

@@ -179,14 +179,6 @@ fn bench_ingest(
         );
     }
     let report = report.expect("at least one run");
-    let best = |times: &[f64]| times.iter().copied().fold(f64::MAX, f64::min);
-    let list = |times: &[f64]| {
-        times
-            .iter()
-            .map(|t| format!("{t:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     let (ours_best, duck_best) = (best(&ours), best(&duck));
     println!(
         "ingest: {n} messages ({} rows written, {} quarantined), {} run(s) each, taking turns",
@@ -197,18 +189,32 @@ fn bench_ingest(
     println!(
         "  gridstat ingest  {ours_best:.2} s  {:>10.0} rows/s (validated, partitioned, zstd)  runs: {}",
         n as f64 / ours_best,
-        list(&ours)
+        runs_list(&ours)
     );
     println!(
         "  duckdb COPY      {duck_best:.2} s  {:>10.0} rows/s (no validation, one file)  runs: {}",
         n as f64 / duck_best,
-        list(&duck)
+        runs_list(&duck)
     );
     println!(
         "  ratio            {:.2}x (best against best)",
         duck_best / ours_best
     );
     Ok(())
+}
+
+/// The fastest of some runs' times.
+fn best(times: &[f64]) -> f64 {
+    times.iter().copied().fold(f64::MAX, f64::min)
+}
+
+/// Each run's time, as printed after the best.
+fn runs_list(times: &[f64]) -> String {
+    times
+        .iter()
+        .map(|t| format!("{t:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// DuckDB's side of `bench rollup`: runs the statements in the JSON file
@@ -417,14 +423,6 @@ fn bench_aggregate(
     for _ in 0..runs.max(1) {
         full.push(aggregate(true)?.0);
     }
-    let best = |times: &[f64]| times.iter().copied().fold(f64::MAX, f64::min);
-    let list = |times: &[f64]| {
-        times
-            .iter()
-            .map(|t| format!("{t:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     println!(
         "aggregate: {} days, {:.0} MB of messages before the last day, {:.0} MB on it",
         opts.days,
@@ -434,12 +432,12 @@ fn bench_aggregate(
     println!(
         "  one-day refresh   {:7.2} s  ({what})  runs: {}",
         best(&incremental),
-        list(&incremental)
+        runs_list(&incremental)
     );
     println!(
         "  full rebuild      {:7.2} s  runs: {}",
         best(&full),
-        list(&full)
+        runs_list(&full)
     );
     println!(
         "  ratio             {:.1}x (best against best)",
