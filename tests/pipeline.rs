@@ -11,7 +11,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use chrono::{Duration, NaiveDate};
 use gridstat_aggregate::{AggregateOptions, NoProgress};
-use gridstat_ingest::file::ingest_ndjson;
+use gridstat_ingest::file::{ingest_ndjson, FileReport};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
 use gridstat_schemas::generate::{Expect, GenOptions, GeneratedMessage, Generator};
 use gridstat_schemas::record::{CaseKind, CaseStatus, TargetKind};
@@ -44,7 +44,7 @@ async fn ingest(
     registry: Arc<Registry>,
     msgs: &[GeneratedMessage],
     name: &str,
-) {
+) -> FileReport {
     let mut text = Vec::new();
     for m in msgs {
         text.extend_from_slice(&m.bytes);
@@ -62,7 +62,7 @@ async fn ingest(
     );
     ingest_ndjson(std::io::Cursor::new(text), name, &mut engine)
         .await
-        .unwrap();
+        .unwrap()
 }
 
 /// Ingest `msgs` as one NDJSON file, then aggregate incrementally.
@@ -497,40 +497,20 @@ async fn offsets_in(lake: &Arc<dyn ObjectStore>, registry: &Registry) -> Vec<(St
 async fn a_file_ingested_again_resumes_where_the_lake_stops() {
     let registry = Arc::new(Registry::jiangmen());
     let msgs = messages(&registry);
-    let text = |msgs: &[GeneratedMessage]| {
-        let mut text = Vec::new();
-        for m in msgs {
-            text.extend_from_slice(&m.bytes);
-            text.push(b'\n');
-        }
-        text
-    };
-    let run = |lake: Arc<dyn ObjectStore>, text: Vec<u8>| {
-        let registry = Arc::clone(&registry);
-        async move {
-            let opts = IngestOptions {
-                max_segment_rows: 5000,
-                ..IngestOptions::default()
-            };
-            let mut engine = IngestEngine::new(
-                LakeStore::new(lake),
-                registry,
-                opts,
-                Arc::new(IngestMetrics::default()),
-            );
-            ingest_ndjson(std::io::Cursor::new(text), "c.ndjson", &mut engine)
-                .await
-                .unwrap()
-        }
-    };
     let (once, twice) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (once, twice) = (store(once.path()), store(twice.path()));
-    let single = run(Arc::clone(&once), text(&msgs)).await;
+    let single = ingest(Arc::clone(&once), Arc::clone(&registry), &msgs, "c.ndjson").await;
     // The interrupted run got the first 60% of the lines into the lake.
     let cut = msgs.len() * 3 / 5;
-    let first = run(Arc::clone(&twice), text(&msgs[..cut])).await;
+    let first = ingest(
+        Arc::clone(&twice),
+        Arc::clone(&registry),
+        &msgs[..cut],
+        "c.ndjson",
+    )
+    .await;
     assert_eq!(first.lines, cut as u64);
-    let second = run(Arc::clone(&twice), text(&msgs)).await;
+    let second = ingest(Arc::clone(&twice), Arc::clone(&registry), &msgs, "c.ndjson").await;
     assert_eq!(second.resumed_from, cut as i64);
     assert_eq!(second.lines, msgs.len() as u64);
     assert_eq!(
