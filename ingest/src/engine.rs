@@ -82,6 +82,7 @@ pub struct IngestEngine {
     in_flight: Vec<InFlight>,
     background_writes: bool,
     grid_ranks: GridRanks,
+    decoder: Decoder,
 }
 
 impl IngestEngine {
@@ -94,6 +95,11 @@ impl IngestEngine {
     ) -> Self {
         Self {
             grid_ranks: GridRanks::new(&registry),
+            decoder: Decoder {
+                registry: Arc::clone(&registry),
+                opts: opts.decode.clone(),
+                threads: opts.threads,
+            },
             store,
             registry,
             opts,
@@ -200,19 +206,14 @@ impl IngestEngine {
                 rec.offset >= self.partitions[&routes.keys[key]].durable && !is_blank(rec.payload)
             })
             .collect();
-        let decoded = decode_all(
-            recs,
-            &wanted,
-            &self.registry,
-            &self.opts.decode,
-            self.opts.threads,
-        );
+        let decoded = self.decoder.decode_where(recs, &wanted);
         self.file_all(recs, &routes, &decoded, now).await
     }
 
     /// File records already decoded by [`decoder`](Self::decoder) (`None`
-    /// for a record it skipped: a blank line, or one already in the lake),
-    /// so that a source can decode its next batch while this one is filed.
+    /// for a blank line), so that a source can decode its next batch while
+    /// this one is filed. Records already in the lake are skipped here, as
+    /// in [`push_batch`](Self::push_batch).
     pub async fn push_decoded(
         &mut self,
         recs: &[SourceRecord<'_>],
@@ -232,11 +233,7 @@ impl IngestEngine {
     /// A decoder with this engine's registry and limits, usable on another
     /// thread while the engine files.
     pub fn decoder(&self) -> Decoder {
-        Decoder {
-            registry: Arc::clone(&self.registry),
-            opts: self.opts.decode.clone(),
-            threads: self.opts.threads,
-        }
+        self.decoder.clone()
     }
 
     /// Each record's partition, assigning new ones. Records of a batch come
@@ -515,7 +512,7 @@ fn is_blank(payload: &[u8]) -> bool {
 }
 
 /// What decoding made of a record: `None` if it was not decoded (a
-/// blank line, or a record already in the lake).
+/// blank line, or a record already in the lake, which `push_batch` skips).
 pub type Decoded<'a> = Option<std::result::Result<Placed<'a>, DecodeError>>;
 
 /// Each record's partition, as an index into `keys`.
@@ -533,65 +530,58 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Decode the records with `offset >= from` that are not blank lines.
-    pub fn decode<'a>(&self, recs: &[SourceRecord<'a>], from: i64) -> Vec<Decoded<'a>> {
-        let wanted: Vec<bool> = recs
-            .iter()
-            .map(|rec| rec.offset >= from && !is_blank(rec.payload))
+    /// Decode every record that is not a blank line.
+    pub fn decode<'a>(&self, recs: &[SourceRecord<'a>]) -> Vec<Decoded<'a>> {
+        let wanted: Vec<bool> = recs.iter().map(|rec| !is_blank(rec.payload)).collect();
+        self.decode_where(recs, &wanted)
+    }
+
+    /// Decode the records marked in `wanted` (others yield `None`), split
+    /// over up to `threads` threads, results in input order.
+    fn decode_where<'a>(&self, recs: &[SourceRecord<'a>], wanted: &[bool]) -> Vec<Decoded<'a>> {
+        let decode = |recs: &[SourceRecord<'a>], wanted: &[bool]| {
+            recs.iter()
+                .zip(wanted)
+                .map(|(rec, &wanted)| {
+                    wanted.then(|| {
+                        decode_placed(rec.payload, &self.registry, &self.opts, rec.timestamp)
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let threads = self.threads.min(recs.len() / MIN_RECORDS_PER_THREAD).max(1);
+        if threads == 1 {
+            return decode(recs, wanted);
+        }
+        // Threads claim small chunks in turn rather than a fixed share each:
+        // the cores are shared with segment encoding, and a thread that gets
+        // less of a core would otherwise keep the others waiting.
+        let chunks: Vec<_> = recs
+            .chunks(DECODE_CHUNK)
+            .zip(wanted.chunks(DECODE_CHUNK))
             .collect();
-        decode_all(recs, &wanted, &self.registry, &self.opts, self.threads)
+        let next = AtomicUsize::new(0);
+        let claim = |_: usize| {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((recs, wanted)) = chunks.get(i) else {
+                    return done;
+                };
+                done.push((i, decode(recs, wanted)));
+            }
+        };
+        let mut done: Vec<_> = in_parallel((0..threads).collect(), claim)
+            .into_iter()
+            .flatten()
+            .collect();
+        done.sort_unstable_by_key(|(i, _)| *i);
+        done.into_iter().flat_map(|(_, decoded)| decoded).collect()
     }
 }
 
 /// Fewest records worth a thread of their own.
 const MIN_RECORDS_PER_THREAD: usize = 1024;
-
-/// Decode the records marked in `wanted` (others yield `None`), split over
-/// up to `threads` threads in contiguous chunks, results in input order.
-fn decode_all<'a>(
-    recs: &[SourceRecord<'a>],
-    wanted: &[bool],
-    registry: &Registry,
-    opts: &DecodeOptions,
-    threads: usize,
-) -> Vec<Decoded<'a>> {
-    let decode = |recs: &[SourceRecord<'a>], wanted: &[bool]| {
-        recs.iter()
-            .zip(wanted)
-            .map(|(rec, &wanted)| {
-                wanted.then(|| decode_placed(rec.payload, registry, opts, rec.timestamp))
-            })
-            .collect::<Vec<_>>()
-    };
-    let threads = threads.min(recs.len() / MIN_RECORDS_PER_THREAD).max(1);
-    if threads == 1 {
-        return decode(recs, wanted);
-    }
-    // Threads claim small chunks in turn rather than a fixed share each:
-    // the cores are shared with segment encoding, and a thread that gets
-    // less of a core would otherwise keep the others waiting.
-    let chunks: Vec<_> = recs
-        .chunks(DECODE_CHUNK)
-        .zip(wanted.chunks(DECODE_CHUNK))
-        .collect();
-    let next = AtomicUsize::new(0);
-    let claim = |_: usize| {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((recs, wanted)) = chunks.get(i) else {
-                return done;
-            };
-            done.push((i, decode(recs, wanted)));
-        }
-    };
-    let mut done: Vec<_> = in_parallel((0..threads).collect(), claim)
-        .into_iter()
-        .flatten()
-        .collect();
-    done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter().flat_map(|(_, decoded)| decoded).collect()
-}
 
 /// Records a decoding thread claims at a time.
 const DECODE_CHUNK: usize = 256;
@@ -743,7 +733,7 @@ mod tests {
     /// left undecoded.
     #[test]
     fn decoding_in_parallel_keeps_records_and_results_together() {
-        let registry = Registry::jiangmen();
+        let registry = Arc::new(Registry::jiangmen());
         let opts = GenOptions {
             scale: 0.02,
             invalid_rate: 0.2,
@@ -766,9 +756,13 @@ mod tests {
             })
             .collect();
         let wanted: Vec<bool> = (0..recs.len()).map(|i| i % 7 != 3).collect();
-        let decode = DecodeOptions::default();
-        let alone = decode_all(&recs, &wanted, &registry, &decode, 1);
-        let shared = decode_all(&recs, &wanted, &registry, &decode, 3);
+        let on = |threads| Decoder {
+            registry: Arc::clone(&registry),
+            opts: DecodeOptions::default(),
+            threads,
+        };
+        let alone = on(1).decode_where(&recs, &wanted);
+        let shared = on(3).decode_where(&recs, &wanted);
         assert_eq!(alone.len(), recs.len());
         assert!(alone.iter().any(|d| matches!(d, Some(Err(_)))));
         assert!(alone.iter().any(|d| matches!(d, Some(Ok(_)))));

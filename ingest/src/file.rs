@@ -57,30 +57,21 @@ struct TopicLines {
     lines: Lines,
 }
 
-/// The records of a block, which borrow from its bytes.
-type BlockRecords<'a> = Vec<SourceRecord<'a>>;
-
-/// What decoding made of each record of a block (borrowing from it too).
-type BlockDecoded<'a> = Vec<Decoded<'a>>;
+/// A block's records (lines at or past the resume point, each its line
+/// number as offset) and what decoding made of them, both borrowing from
+/// the block's bytes.
+struct BlockRecords<'a> {
+    records: Vec<SourceRecord<'a>>,
+    decoded: Vec<Decoded<'a>>,
+}
 
 self_cell::self_cell!(
-    /// A block and its records (lines at or past the resume point, each
-    /// its line number as offset).
-    struct RecordBlock {
+    /// A block with its decoded records: handed from the reader thread to
+    /// the engine, which files it while the next block is decoded.
+    struct DecodedBlock {
         owner: TopicLines,
         #[covariant]
         dependent: BlockRecords,
-    }
-);
-
-self_cell::self_cell!(
-    /// A block's records and what decoding made of them: handed from the
-    /// reader thread to the engine, which files it while the next block
-    /// is decoded.
-    struct DecodedBlock {
-        owner: RecordBlock,
-        #[covariant]
-        dependent: BlockDecoded,
     }
 );
 
@@ -211,10 +202,10 @@ pub async fn ingest_ndjson<R: Read + Send + 'static>(
             name: name.into(),
             source,
         })?;
-        lines_read += block.borrow_owner().borrow_owner().lines.ranges.len() as u64;
-        let records = block.borrow_owner().borrow_dependent();
+        lines_read += block.borrow_owner().lines.ranges.len() as u64;
+        let BlockRecords { records, decoded } = block.borrow_dependent();
         engine
-            .push_decoded(records, block.borrow_dependent(), Instant::now())
+            .push_decoded(records, decoded, Instant::now())
             .await?;
     }
     drop(rx);
@@ -251,9 +242,9 @@ fn read_blocks<R: Read>(
                     topic: std::sync::Arc::clone(topic),
                     lines,
                 };
-                let records = RecordBlock::new(block, |block| {
+                Ok(DecodedBlock::new(block, |block| {
                     let skip = usize::try_from(resumed_from - first).unwrap_or(0);
-                    (first..)
+                    let records: Vec<SourceRecord<'_>> = (first..)
                         .zip(block.lines.iter())
                         .skip(skip)
                         .map(|(offset, line)| SourceRecord {
@@ -266,10 +257,9 @@ fn read_blocks<R: Read>(
                             payload: line,
                             timestamp: None,
                         })
-                        .collect()
-                });
-                Ok(DecodedBlock::new(records, |records| {
-                    decoder.decode(records.borrow_dependent(), resumed_from)
+                        .collect();
+                    let decoded = decoder.decode(&records);
+                    BlockRecords { records, decoded }
                 }))
             }
             Ok(None) => return,
