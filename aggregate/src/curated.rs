@@ -221,8 +221,8 @@ fn opened_sql(only: Option<&str>) -> String {
     let (hardships, hazards) = match only {
         None => (String::new(), String::new()),
         Some(table) => (
-            format!(" WHERE case_id IN (SELECT case_id FROM {table})"),
-            format!(" AND hazard_id IN (SELECT case_id FROM {table})"),
+            format!(" WHERE {}", listed_in("case_id", table)),
+            format!(" AND {}", listed_in("hazard_id", table)),
         ),
     };
     format!(
@@ -233,6 +233,11 @@ fn opened_sql(only: Option<&str>) -> String {
          SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
          FROM curated_hazards WHERE NOT fixed_on_spot{hazards}"
     )
+}
+
+/// `column` is one of the case ids in `table`.
+fn listed_in(column: &str, table: &str) -> String {
+    format!("{column} IN (SELECT case_id FROM {table})")
 }
 
 /// Cases opened more than once (among those of `only`).
@@ -282,7 +287,7 @@ pub(crate) fn case_state_sql(
     let opened_ms = epoch_ms("o.opened_at");
     let updates = if cases_exist {
         let only_cases = only
-            .map(|table| format!(" WHERE case_id IN (SELECT case_id FROM {table})"))
+            .map(|table| format!(" WHERE {}", listed_in("case_id", table)))
             .unwrap_or_default();
         format!(
             "SELECT case_id, \
