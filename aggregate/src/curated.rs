@@ -17,7 +17,8 @@ use object_store::ObjectStore;
 
 use crate::error::{query, Result};
 use crate::store::{put_if_changed, write_parquet, write_query, ParquetBody};
-use crate::tables::Computed;
+use crate::tables::{register_raw_day, Computed, RAW_CASES, RAW_VISITS};
+use gridstat_schemas::arrow_schema::{raw_cases_schema, raw_visits_schema};
 use gridstat_schemas::time::local_midnight;
 
 const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporter_id, r.reporter_role, \
@@ -30,24 +31,25 @@ const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporte
 const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, r.grid_id, g.town_code, g.county_code, \
     r.status, r.updated_at, r.handler_id, r.source_topic, r.source_partition, r.source_offset, r.received_at";
 
-/// Most submissions arrive once: only those with several copies are ranked
+/// Deduplicate the raw rows in `table` (one day's files, see
+/// [`crate::tables::register_raw_day`]). Most submissions arrive once: only those with several copies are ranked
 /// (a window over a whole day's rows sorts every column of every row).
 /// Each join's left side is the one hashed, without statistics to say
 /// otherwise, so the narrow sides come first: hashing the day's raw rows
 /// held them twice, once there and once in the sort (2.1 GiB at 10M).
-fn dedup_sql(table: &str, columns: &str, day: NaiveDate, order: &str) -> String {
+fn dedup_sql(table: &str, columns: &str, order: &str) -> String {
     format!(
-        "WITH copies AS (SELECT submission_id, COUNT(*) AS copies FROM {table} WHERE dt = '{day}' GROUP BY submission_id), \
+        "WITH copies AS (SELECT submission_id, COUNT(*) AS copies FROM {table} GROUP BY submission_id), \
          firsts AS (SELECT submission_id, source_topic, source_partition, source_offset FROM ( \
            SELECT submission_id, source_topic, source_partition, source_offset, ROW_NUMBER() OVER (PARTITION BY submission_id \
              ORDER BY received_at ASC NULLS LAST, source_topic, source_partition, source_offset) AS rn \
-           FROM {table} WHERE dt = '{day}' AND submission_id IN (SELECT submission_id FROM copies WHERE copies > 1)) \
+           FROM {table} WHERE submission_id IN (SELECT submission_id FROM copies WHERE copies > 1)) \
            WHERE rn = 1) \
          SELECT {columns} FROM registry_grids g RIGHT JOIN ( \
            firsts f RIGHT JOIN (copies c JOIN {table} r ON r.submission_id = c.submission_id) \
            ON r.submission_id = f.submission_id) \
          ON r.grid_id = g.grid_id \
-         WHERE r.dt = '{day}' AND (c.copies = 1 OR (r.source_topic = f.source_topic \
+         WHERE (c.copies = 1 OR (r.source_topic = f.source_topic \
            AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
          ORDER BY {order}"
     )
@@ -72,10 +74,20 @@ pub(crate) async fn curate_day(
 ) -> Result<CuratedDay> {
     let dt = gridstat_schemas::lake::dt_partition(day);
     let mut out = CuratedDay::default();
+    // Days are curated concurrently, each from tables of its own.
+    let (raw_visits, raw_cases) = (
+        format!("raw_visits_{}", day.format("%Y%m%d")),
+        format!("raw_cases_{}", day.format("%Y%m%d")),
+    );
+    for (spec, schema, name) in [
+        (&RAW_VISITS, raw_visits_schema(), &raw_visits),
+        (&RAW_CASES, raw_cases_schema(), &raw_cases),
+    ] {
+        register_raw_day(ctx, spec, &schema, day, name).await?;
+    }
     let visits_sql = dedup_sql(
-        "raw_visits",
+        &raw_visits,
         VISIT_COLUMNS,
-        day,
         "g.county_code, g.town_code, r.grid_id, r.visited_at, r.submission_id",
     );
     let df = ctx
@@ -117,9 +129,8 @@ pub(crate) async fn curate_day(
     );
 
     let cases_sql = dedup_sql(
-        "raw_cases",
+        &raw_cases,
         CASE_COLUMNS,
-        day,
         "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
     );
     let (cases, wrote) = write_query(
@@ -132,6 +143,10 @@ pub(crate) async fn curate_day(
     .await?;
     out.cases = cases;
     out.files_written += usize::from(wrote);
+    for name in [raw_visits, raw_cases] {
+        ctx.deregister_table(name.as_str())
+            .map_err(query("curated tables"))?;
+    }
     Ok(out)
 }
 
@@ -255,6 +270,7 @@ const REOPENED_TABLE: &str = "reopened_cases";
 
 /// The in-memory table of the cases an update of `case_state` recomputes.
 const AFFECTED_TABLE: &str = "affected_cases";
+const CASE_STATE_TABLE: &str = crate::tables::CASE_STATE.name;
 
 /// How `case_state` is sorted.
 const CASE_STATE_ORDER: &str = "county_code, town_code, grid_id, opened_at, case_id";
@@ -339,11 +355,51 @@ fn epoch_ms(e: &str) -> String {
 pub(crate) async fn case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
-) -> Result<(usize, bool)> {
+) -> Result<CaseStateWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     register_reopened(ctx, None).await?;
     let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, None);
-    write_query(ctx, store, "case_state", &sql, &case_state_path()).await
+    hold_case_state(ctx, store, &sql).await
+}
+
+/// The background write of `case_state`'s Parquet object: whether it
+/// changed the object.
+pub(crate) type CaseStateWrite = tokio::task::JoinHandle<Result<bool>>;
+
+/// Run `sql` (a new `case_state`), register its rows in memory as
+/// `case_state` and write them to the lake in the background. The rollup
+/// step scans the table several times: from memory it skips decoding the
+/// object again each time, and encoding overlaps those scans.
+async fn hold_case_state(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    sql: &str,
+) -> Result<CaseStateWrite> {
+    let df = ctx.sql(sql).await.map_err(query("case_state"))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(query("case_state"))?;
+    crate::tables::register_batches(ctx, CASE_STATE_TABLE, Arc::clone(&schema), batches.clone())?;
+    let store = Arc::clone(store);
+    Ok(tokio::spawn(async move {
+        let path = case_state_path();
+        let encoded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<bytes::Bytes> {
+                let mut body = ParquetBody::new(&path, &schema)?;
+                for batch in &batches {
+                    body.write(batch)?;
+                }
+                body.finish()
+            })
+        };
+        let body = encoded
+            .await
+            .map_err(|e| crate::error::Error::Background {
+                what: path.clone(),
+                reason: e.to_string(),
+            })??;
+        put_if_changed(&store, &path, body).await
+    }))
 }
 
 /// The cases whose `case_state` row may differ once `days` are curated
@@ -429,11 +485,10 @@ pub(crate) async fn update_case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &BTreeSet<NaiveDate>,
-) -> Result<(usize, bool)> {
+) -> Result<CaseStateWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     register_affected(ctx, days).await?;
-    let sql = updated_case_state_sql(cases_exist);
-    write_query(ctx, store, "case_state", &sql, &case_state_path()).await
+    hold_case_state(ctx, store, &updated_case_state_sql(cases_exist)).await
 }
 
 #[cfg(test)]

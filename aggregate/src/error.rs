@@ -46,6 +46,14 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// A background task of the run failed or panicked (a bug).
+    #[error("background work on {what} failed: {reason}")]
+    Background {
+        /// What it was doing.
+        what: String,
+        /// The task's failure.
+        reason: String,
+    },
     /// Arrow error (a bug).
     #[error("internal Arrow error")]
     Arrow(#[from] arrow::error::ArrowError),

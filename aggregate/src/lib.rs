@@ -150,7 +150,7 @@ pub async fn run(
     let ctx = tables::session(Arc::clone(&store));
     timed(
         "register tables",
-        tables::register_all(&ctx, &store, registry),
+        tables::register_inputs(&ctx, &store, registry),
     )
     .await?;
     let t = Instant::now();
@@ -371,10 +371,11 @@ async fn rollup_step(
             .await?,
         ),
     };
-    if let Some((_, wrote)) = case_state {
-        report.files_written += usize::from(wrote);
+    // A new `case_state` is registered in memory and written meanwhile;
+    // one that stands is read from the lake.
+    if case_state.is_none() {
+        tables::register(ctx, store, &tables::CASE_STATE).await?;
     }
-    tables::register(ctx, store, &tables::CASE_STATE).await?;
     if plan.continue_after.is_some() {
         // A resolution stamped before its case was opened counts on an
         // earlier day than the opening: start there.
@@ -428,6 +429,13 @@ async fn rollup_step(
         );
     }
     report.rollup_days = days;
+    if let Some(write) = case_state {
+        let wrote = write.await.map_err(|e| Error::Background {
+            what: "case_state".into(),
+            reason: e.to_string(),
+        })??;
+        report.files_written += usize::from(wrote);
+    }
     report.files_written += timed(
         "quality",
         rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
@@ -448,7 +456,7 @@ pub async fn rebuild_rollups(
     let raw = RawListing::of(&store).await?;
     let last_day = raw.last_day(opts.campaign_start);
     let ctx = tables::session(Arc::clone(&store));
-    tables::register_all(&ctx, &store, registry).await?;
+    tables::register_inputs(&ctx, &store, registry).await?;
     let plan = RollupPlan {
         continue_after: None,
         first_changed: None,

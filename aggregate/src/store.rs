@@ -307,6 +307,21 @@ pub(crate) async fn exists(store: &Arc<dyn ObjectStore>, path: &str) -> Result<b
     }
 }
 
+/// Whether any Parquet object lies under `prefix`, without listing them
+/// all (the raw prefixes hold thousands).
+pub(crate) async fn has_parquet(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<bool> {
+    let mut listed = store.list(Some(&Path::from(prefix)));
+    while let Some(meta) = listed.try_next().await.map_err(|source| Error::Store {
+        path: prefix.into(),
+        source,
+    })? {
+        if meta.location.as_ref().ends_with(".parquet") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Delete every object under `prefix` (a day that no longer has raw data).
 pub(crate) async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<usize> {
     let listed = list(store, prefix).await?;

@@ -73,18 +73,24 @@ pub const CASE_STATE: TableSpec = TableSpec {
     partitions: &[],
 };
 
+/// `raw_visits`, as ingest writes it.
+pub const RAW_VISITS: TableSpec = TableSpec {
+    name: "raw_visits",
+    prefix: lake::RAW_VISITS,
+    partitions: &["dt", "county"],
+};
+
+/// `raw_cases`, as ingest writes it.
+pub const RAW_CASES: TableSpec = TableSpec {
+    name: "raw_cases",
+    prefix: lake::RAW_CASES,
+    partitions: &["dt", "county"],
+};
+
 /// Every Parquet table in the lake.
 pub const TABLES: &[TableSpec] = &[
-    TableSpec {
-        name: "raw_visits",
-        prefix: lake::RAW_VISITS,
-        partitions: &["dt", "county"],
-    },
-    TableSpec {
-        name: "raw_cases",
-        prefix: lake::RAW_CASES,
-        partitions: &["dt", "county"],
-    },
+    RAW_VISITS,
+    RAW_CASES,
     TableSpec {
         name: "quarantine",
         prefix: lake::QUARANTINE,
@@ -144,7 +150,7 @@ pub async fn register(
     store: &Arc<dyn ObjectStore>,
     spec: &TableSpec,
 ) -> Result<bool> {
-    let has_files = !crate::store::list(store, spec.prefix).await?.is_empty();
+    let has_files = crate::store::has_parquet(store, spec.prefix).await?;
     ctx.deregister_table(spec.name).map_err(query(spec.name))?;
     let partitions: Vec<(String, DataType)> = spec
         .partitions
@@ -179,6 +185,33 @@ pub async fn register(
     Ok(true)
 }
 
+/// Register the files of one day of the raw table `spec` as `name`, a
+/// table without the `dt` column. Curation reads a day at a time: listing
+/// only that day's directory keeps a refresh from walking every raw file of
+/// the campaign once per concurrently curated day.
+pub(crate) async fn register_raw_day(
+    ctx: &SessionContext,
+    spec: &TableSpec,
+    schema: &Schema,
+    day: NaiveDate,
+    name: &str,
+) -> Result<()> {
+    let partitions: Vec<(String, DataType)> = spec
+        .partitions
+        .iter()
+        .filter(|p| **p != "dt")
+        .map(|p| ((*p).to_string(), DataType::Utf8))
+        .collect();
+    let opts = ParquetReadOptions::default()
+        .table_partition_cols(partitions)
+        .schema(schema);
+    let path = format!("{LAKE_URL}{}/{}/", spec.prefix, lake::dt_partition(day));
+    ctx.deregister_table(name).map_err(query(name))?;
+    ctx.register_parquet(name, &path, opts)
+        .await
+        .map_err(query(name))
+}
+
 /// Register one Parquet object of the lake as a table.
 pub(crate) async fn register_file(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
     ctx.deregister_table(name).map_err(query(name))?;
@@ -198,8 +231,33 @@ pub async fn register_all(
     store: &Arc<dyn ObjectStore>,
     registry: &Registry,
 ) -> Result<Vec<&'static str>> {
+    register_some(ctx, store, registry, TABLES).await
+}
+
+/// Register what an aggregate run reads: every table but the daily and
+/// cumulative rollups, which it only writes (and whose registration
+/// reads every file's footer).
+pub(crate) async fn register_inputs(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    registry: &Registry,
+) -> Result<Vec<&'static str>> {
+    let inputs: Vec<TableSpec> = TABLES
+        .iter()
+        .filter(|t| !matches!(t.name, "rollups_daily" | "rollups_cumulative"))
+        .copied()
+        .collect();
+    register_some(ctx, store, registry, &inputs).await
+}
+
+async fn register_some(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    registry: &Registry,
+    specs: &[TableSpec],
+) -> Result<Vec<&'static str>> {
     let mut names = Vec::new();
-    for spec in TABLES {
+    for spec in specs {
         if register(ctx, store, spec).await? {
             names.push(spec.name);
         }
