@@ -150,7 +150,7 @@ pub async fn run(
     let ctx = tables::session(Arc::clone(&store));
     timed(
         "register tables",
-        tables::register_inputs(&ctx, &store, registry),
+        tables::register_inputs(&ctx, &store, registry, false),
     )
     .await?;
     let t = Instant::now();
@@ -172,11 +172,11 @@ pub async fn run(
     report.timings.push(("curate".into(), t.elapsed()));
 
     let t = Instant::now();
-    // Only the curated tables changed since they were registered
-    // (`case_state` is registered once rewritten, in the rollup step).
+    // The curated tables as curation left them (`case_state` is
+    // registered once rewritten, in the rollup step).
     for spec in tables::TABLES
         .iter()
-        .filter(|t| t.prefix.starts_with("curated/") && t.name != tables::CASE_STATE.name)
+        .filter(|t| tables::is_curated_day_table(t))
     {
         tables::register(&ctx, &store, spec).await?;
     }
@@ -456,7 +456,7 @@ pub async fn rebuild_rollups(
     let raw = RawListing::of(&store).await?;
     let last_day = raw.last_day(opts.campaign_start);
     let ctx = tables::session(Arc::clone(&store));
-    tables::register_inputs(&ctx, &store, registry).await?;
+    tables::register_inputs(&ctx, &store, registry, true).await?;
     let plan = RollupPlan {
         continue_after: None,
         first_changed: None,

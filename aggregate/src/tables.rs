@@ -236,18 +236,28 @@ pub async fn register_all(
 
 /// Register what an aggregate run reads: every table but the daily and
 /// cumulative rollups, which it only writes (and whose registration
-/// reads every file's footer).
+/// reads every file's footer). Without `curated`, the curated tables are
+/// left for after curation rewrites them (`case_state` is registered: its
+/// update starts from the last run's).
 pub(crate) async fn register_inputs(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     registry: &Registry,
+    curated: bool,
 ) -> Result<Vec<&'static str>> {
     let inputs: Vec<TableSpec> = TABLES
         .iter()
         .filter(|t| !matches!(t.name, "rollups_daily" | "rollups_cumulative"))
+        .filter(|t| curated || !is_curated_day_table(t))
         .copied()
         .collect();
     register_some(ctx, store, registry, &inputs).await
+}
+
+/// A curated table partitioned by day (not `case_state`), rewritten by
+/// curation.
+pub(crate) fn is_curated_day_table(spec: &TableSpec) -> bool {
+    spec.prefix.starts_with("curated/") && spec.name != CASE_STATE.name
 }
 
 async fn register_some(
