@@ -33,6 +33,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 use gridstat_schemas::lake::{self, dt_partition};
 use gridstat_schemas::Registry;
 use object_store::ObjectStore;
@@ -416,11 +417,20 @@ async fn rollup_step(
         let (daily, cumulative) =
             rollup::compute(ctx, store, &days, previous_cumulative.is_some()).await?;
         let written = Instant::now();
-        for &day in &days {
-            report.files_written += write_day(store, "rollups/daily", day, &daily).await?;
-            progress.advance();
-            report.files_written +=
-                write_day(store, "rollups/cumulative", day, &cumulative).await?;
+        let (daily, cumulative) = (Arc::new(daily), Arc::new(cumulative));
+        let files = days.iter().flat_map(|&day| {
+            [
+                ("rollups/daily", day, Arc::clone(&daily)),
+                ("rollups/cumulative", day, Arc::clone(&cumulative)),
+            ]
+        });
+        // Encoding is CPU work: two files at a time keep both cores busy.
+        let mut writes = futures::stream::iter(
+            files.map(|(prefix, day, batches)| write_day(store, prefix, day, batches)),
+        )
+        .buffer_unordered(2);
+        while let Some(wrote) = writes.try_next().await? {
+            report.files_written += wrote;
             progress.advance();
         }
         tracing::debug!(
@@ -535,8 +545,28 @@ async fn write_day(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
     day: NaiveDate,
-    batches: &[RecordBatch],
+    batches: Arc<Vec<RecordBatch>>,
 ) -> Result<usize> {
+    let path = format!("{prefix}/{}/part-00000.parquet", dt_partition(day));
+    let encoded = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || encode_day(&batches, day, &path))
+    };
+    let body = encoded.await.map_err(|e| Error::Background {
+        what: path.clone(),
+        reason: e.to_string(),
+    })??;
+    match body {
+        Some(body) => Ok(usize::from(
+            store::put_if_changed(store, &path, body).await?,
+        )),
+        None => Ok(0),
+    }
+}
+
+/// The rows of `day` in `batches` (which hold a `dt` column) as the
+/// Parquet object at `path`, without `dt`; `None` without batches.
+fn encode_day(batches: &[RecordBatch], day: NaiveDate, path: &str) -> Result<Option<bytes::Bytes>> {
     let dt = day.format("%Y-%m-%d").to_string();
     let mut rows = Vec::new();
     let mut schema = None;
@@ -553,11 +583,14 @@ async fn write_day(
             rows.push(kept);
         }
     }
-    let Some(schema) = schema else { return Ok(0) };
-    let path = format!("{prefix}/{}/part-00000.parquet", dt_partition(day));
-    Ok(usize::from(
-        store::write_parquet(store, &path, schema, &rows).await?,
-    ))
+    let Some(schema) = schema else {
+        return Ok(None);
+    };
+    let mut body = store::ParquetBody::new(path, &schema)?;
+    for b in &rows {
+        body.write(b)?;
+    }
+    body.finish().map(Some)
 }
 
 #[cfg(test)]
