@@ -32,8 +32,9 @@ const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, 
     r.status, r.updated_at, r.handler_id, r.source_topic, r.source_partition, r.source_offset, r.received_at";
 
 /// Deduplicate the raw rows in `table` (one day's files, see
-/// [`crate::tables::register_raw_day`]). Most submissions arrive once: only those with several copies are ranked
-/// (a window over a whole day's rows sorts every column of every row).
+/// [`crate::tables::register_raw_day`]). Most submissions arrive once:
+/// only those with several copies are ranked (a window over a whole day's
+/// rows sorts every column of every row).
 /// Each join's left side is the one hashed, without statistics to say
 /// otherwise, so the narrow sides come first: hashing the day's raw rows
 /// held them twice, once there and once in the sort (2.1 GiB at 10M).
@@ -270,6 +271,7 @@ const REOPENED_TABLE: &str = "reopened_cases";
 
 /// The in-memory table of the cases an update of `case_state` recomputes.
 const AFFECTED_TABLE: &str = "affected_cases";
+/// The name a new `case_state` is registered under, in memory.
 const CASE_STATE_TABLE: &str = crate::tables::CASE_STATE.name;
 
 /// How `case_state` is sorted.
