@@ -83,8 +83,23 @@ const DICTIONARY_COLUMNS: &[&str] = &[
     "error_field",
 ];
 
-/// Writer settings data teams like: zstd, page statistics, bounded row
-/// groups, dictionaries where values repeat.
+/// Columns of random ids and free text: min/max statistics on them prune
+/// nothing (every page spans nearly the whole range), yet cost a comparison
+/// per value to keep.
+const UNSORTABLE_COLUMNS: &[&str] = &[
+    "submission_id",
+    "reporter_id",
+    "target_id",
+    "hazards.list.item.hazard_id",
+    "hardships.list.item.case_id",
+    "hardships.list.item.note",
+    "handler_id",
+    "error_message",
+    "raw",
+];
+
+/// Writer settings data teams like: zstd, page statistics where they can
+/// prune, bounded row groups, dictionaries where values repeat.
 pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -97,6 +112,10 @@ pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> WriterProper
     for column in DICTIONARY_COLUMNS {
         let path = ColumnPath::new(column.split('.').map(String::from).collect());
         builder = builder.set_column_dictionary_enabled(path, true);
+    }
+    for column in UNSORTABLE_COLUMNS {
+        let path = ColumnPath::new(column.split('.').map(String::from).collect());
+        builder = builder.set_column_statistics_enabled(path, EnabledStatistics::None);
     }
     builder.build()
 }
@@ -118,6 +137,67 @@ pub fn encode_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<By
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gridstat_schemas::arrow_schema::{Lineage, VisitBatchBuilder};
+    use gridstat_schemas::generate::{GenOptions, Generator};
+    use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// Columns that can prune keep min/max statistics; random ids and free
+    /// text carry none.
+    #[test]
+    fn statistics_where_they_prune() {
+        let registry = Registry::jiangmen();
+        let opts = GenOptions {
+            scale: 0.01,
+            invalid_rate: 0.0,
+            ..GenOptions::default()
+        };
+        let messages: Vec<Vec<u8>> = Generator::new(&registry, opts)
+            .take(500)
+            .map(|m| m.bytes)
+            .collect();
+        let mut builder = VisitBatchBuilder::new();
+        for (offset, bytes) in messages.iter().enumerate() {
+            let decoded = decode_submission(bytes, &registry, &DecodeOptions::default(), None);
+            if let Ok(Submission::Visit(v)) = decoded {
+                let lineage = Lineage {
+                    topic: "t",
+                    partition: 0,
+                    offset: offset as i64,
+                    received_at: None,
+                };
+                builder.append(&v, &lineage);
+            }
+        }
+        assert!(!builder.is_empty());
+        let batch = builder.finish().unwrap();
+        let file = encode_parquet(&batch, writer_properties(1024, 1)).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let group = reader.metadata().row_group(0);
+        let stats = |name: &str| {
+            let column = (0..group.num_columns())
+                .map(|i| group.column(i))
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("column {name}"));
+            column
+                .statistics()
+                .is_some_and(|s| s.min_bytes_opt().is_some())
+        };
+        for pruning in [
+            "grid_id",
+            "visited_at",
+            "residents_recorded",
+            "source_offset",
+        ] {
+            assert!(stats(pruning), "{pruning} has no statistics");
+        }
+        for random in UNSORTABLE_COLUMNS
+            .iter()
+            .filter(|c| !c.contains("error") && **c != "raw" && **c != "handler_id")
+        {
+            assert!(!stats(random), "{random} has statistics");
+        }
+    }
 
     #[test]
     fn object_keys_are_hive_partitioned_and_deterministic() {
