@@ -357,16 +357,12 @@ fn epoch_ms(e: &str) -> String {
 pub(crate) async fn case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
-) -> Result<CaseStateWrite> {
+) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     register_reopened(ctx, None).await?;
     let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, None);
     hold_case_state(ctx, store, &sql).await
 }
-
-/// The background write of `case_state`'s Parquet object: whether it
-/// changed the object.
-pub(crate) type CaseStateWrite = tokio::task::JoinHandle<Result<bool>>;
 
 /// Run `sql` (a new `case_state`), register its rows in memory as
 /// `case_state` and write them to the lake in the background. The rollup
@@ -376,10 +372,8 @@ async fn hold_case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     sql: &str,
-) -> Result<CaseStateWrite> {
-    let df = ctx.sql(sql).await.map_err(query("case_state"))?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(query("case_state"))?;
+) -> Result<crate::store::BackgroundWrite> {
+    let (schema, batches) = crate::tables::run_query(ctx, "case_state", sql).await?;
     crate::tables::register_batches(ctx, CASE_STATE_TABLE, Arc::clone(&schema), batches.clone())?;
     let store = Arc::clone(store);
     Ok(tokio::spawn(async move {
@@ -487,7 +481,7 @@ pub(crate) async fn update_case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &BTreeSet<NaiveDate>,
-) -> Result<CaseStateWrite> {
+) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     register_affected(ctx, days).await?;
     hold_case_state(ctx, store, &updated_case_state_sql(cases_exist)).await

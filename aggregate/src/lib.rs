@@ -311,6 +311,60 @@ async fn curate_or_clear(
     Ok(curated::CuratedDay::default())
 }
 
+/// Where the rollups of a run start.
+struct RollupStart {
+    /// The first day recomputed.
+    from: NaiveDate,
+    /// The days recomputed: `from` to the last day.
+    days: Vec<NaiveDate>,
+    /// The cumulative rollups of the day before `from`, when continued.
+    previous_cumulative: Option<String>,
+}
+
+impl RollupStart {
+    fn has_previous(&self) -> bool {
+        self.previous_cumulative.is_some()
+    }
+}
+
+/// Rollups from `from` on, if they can continue the previous run's:
+/// that needs the cumulative rows of the day before and the reporters'
+/// first days; without either, they start from the beginning. Registers
+/// `previous_cumulative` and `previous_reporter_firsts` when continuing.
+async fn rollup_start(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    opts: &AggregateOptions,
+    mut from: NaiveDate,
+    last_day: NaiveDate,
+) -> Result<RollupStart> {
+    let previous_cumulative = match from.pred_opt() {
+        Some(before) if from > opts.campaign_start => {
+            let path = format!(
+                "rollups/cumulative/{}/part-00000.parquet",
+                dt_partition(before)
+            );
+            let both = store::exists(store, &path).await?
+                && store::exists(store, rollup::REPORTER_FIRSTS).await?;
+            both.then_some(path)
+        }
+        _ => None,
+    };
+    match &previous_cumulative {
+        Some(path) => {
+            tables::register_file(ctx, "previous_cumulative", path).await?;
+            tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS).await?;
+        }
+        None => from = opts.campaign_start,
+    }
+    let days = from.iter_days().take_while(|d| *d <= last_day).collect();
+    Ok(RollupStart {
+        from,
+        days,
+        previous_cumulative,
+    })
+}
+
 /// What the rollup step must recompute.
 #[derive(Debug)]
 struct RollupPlan {
@@ -353,7 +407,7 @@ async fn rollup_step(
         return Ok(false);
     }
     let last_day = plan.last_day;
-    let mut from = match plan.continue_after {
+    let from = match plan.continue_after {
         Some(through) => {
             let next = through + chrono::Days::new(1);
             plan.first_changed.map_or(next, |day| day.min(next))
@@ -361,16 +415,36 @@ async fn rollup_step(
         None => opts.campaign_start,
     }
     .max(opts.campaign_start);
-    let case_state = match &plan.case_state {
-        CaseStateWork::Keep => None,
-        CaseStateWork::Rebuild => Some(timed("case_state", curated::case_state(ctx, store)).await?),
-        CaseStateWork::Update(days) => Some(
-            timed(
-                "case_state update",
-                curated::update_case_state(ctx, store, days),
-            )
-            .await?,
-        ),
+    let mut start = rollup_start(ctx, store, opts, from, last_day).await?;
+    // On a refresh, the tables of visits alone are built while
+    // `case_state` is updated: both are mostly fixed per-query costs. A
+    // rebuild does one after the other, so that peak memory stays that of
+    // the larger.
+    let case_state = async {
+        Ok(match &plan.case_state {
+            CaseStateWork::Keep => None,
+            CaseStateWork::Rebuild => {
+                Some(timed("case_state", curated::case_state(ctx, store)).await?)
+            }
+            CaseStateWork::Update(days) => Some(
+                timed(
+                    "case_state update",
+                    curated::update_case_state(ctx, store, days),
+                )
+                .await?,
+            ),
+        })
+    };
+    let visit_tables = timed(
+        "visit tables",
+        rollup::materialize_visit_tables(ctx, &start.days, start.has_previous()),
+    );
+    let case_state = if matches!(plan.case_state, CaseStateWork::Update(_)) {
+        futures::try_join!(case_state, visit_tables)?.0
+    } else {
+        let case_state = case_state.await?;
+        visit_tables.await?;
+        case_state
     };
     // A new `case_state` is registered in memory and written meanwhile;
     // one that stands is read from the lake.
@@ -379,78 +453,45 @@ async fn rollup_step(
     }
     if plan.continue_after.is_some() {
         // A resolution stamped before its case was opened counts on an
-        // earlier day than the opening: start there.
+        // earlier day than the opening: start there (rare, so the visit
+        // tables are built again rather than waiting for `case_state`).
         if let Some(day) = timed(
             "early resolutions",
-            rollup::earliest_resolution_before(ctx, from),
+            rollup::earliest_resolution_before(ctx, start.from),
         )
         .await?
         {
-            from = from.min(day).max(opts.campaign_start);
+            let earlier = start.from.min(day).max(opts.campaign_start);
+            if earlier < start.from {
+                start = rollup_start(ctx, store, opts, earlier, last_day).await?;
+                rollup::materialize_visit_tables(ctx, &start.days, start.has_previous()).await?;
+            }
         }
     }
-    // Continuing needs the cumulative rows of the day before and the
-    // reporters' first days; without either, start from the beginning.
-    let previous_cumulative = match from.pred_opt() {
-        Some(before) if from > opts.campaign_start => {
-            let path = format!(
-                "rollups/cumulative/{}/part-00000.parquet",
-                dt_partition(before)
-            );
-            let both = store::exists(store, &path).await?
-                && store::exists(store, rollup::REPORTER_FIRSTS).await?;
-            both.then_some(path)
-        }
-        _ => None,
-    };
-    if from > opts.campaign_start && previous_cumulative.is_none() {
-        from = opts.campaign_start;
-    }
-    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= last_day).collect();
+    let days = start.days;
+    let mut rollups = (Vec::new(), Vec::new());
     if !days.is_empty() {
         progress.step("rollup", days.len() as u64 * 2);
-        tables::register_days(ctx, from, last_day, opts.overdue_hours)?;
-        if let Some(path) = &previous_cumulative {
-            tables::register_file(ctx, "previous_cumulative", path).await?;
-            tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS).await?;
-        }
-        let (daily, cumulative) =
-            rollup::compute(ctx, store, &days, previous_cumulative.is_some()).await?;
-        let written = Instant::now();
-        let (daily, cumulative) = (Arc::new(daily), Arc::new(cumulative));
-        let files = days.iter().flat_map(|&day| {
-            [
-                ("rollups/daily", day, Arc::clone(&daily)),
-                ("rollups/cumulative", day, Arc::clone(&cumulative)),
-            ]
-        });
-        // Encoding is CPU work: two files at a time keep both cores busy.
-        let mut writes = futures::stream::iter(
-            files.map(|(prefix, day, batches)| write_day(store, prefix, day, batches)),
-        )
-        .buffer_unordered(2);
-        while let Some(wrote) = writes.try_next().await? {
-            report.files_written += wrote;
-            progress.advance();
-        }
-        tracing::debug!(
-            seconds = written.elapsed().as_secs_f64(),
-            "Rollup files written."
-        );
+        tables::register_days(ctx, start.from, last_day, opts.overdue_hours)?;
+        let (daily, cumulative, reporter_firsts) =
+            rollup::compute(ctx, store, &days, start.previous_cumulative.is_some()).await?;
+        report.files_written +=
+            usize::from(store::finish_write(reporter_firsts, rollup::REPORTER_FIRSTS).await?);
+        rollups = (daily, cumulative);
     }
+    // The quality table's queries overlap the encoding of rollup files.
+    let (rollup_files, quality_files) = futures::try_join!(
+        write_rollups(store, &days, rollups, progress),
+        timed(
+            "quality",
+            rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
+        )
+    )?;
+    report.files_written += rollup_files + quality_files;
     report.rollup_days = days;
     if let Some(write) = case_state {
-        let wrote = write.await.map_err(|e| Error::Background {
-            what: "case_state".into(),
-            reason: e.to_string(),
-        })??;
-        report.files_written += usize::from(wrote);
+        report.files_written += usize::from(store::finish_write(write, "case_state").await?);
     }
-    report.files_written += timed(
-        "quality",
-        rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
-    )
-    .await?;
     Ok(true)
 }
 
@@ -541,6 +582,39 @@ impl Changes {
 }
 
 /// Write the rows of one day (without the `dt` column) to `PREFIX/dt=DAY/part-00000.parquet`.
+/// Write the daily and cumulative rollup files of `days` from `rollups`
+/// (daily, cumulative; each with a `dt` column); how many changed.
+async fn write_rollups(
+    store: &Arc<dyn ObjectStore>,
+    days: &[NaiveDate],
+    (daily, cumulative): (Vec<RecordBatch>, Vec<RecordBatch>),
+    progress: &dyn Progress,
+) -> Result<usize> {
+    let written = Instant::now();
+    let (daily, cumulative) = (Arc::new(daily), Arc::new(cumulative));
+    let files = days.iter().flat_map(|&day| {
+        [
+            ("rollups/daily", day, Arc::clone(&daily)),
+            ("rollups/cumulative", day, Arc::clone(&cumulative)),
+        ]
+    });
+    // Encoding is CPU work: two files at a time keep both cores busy.
+    let mut writes = futures::stream::iter(
+        files.map(|(prefix, day, batches)| write_day(store, prefix, day, batches)),
+    )
+    .buffer_unordered(2);
+    let mut changed = 0;
+    while let Some(wrote) = writes.try_next().await? {
+        changed += wrote;
+        progress.advance();
+    }
+    tracing::debug!(
+        seconds = written.elapsed().as_secs_f64(),
+        "Rollup files written."
+    );
+    Ok(changed)
+}
+
 async fn write_day(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,

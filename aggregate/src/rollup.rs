@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
 use object_store::ObjectStore;
 
-use crate::error::{query, Result};
+use crate::error::Result;
 use crate::open_cases::Days;
 use crate::tables::{query_batch, register_batches, Computed};
 
@@ -475,9 +475,9 @@ async fn materialize(ctx: &SessionContext, name: &str, sqls: &[String]) -> Resul
     let mut schema = None;
     let mut batches = Vec::new();
     for sql in sqls {
-        let df = ctx.sql(sql).await.map_err(query(name))?;
-        schema.get_or_insert_with(|| Arc::new(df.schema().as_arrow().clone()));
-        batches.extend(df.collect().await.map_err(query(name))?);
+        let (planned, got) = crate::tables::run_query(ctx, name, sql).await?;
+        schema.get_or_insert(planned);
+        batches.extend(got);
     }
     if let Some(schema) = schema {
         register_batches(ctx, name, schema, batches)?;
@@ -562,12 +562,7 @@ async fn materialize_hours(ctx: &SessionContext, days: &Days) -> Result<()> {
 
 /// Run `sql` and collect its result.
 async fn collect(ctx: &SessionContext, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
-    ctx.sql(sql)
-        .await
-        .map_err(query(what))?
-        .collect()
-        .await
-        .map_err(query(what))
+    Ok(crate::tables::run_query(ctx, what, sql).await?.1)
 }
 
 /// The days of a `dt`-like column (strings `YYYY-MM-DD`, or dates).
@@ -696,27 +691,31 @@ fn chunk_days(
     chunks
 }
 
-/// Daily and cumulative rollups for `days` (consecutive, as registered in
-/// the `days` table), sorted by day, level (city first) and area code. Both
-/// include a `dt` column. With `has_previous`, the tables
-/// `previous_cumulative` and `previous_reporter_firsts` hold the cumulative
-/// rollups of the day before the first and the last run's reporters' first
-/// days. Also rewrites the reporters' first days ([`REPORTER_FIRSTS`]).
-pub(crate) async fn compute(
+/// The intermediate tables built from curated visits alone. They need
+/// neither `case_state` nor the `days` table, so a run builds them while
+/// `case_state` is updated ([`materialize_visit_tables`]).
+const VISIT_TABLES: &[&str] = &[
+    "grid_targets",
+    "grid_firsts",
+    "reporter_days",
+    "reporter_firsts",
+];
+
+/// Build the [`VISIT_TABLES`] for rollups of `days` (consecutive, the
+/// first being where recomputation starts). With `has_previous`,
+/// `previous_reporter_firsts` holds the last run's reporters' first days.
+pub(crate) async fn materialize_visit_tables(
     ctx: &SessionContext,
-    store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
     has_previous: bool,
-) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+) -> Result<()> {
     let Some(first) = days.first() else {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(());
     };
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
-    let day_table =
-        Days::from_batch(&query_batch(ctx, "days", "SELECT * FROM days ORDER BY dt").await?)?;
-    materialize_open_cases(ctx, &day_table).await?;
-    for (name, sql) in materialized(&from, has_previous, Computed::InMemory) {
+    let tables = materialized(&from, has_previous, Computed::InMemory);
+    for (name, sql) in tables.into_iter().filter(|(n, _)| VISIT_TABLES.contains(n)) {
         let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
             Some((_, by_days)) => chunks
                 .iter()
@@ -732,22 +731,59 @@ pub(crate) async fn compute(
         };
         materialize(ctx, name, &sqls).await?;
     }
+    Ok(())
+}
+
+/// Daily and cumulative rollups for `days` (consecutive, as registered in
+/// the `days` table), sorted by day, level (city first) and area code. Both
+/// include a `dt` column. The [`VISIT_TABLES`] must have been built for
+/// the same days ([`materialize_visit_tables`]). With `has_previous`, the
+/// table `previous_cumulative` holds the cumulative rollups of the day
+/// before the first. Also rewrites the reporters' first days
+/// ([`REPORTER_FIRSTS`]), in the background: the returned task.
+pub(crate) async fn compute(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    days: &[NaiveDate],
+    has_previous: bool,
+) -> Result<(
+    Vec<RecordBatch>,
+    Vec<RecordBatch>,
+    crate::store::BackgroundWrite,
+)> {
+    let Some(first) = days.first() else {
+        return Ok((Vec::new(), Vec::new(), tokio::spawn(async { Ok(false) })));
+    };
+    let from = first.format("%Y-%m-%d").to_string();
+    let day_table =
+        Days::from_batch(&query_batch(ctx, "days", "SELECT * FROM days ORDER BY dt").await?)?;
+    materialize_open_cases(ctx, &day_table).await?;
+    let tables = materialized(&from, has_previous, Computed::InMemory);
+    for (name, sql) in tables
+        .into_iter()
+        .filter(|(n, _)| !VISIT_TABLES.contains(n))
+    {
+        materialize(ctx, name, &[sql]).await?;
+    }
     materialize_hours(ctx, &day_table).await?;
-    crate::store::write_query(
-        ctx,
-        store,
-        "reporter_firsts",
-        "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
-          ORDER BY grid_id, reporter_id, reporter_role",
-        REPORTER_FIRSTS,
-    )
-    .await?;
-    let totals = ctx
-        .sql(&area_totals_sql())
-        .await
-        .map_err(query("area_running"))?;
-    let schema = Arc::new(totals.schema().as_arrow().clone());
-    let totals = totals.collect().await.map_err(query("area_running"))?;
+    // Its encoding overlaps the queries below.
+    let reporter_firsts = {
+        let (ctx, store) = (ctx.clone(), Arc::clone(store));
+        tokio::spawn(async move {
+            let (_, wrote) = crate::store::write_query(
+                &ctx,
+                &store,
+                "reporter_firsts",
+                "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
+                  ORDER BY grid_id, reporter_id, reporter_role",
+                REPORTER_FIRSTS,
+            )
+            .await?;
+            Ok(wrote)
+        })
+    };
+    let (schema, totals) =
+        crate::tables::run_query(ctx, "area_running", &area_totals_sql()).await?;
     let summed: Vec<&str> = FLOWS
         .iter()
         .copied()
@@ -768,7 +804,7 @@ pub(crate) async fn compute(
     }
     let cumulative = out.pop().unwrap_or_default();
     let daily = out.pop().unwrap_or_default();
-    Ok((daily, cumulative))
+    Ok((daily, cumulative, reporter_firsts))
 }
 
 /// The earliest day on which a case opened on or after `from` was

@@ -396,9 +396,34 @@ pub(crate) async fn query_batch(
     what: &str,
     sql: &str,
 ) -> Result<RecordBatch> {
-    let df = ctx.sql(sql).await.map_err(query(what))?;
-    let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(query(what))?;
+    let (planned, batches) = run_query(ctx, what, sql).await?;
     let schema = batches.first().map_or(planned, |b| b.schema());
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+/// Run `sql` and collect its batches and schema, logging at trace level
+/// how long planning and running took.
+pub(crate) async fn run_query(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let started = std::time::Instant::now();
+    let df = ctx.sql(sql).await.map_err(query(what))?;
+    let logical = started.elapsed().as_secs_f64();
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.map_err(query(what))?;
+    let physical = started.elapsed().as_secs_f64();
+    let batches = datafusion::physical_plan::collect(plan, task)
+        .await
+        .map_err(query(what))?;
+    tracing::trace!(
+        what,
+        logical,
+        physical = physical - logical,
+        run = started.elapsed().as_secs_f64() - physical,
+        "Query done."
+    );
+    Ok((schema, batches))
 }
