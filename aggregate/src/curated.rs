@@ -388,12 +388,7 @@ async fn hold_case_state(
                 body.finish()
             })
         };
-        let body = encoded
-            .await
-            .map_err(|e| crate::error::Error::Background {
-                what: path.clone(),
-                reason: e.to_string(),
-            })??;
+        let body = crate::error::joined(encoded, &path).await?;
         put_if_changed(&store, &path, body).await
     }))
 }

@@ -68,3 +68,12 @@ pub(crate) fn query(
     let step = step.into();
     move |source| Error::Query { step, source }
 }
+
+/// The result of a task run in the background for `what` (encoding, a
+/// write), or why it did not finish.
+pub(crate) async fn joined<T>(task: tokio::task::JoinHandle<Result<T>>, what: &str) -> Result<T> {
+    task.await.map_err(|e| Error::Background {
+        what: what.into(),
+        reason: e.to_string(),
+    })?
+}

@@ -317,14 +317,8 @@ struct RollupStart {
     from: NaiveDate,
     /// The days recomputed: `from` to the last day.
     days: Vec<NaiveDate>,
-    /// The cumulative rollups of the day before `from`, when continued.
-    previous_cumulative: Option<String>,
-}
-
-impl RollupStart {
-    fn has_previous(&self) -> bool {
-        self.previous_cumulative.is_some()
-    }
+    /// Whether they continue the previous run's cumulative rollups.
+    has_previous: bool,
 }
 
 /// Rollups from `from` on, if they can continue the previous run's:
@@ -361,7 +355,7 @@ async fn rollup_start(
     Ok(RollupStart {
         from,
         days,
-        previous_cumulative,
+        has_previous: previous_cumulative.is_some(),
     })
 }
 
@@ -437,7 +431,7 @@ async fn rollup_step(
     };
     let visit_tables = timed(
         "visit tables",
-        rollup::materialize_visit_tables(ctx, &start.days, start.has_previous()),
+        rollup::materialize_visit_tables(ctx, &start.days, start.has_previous),
     );
     let case_state = if matches!(plan.case_state, CaseStateWork::Update(_)) {
         futures::try_join!(case_state, visit_tables)?.0
@@ -464,20 +458,26 @@ async fn rollup_step(
             let earlier = start.from.min(day).max(opts.campaign_start);
             if earlier < start.from {
                 start = rollup_start(ctx, store, opts, earlier, last_day).await?;
-                rollup::materialize_visit_tables(ctx, &start.days, start.has_previous()).await?;
+                rollup::materialize_visit_tables(ctx, &start.days, start.has_previous).await?;
             }
         }
     }
     let days = start.days;
     let mut rollups = (Vec::new(), Vec::new());
+    let mut background: Vec<(&str, store::BackgroundWrite)> = Vec::new();
+    if let Some(write) = case_state {
+        background.push(("case_state", write));
+    }
     if !days.is_empty() {
         progress.step("rollup", days.len() as u64 * 2);
         tables::register_days(ctx, start.from, last_day, opts.overdue_hours)?;
-        let (daily, cumulative, reporter_firsts) =
-            rollup::compute(ctx, store, &days, start.previous_cumulative.is_some()).await?;
-        report.files_written +=
-            usize::from(store::finish_write(reporter_firsts, rollup::REPORTER_FIRSTS).await?);
-        rollups = (daily, cumulative);
+        // The visit tables are final: their state file is encoded while
+        // the rollups are computed.
+        background.push((
+            rollup::REPORTER_FIRSTS,
+            rollup::write_reporter_firsts(ctx, store),
+        ));
+        rollups = rollup::compute(ctx, &days, start.has_previous).await?;
     }
     // The quality table's queries overlap the encoding of rollup files.
     let (rollup_files, quality_files) = futures::try_join!(
@@ -489,8 +489,8 @@ async fn rollup_step(
     )?;
     report.files_written += rollup_files + quality_files;
     report.rollup_days = days;
-    if let Some(write) = case_state {
-        report.files_written += usize::from(store::finish_write(write, "case_state").await?);
+    for (what, write) in background {
+        report.files_written += usize::from(error::joined(write, what).await?);
     }
     Ok(true)
 }
@@ -626,10 +626,7 @@ async fn write_day(
         let path = path.clone();
         tokio::task::spawn_blocking(move || encode_day(&batches, day, &path))
     };
-    let body = encoded.await.map_err(|e| Error::Background {
-        what: path.clone(),
-        reason: e.to_string(),
-    })??;
+    let body = error::joined(encoded, &path).await?;
     match body {
         Some(body) => Ok(usize::from(
             store::put_if_changed(store, &path, body).await?,

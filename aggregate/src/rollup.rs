@@ -739,20 +739,14 @@ pub(crate) async fn materialize_visit_tables(
 /// include a `dt` column. The [`VISIT_TABLES`] must have been built for
 /// the same days ([`materialize_visit_tables`]). With `has_previous`, the
 /// table `previous_cumulative` holds the cumulative rollups of the day
-/// before the first. Also rewrites the reporters' first days
-/// ([`REPORTER_FIRSTS`]), in the background: the returned task.
+/// before the first.
 pub(crate) async fn compute(
     ctx: &SessionContext,
-    store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
     has_previous: bool,
-) -> Result<(
-    Vec<RecordBatch>,
-    Vec<RecordBatch>,
-    crate::store::BackgroundWrite,
-)> {
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
     let Some(first) = days.first() else {
-        return Ok((Vec::new(), Vec::new(), tokio::spawn(async { Ok(false) })));
+        return Ok((Vec::new(), Vec::new()));
     };
     let from = first.format("%Y-%m-%d").to_string();
     let day_table =
@@ -766,22 +760,6 @@ pub(crate) async fn compute(
         materialize(ctx, name, &[sql]).await?;
     }
     materialize_hours(ctx, &day_table).await?;
-    // Its encoding overlaps the queries below.
-    let reporter_firsts = {
-        let (ctx, store) = (ctx.clone(), Arc::clone(store));
-        tokio::spawn(async move {
-            let (_, wrote) = crate::store::write_query(
-                &ctx,
-                &store,
-                "reporter_firsts",
-                "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
-                  ORDER BY grid_id, reporter_id, reporter_role",
-                REPORTER_FIRSTS,
-            )
-            .await?;
-            Ok(wrote)
-        })
-    };
     let (schema, totals) =
         crate::tables::run_query(ctx, "area_running", &area_totals_sql()).await?;
     let summed: Vec<&str> = FLOWS
@@ -804,7 +782,28 @@ pub(crate) async fn compute(
     }
     let cumulative = out.pop().unwrap_or_default();
     let daily = out.pop().unwrap_or_default();
-    Ok((daily, cumulative, reporter_firsts))
+    Ok((daily, cumulative))
+}
+
+/// Rewrite the reporters' first days ([`REPORTER_FIRSTS`]) from the
+/// materialized `reporter_firsts` table, in the background.
+pub(crate) fn write_reporter_firsts(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+) -> crate::store::BackgroundWrite {
+    let (ctx, store) = (ctx.clone(), Arc::clone(store));
+    tokio::spawn(async move {
+        let (_, wrote) = crate::store::write_query(
+            &ctx,
+            &store,
+            "reporter_firsts",
+            "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
+              ORDER BY grid_id, reporter_id, reporter_role",
+            REPORTER_FIRSTS,
+        )
+        .await?;
+        Ok(wrote)
+    })
 }
 
 /// The earliest day on which a case opened on or after `from` was

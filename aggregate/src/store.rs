@@ -211,14 +211,6 @@ pub(crate) async fn write_parquet(
 /// object.
 pub(crate) type BackgroundWrite = tokio::task::JoinHandle<Result<bool>>;
 
-/// Wait for a background write of `what`; whether it changed the object.
-pub(crate) async fn finish_write(write: BackgroundWrite, what: &str) -> Result<bool> {
-    write.await.map_err(|e| crate::error::Error::Background {
-        what: what.into(),
-        reason: e.to_string(),
-    })?
-}
-
 /// Run `sql` and write its result as the one Parquet object at `path`
 /// (see [`write_parquet`]), encoding batches as they come. Returns the rows
 /// and whether it wrote.
