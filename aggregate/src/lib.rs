@@ -22,6 +22,7 @@ mod percentiles;
 pub mod rollup;
 pub mod store;
 pub mod tables;
+mod target_firsts;
 #[cfg(test)]
 mod test_support;
 
@@ -205,7 +206,7 @@ pub async fn run(
         .as_ref()
         .and_then(|p| p.rollups.as_ref())
         .map(|m| m.through);
-    if rollup_step(&ctx, &store, opts, &plan, &mut report, progress).await? {
+    if Box::pin(rollup_step(&ctx, &store, opts, &plan, &mut report, progress)).await? {
         rollups_through = Some(last_day);
     }
     report.timings.push(("rollup".into(), t.elapsed()));
@@ -317,14 +318,15 @@ struct RollupStart {
     from: NaiveDate,
     /// The days recomputed: `from` to the last day.
     days: Vec<NaiveDate>,
-    /// Whether they continue the previous run's cumulative rollups.
-    has_previous: bool,
+    /// What the previous run left, when they continue its rollups.
+    previous: Option<rollup::Previous>,
 }
 
 /// Rollups from `from` on, if they can continue the previous run's:
-/// that needs the cumulative rows of the day before and the reporters'
-/// first days; without either, they start from the beginning. Registers
-/// `previous_cumulative` and `previous_reporter_firsts` when continuing.
+/// that needs the cumulative rows of the day before, the reporters' first
+/// days and the targets' first days of every day before; without any of
+/// them, they start from the beginning. Registers `previous_cumulative`
+/// and `previous_reporter_firsts` when continuing.
 async fn rollup_start(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
@@ -332,30 +334,33 @@ async fn rollup_start(
     mut from: NaiveDate,
     last_day: NaiveDate,
 ) -> Result<RollupStart> {
-    let previous_cumulative = match from.pred_opt() {
-        Some(before) if from > opts.campaign_start => {
-            let path = format!(
-                "rollups/cumulative/{}/part-00000.parquet",
-                dt_partition(before)
-            );
-            let both = store::exists(store, &path).await?
-                && store::exists(store, rollup::REPORTER_FIRSTS).await?;
-            both.then_some(path)
+    let mut previous = None;
+    if let Some(before) = from.pred_opt().filter(|_| from > opts.campaign_start) {
+        let cumulative = format!(
+            "rollups/cumulative/{}/part-00000.parquet",
+            dt_partition(before)
+        );
+        if store::exists(store, &cumulative).await?
+            && store::exists(store, rollup::REPORTER_FIRSTS).await?
+        {
+            if let Some(target_firsts) =
+                target_firsts::previous_files(store, opts.campaign_start, from).await?
+            {
+                tables::register_file(ctx, "previous_cumulative", &cumulative).await?;
+                tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS)
+                    .await?;
+                previous = Some(rollup::Previous { target_firsts });
+            }
         }
-        _ => None,
-    };
-    match &previous_cumulative {
-        Some(path) => {
-            tables::register_file(ctx, "previous_cumulative", path).await?;
-            tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS).await?;
-        }
-        None => from = opts.campaign_start,
+    }
+    if previous.is_none() {
+        from = opts.campaign_start;
     }
     let days = from.iter_days().take_while(|d| *d <= last_day).collect();
     Ok(RollupStart {
         from,
         days,
-        has_previous: previous_cumulative.is_some(),
+        previous,
     })
 }
 
@@ -431,14 +436,19 @@ async fn rollup_step(
     };
     let visit_tables = timed(
         "visit tables",
-        rollup::materialize_visit_tables(ctx, &start.days, start.has_previous),
+        rollup::materialize_visit_tables(
+            ctx,
+            store,
+            &start.days,
+            opts.campaign_start,
+            start.previous.as_ref(),
+        ),
     );
-    let case_state = if matches!(plan.case_state, CaseStateWork::Update(_)) {
-        futures::try_join!(case_state, visit_tables)?.0
+    let (case_state, mut target_firsts) = if matches!(plan.case_state, CaseStateWork::Update(_)) {
+        futures::try_join!(case_state, visit_tables)?
     } else {
         let case_state = case_state.await?;
-        visit_tables.await?;
-        case_state
+        (case_state, visit_tables.await?)
     };
     // A new `case_state` is registered in memory and written meanwhile;
     // one that stands is read from the lake.
@@ -458,12 +468,19 @@ async fn rollup_step(
             let earlier = start.from.min(day).max(opts.campaign_start);
             if earlier < start.from {
                 start = rollup_start(ctx, store, opts, earlier, last_day).await?;
-                rollup::materialize_visit_tables(ctx, &start.days, start.has_previous).await?;
+                target_firsts = rollup::materialize_visit_tables(
+                    ctx,
+                    store,
+                    &start.days,
+                    opts.campaign_start,
+                    start.previous.as_ref(),
+                )
+                .await?;
             }
         }
     }
     let days = start.days;
-    let mut rollups = (Vec::new(), Vec::new());
+    let continuing = start.previous.is_some();
     let mut background: Vec<(&str, store::BackgroundWrite)> = Vec::new();
     if let Some(write) = case_state {
         background.push(("case_state", write));
@@ -471,22 +488,39 @@ async fn rollup_step(
     if !days.is_empty() {
         progress.step("rollup", days.len() as u64 * 2);
         tables::register_days(ctx, start.from, last_day, opts.overdue_hours)?;
-        // The visit tables are final: their state file is encoded while
-        // the rollups are computed.
+        // The visit tables are final: their state is encoded while the
+        // rollups are computed.
         background.push((
             rollup::REPORTER_FIRSTS,
             rollup::write_reporter_firsts(ctx, store),
         ));
-        rollups = rollup::compute(ctx, &days, start.has_previous).await?;
+        background.push((
+            target_firsts::TARGET_FIRSTS,
+            target_firsts::write(store, target_firsts),
+        ));
     }
-    // The quality table's queries overlap the encoding of rollup files.
-    let (rollup_files, quality_files) = futures::try_join!(
-        write_rollups(store, &days, rollups, progress),
-        timed(
-            "quality",
-            rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
-        )
-    )?;
+    let compute = async {
+        if days.is_empty() {
+            Ok((Vec::new(), Vec::new()))
+        } else {
+            Box::pin(rollup::compute(ctx, &days, continuing)).await
+        }
+    };
+    let quality = timed(
+        "quality",
+        rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
+    );
+    // The quality table's queries overlap the rollups' on a refresh (all
+    // small), and the encoding of rollup files on a rebuild.
+    let (rollup_files, quality_files) = if continuing {
+        futures::try_join!(
+            async { write_rollups(store, &days, compute.await?, progress).await },
+            quality
+        )?
+    } else {
+        let rollups = compute.await?;
+        futures::try_join!(write_rollups(store, &days, rollups, progress), quality)?
+    };
     report.files_written += rollup_files + quality_files;
     report.rollup_days = days;
     for (what, write) in background {

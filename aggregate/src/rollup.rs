@@ -99,19 +99,29 @@ fn grid_targets_sql(days: &str) -> String {
     )
 }
 
-/// Targets first visited per day and grid (1.67M groups for 10M visits).
+/// Targets first visited per day and grid (1.67M groups for 10M visits),
+/// in SQL: what DuckDB runs in `gridstat bench rollup`. gridstat finds the
+/// targets visited before `from` in its state instead ([`crate::target_firsts`]).
 /// The first day is taken as a date: the minimum of a string per group
 /// cost DataFusion a third of the query.
 fn grid_firsts_sql(from: &str) -> String {
+    firsts_per_grid_sql(&format!(
+        "(SELECT grid_id, target_kind, target_id, MIN(CAST(dt AS DATE)) AS first_dt FROM curated_visits WHERE dt >= '{from}' \
+           GROUP BY grid_id, target_kind, target_id) t \
+         WHERE NOT EXISTS (SELECT 1 FROM curated_visits h WHERE h.dt < '{from}' \
+           AND h.grid_id = t.grid_id AND h.target_kind = t.target_kind AND h.target_id = t.target_id)"
+    ))
+}
+
+/// `grid_firsts` from `targets`: rows of targets first visited, with
+/// `grid_id`, `target_kind` and `first_dt` (a date).
+pub(crate) fn firsts_per_grid_sql(targets: &str) -> String {
     format!(
         "SELECT CAST(first_dt AS VARCHAR) AS f_dt, grid_id AS f_grid, \
            SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_new, \
            SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_new, \
            SUM(CASE WHEN target_kind = 'venue' THEN 1 ELSE 0 END) AS venues_new \
-         FROM (SELECT grid_id, target_kind, target_id, MIN(CAST(dt AS DATE)) AS first_dt FROM curated_visits WHERE dt >= '{from}' \
-           GROUP BY grid_id, target_kind, target_id) t \
-         WHERE NOT EXISTS (SELECT 1 FROM curated_visits h WHERE h.dt < '{from}' \
-           AND h.grid_id = t.grid_id AND h.target_kind = t.target_kind AND h.target_id = t.target_id) \
+         FROM {targets} \
          GROUP BY first_dt, grid_id"
     )
 }
@@ -702,20 +712,32 @@ const VISIT_TABLES: &[&str] = &[
 ];
 
 /// Build the [`VISIT_TABLES`] for rollups of `days` (consecutive, the
-/// first being where recomputation starts). With `has_previous`,
-/// `previous_reporter_firsts` holds the last run's reporters' first days.
+/// first being where recomputation starts). `previous` is what the last
+/// run left for the days before: with it, `previous_reporter_firsts` holds
+/// the reporters' first days, and [`Previous::target_firsts`] the state
+/// files of the targets' first days. Returns the targets' first days to
+/// keep as state ([`crate::target_firsts::write`]).
 pub(crate) async fn materialize_visit_tables(
     ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
-    has_previous: bool,
-) -> Result<()> {
+    campaign_start: NaiveDate,
+    previous: Option<&Previous>,
+) -> Result<crate::target_firsts::NewFirsts> {
     let Some(first) = days.first() else {
-        return Ok(());
+        return Ok(Default::default());
     };
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
-    let tables = materialized(&from, has_previous, Computed::InMemory);
+    let tables = materialized(&from, previous.is_some(), Computed::InMemory);
+    let mut firsts = Default::default();
     for (name, sql) in tables.into_iter().filter(|(n, _)| VISIT_TABLES.contains(n)) {
+        if name == "grid_firsts" {
+            let state = previous.map_or(&[][..], |p| p.target_firsts.as_slice());
+            firsts =
+                crate::target_firsts::materialize(ctx, store, days, campaign_start, state).await?;
+            continue;
+        }
         let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
             Some((_, by_days)) => chunks
                 .iter()
@@ -731,7 +753,17 @@ pub(crate) async fn materialize_visit_tables(
         };
         materialize(ctx, name, &sqls).await?;
     }
-    Ok(())
+    Ok(firsts)
+}
+
+/// What the last run left for the days before the first recomputed one:
+/// besides its cumulative rollups and reporters' first days (registered as
+/// `previous_cumulative` and `previous_reporter_firsts`), the state files
+/// of the targets' first days.
+#[derive(Debug, Clone)]
+pub(crate) struct Previous {
+    /// [`crate::target_firsts::state_path`] of every day before.
+    pub(crate) target_firsts: Vec<String>,
 }
 
 /// Daily and cumulative rollups for `days` (consecutive, as registered in
@@ -751,15 +783,44 @@ pub(crate) async fn compute(
     let from = first.format("%Y-%m-%d").to_string();
     let day_table =
         Days::from_batch(&query_batch(ctx, "days", "SELECT * FROM days ORDER BY dt").await?)?;
-    materialize_open_cases(ctx, &day_table).await?;
-    let tables = materialized(&from, has_previous, Computed::InMemory);
-    for (name, sql) in tables
+    let mut tables: BTreeMap<&str, String> = materialized(&from, has_previous, Computed::InMemory)
         .into_iter()
         .filter(|(n, _)| !VISIT_TABLES.contains(n))
-    {
-        materialize(ctx, name, &[sql]).await?;
+        .collect();
+    let mut chain = |names: &[&'static str]| {
+        let sqls: Vec<(&str, String)> = names
+            .iter()
+            .filter_map(|n| tables.remove(n).map(|sql| (*n, sql)))
+            .collect();
+        async move {
+            for (name, sql) in sqls {
+                materialize(ctx, name, &[sql]).await?;
+            }
+            Ok(())
+        }
+    };
+    let (areas, reporters) = (
+        chain(&["grid_day", "area_day"]),
+        chain(&["reporters_day", "reporters_cum"]),
+    );
+    debug_assert!(tables.is_empty(), "every table is in a chain: {tables:?}");
+    let areas = async {
+        materialize_open_cases(ctx, &day_table).await?;
+        areas.await
+    };
+    let hours = materialize_hours(ctx, &day_table);
+    // Three independent chains of small queries, mostly planning: a
+    // refresh runs them together; a rebuild one after the other, so that
+    // peak memory stays that of the largest.
+    if has_previous {
+        // Boxed: three chains side by side make a future too large for a
+        // thread's stack in a debug build.
+        futures::try_join!(Box::pin(areas), Box::pin(reporters), Box::pin(hours))?;
+    } else {
+        areas.await?;
+        reporters.await?;
+        hours.await?;
     }
-    materialize_hours(ctx, &day_table).await?;
     let (schema, totals) =
         crate::tables::run_query(ctx, "area_running", &area_totals_sql()).await?;
     let summed: Vec<&str> = FLOWS
@@ -769,8 +830,7 @@ pub(crate) async fn compute(
         .collect();
     let running = running_sums(&totals, &["level", "area_code"], "dt", &summed)?;
     register_batches(ctx, "area_running", schema, running.into_iter().collect())?;
-    let mut out = Vec::new();
-    for (name, cumulative) in [("rollups_daily", false), ("rollups_cumulative", true)] {
+    let final_table = |name: &'static str, cumulative: bool| async move {
         let started = std::time::Instant::now();
         let batches = collect(ctx, name, &final_sql(cumulative, has_previous)).await?;
         tracing::debug!(
@@ -778,11 +838,12 @@ pub(crate) async fn compute(
             seconds = started.elapsed().as_secs_f64(),
             "Computed."
         );
-        out.push(batches);
-    }
-    let cumulative = out.pop().unwrap_or_default();
-    let daily = out.pop().unwrap_or_default();
-    Ok((daily, cumulative))
+        Ok::<_, crate::error::Error>(batches)
+    };
+    futures::try_join!(
+        final_table("rollups_daily", false),
+        final_table("rollups_cumulative", true)
+    )
 }
 
 /// Rewrite the reporters' first days ([`REPORTER_FIRSTS`]) from the
