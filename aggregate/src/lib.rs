@@ -175,13 +175,18 @@ pub async fn run(
 
     let t = Instant::now();
     // The curated tables as curation left them (`case_state` is
-    // registered once rewritten, in the rollup step).
-    for spec in tables::TABLES
-        .iter()
-        .filter(|t| tables::is_curated_day_table(t))
-    {
-        tables::register(&ctx, &store, spec).await?;
-    }
+    // registered once rewritten, in the rollup step), together: each
+    // reads the footers of its files.
+    timed(
+        "register curated tables",
+        futures::future::try_join_all(
+            tables::TABLES
+                .iter()
+                .filter(|t| tables::is_curated_day_table(t))
+                .map(|spec| tables::register(&ctx, &store, spec)),
+        ),
+    )
+    .await?;
     let plan = RollupPlan {
         continue_after,
         first_changed: changes.days.first().copied(),
@@ -206,7 +211,16 @@ pub async fn run(
         .as_ref()
         .and_then(|p| p.rollups.as_ref())
         .map(|m| m.through);
-    if Box::pin(rollup_step(&ctx, &store, opts, &plan, &mut report, progress)).await? {
+    if Box::pin(rollup_step(
+        &ctx,
+        &store,
+        opts,
+        &plan,
+        &mut report,
+        progress,
+    ))
+    .await?
+    {
         rollups_through = Some(last_day);
     }
     report.timings.push(("rollup".into(), t.elapsed()));
@@ -340,17 +354,17 @@ async fn rollup_start(
             "rollups/cumulative/{}/part-00000.parquet",
             dt_partition(before)
         );
-        if store::exists(store, &cumulative).await?
-            && store::exists(store, rollup::REPORTER_FIRSTS).await?
-        {
-            if let Some(target_firsts) =
-                target_firsts::previous_files(store, opts.campaign_start, from).await?
-            {
-                tables::register_file(ctx, "previous_cumulative", &cumulative).await?;
+        let (has_cumulative, has_reporters, target_firsts) = futures::try_join!(
+            store::exists(store, &cumulative),
+            store::exists(store, rollup::REPORTER_FIRSTS),
+            target_firsts::previous_files(store, opts.campaign_start, from)
+        )?;
+        if let Some(target_firsts) = target_firsts.filter(|_| has_cumulative && has_reporters) {
+            futures::try_join!(
+                tables::register_file(ctx, "previous_cumulative", &cumulative),
                 tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS)
-                    .await?;
-                previous = Some(rollup::Previous { target_firsts });
-            }
+            )?;
+            previous = Some(rollup::Previous { target_firsts });
         }
     }
     if previous.is_none() {
@@ -414,7 +428,11 @@ async fn rollup_step(
         None => opts.campaign_start,
     }
     .max(opts.campaign_start);
-    let mut start = rollup_start(ctx, store, opts, from, last_day).await?;
+    let mut start = timed(
+        "rollup start",
+        rollup_start(ctx, store, opts, from, last_day),
+    )
+    .await?;
     // On a refresh, the tables of visits alone are built while
     // `case_state` is updated: both are mostly fixed per-query costs. A
     // rebuild does one after the other, so that peak memory stays that of
@@ -499,28 +517,19 @@ async fn rollup_step(
             target_firsts::write(store, target_firsts),
         ));
     }
-    let compute = async {
-        if days.is_empty() {
-            Ok((Vec::new(), Vec::new()))
-        } else {
-            Box::pin(rollup::compute(ctx, &days, continuing)).await
-        }
-    };
-    let quality = timed(
-        "quality",
-        rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
-    );
-    // The quality table's queries overlap the rollups' on a refresh (all
-    // small), and the encoding of rollup files on a rebuild.
-    let (rollup_files, quality_files) = if continuing {
-        futures::try_join!(
-            async { write_rollups(store, &days, compute.await?, progress).await },
-            quality
-        )?
+    let rollups = if days.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
-        let rollups = compute.await?;
-        futures::try_join!(write_rollups(store, &days, rollups, progress), quality)?
+        Box::pin(rollup::compute(ctx, &days, continuing)).await?
     };
+    // The quality table's queries overlap the encoding of rollup files.
+    let (rollup_files, quality_files) = futures::try_join!(
+        write_rollups(store, &days, rollups, progress),
+        timed(
+            "quality",
+            rollup::write_quality(ctx, store, plan.has_quarantine, plan.quality_days.as_ref()),
+        )
+    )?;
     report.files_written += rollup_files + quality_files;
     report.rollup_days = days;
     for (what, write) in background {
