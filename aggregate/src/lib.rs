@@ -332,8 +332,8 @@ struct RollupStart {
     from: NaiveDate,
     /// The days recomputed: `from` to the last day.
     days: Vec<NaiveDate>,
-    /// What the previous run left, when they continue its rollups.
-    previous: Option<rollup::Previous>,
+    /// Whether they continue the previous run's rollups and state.
+    has_previous: bool,
 }
 
 /// Rollups from `from` on, if they can continue the previous run's:
@@ -348,33 +348,33 @@ async fn rollup_start(
     mut from: NaiveDate,
     last_day: NaiveDate,
 ) -> Result<RollupStart> {
-    let mut previous = None;
+    let mut has_previous = false;
     if let Some(before) = from.pred_opt().filter(|_| from > opts.campaign_start) {
         let cumulative = format!(
             "rollups/cumulative/{}/part-00000.parquet",
             dt_partition(before)
         );
-        let (has_cumulative, has_reporters, target_firsts) = futures::try_join!(
+        let found = futures::try_join!(
             store::exists(store, &cumulative),
             store::exists(store, rollup::REPORTER_FIRSTS),
-            target_firsts::previous_files(store, opts.campaign_start, from)
+            target_firsts::covers(store, opts.campaign_start, from)
         )?;
-        if let Some(target_firsts) = target_firsts.filter(|_| has_cumulative && has_reporters) {
+        if found == (true, true, true) {
             futures::try_join!(
                 tables::register_file(ctx, "previous_cumulative", &cumulative),
                 tables::register_file(ctx, "previous_reporter_firsts", rollup::REPORTER_FIRSTS)
             )?;
-            previous = Some(rollup::Previous { target_firsts });
+            has_previous = true;
         }
     }
-    if previous.is_none() {
+    if !has_previous {
         from = opts.campaign_start;
     }
     let days = from.iter_days().take_while(|d| *d <= last_day).collect();
     Ok(RollupStart {
         from,
         days,
-        previous,
+        has_previous,
     })
 }
 
@@ -459,7 +459,7 @@ async fn rollup_step(
             store,
             &start.days,
             opts.campaign_start,
-            start.previous.as_ref(),
+            start.has_previous,
         ),
     );
     let (case_state, mut target_firsts) = if matches!(plan.case_state, CaseStateWork::Update(_)) {
@@ -491,14 +491,14 @@ async fn rollup_step(
                     store,
                     &start.days,
                     opts.campaign_start,
-                    start.previous.as_ref(),
+                    start.has_previous,
                 )
                 .await?;
             }
         }
     }
     let days = start.days;
-    let continuing = start.previous.is_some();
+    let continuing = start.has_previous;
     let mut background: Vec<(&str, store::BackgroundWrite)> = Vec::new();
     if let Some(write) = case_state {
         background.push(("case_state", write));

@@ -614,9 +614,12 @@ pub(crate) fn materialized(
     previous_reporters: bool,
     computed: Computed,
 ) -> Vec<(&'static str, String)> {
-    let mut tables = vec![
-        ("grid_targets", grid_targets_sql(&format!("dt >= '{from}'"))),
-        ("grid_firsts", grid_firsts_sql(from)),
+    let mut tables = vec![("grid_targets", grid_targets_sql(&format!("dt >= '{from}'")))];
+    if computed == Computed::InSql {
+        // gridstat builds it with `target_firsts::materialize`.
+        tables.push(("grid_firsts", grid_firsts_sql(from)));
+    }
+    tables.extend([
         ("grid_day", grid_day_sql(from, computed)),
         ("area_day", area_day_sql()),
         (
@@ -626,7 +629,7 @@ pub(crate) fn materialized(
         ("reporter_firsts", reporter_firsts_sql(from, previous_reporters)),
         ("reporters_day", reporters_sql(false, from)),
         ("reporters_cum", reporters_sql(true, from)),
-    ];
+    ]);
     if computed == Computed::InSql {
         // gridstat builds these with `materialize_hours`.
         tables.push(("hours_day", hours_sql(false, from)));
@@ -701,43 +704,32 @@ fn chunk_days(
     chunks
 }
 
-/// The intermediate tables built from curated visits alone. They need
-/// neither `case_state` nor the `days` table, so a run builds them while
+/// The intermediate tables built from curated visits alone by SQL (with
+/// `grid_firsts`, built from the targets' state). They need neither
+/// `case_state` nor the `days` table, so a run builds them while
 /// `case_state` is updated ([`materialize_visit_tables`]).
-const VISIT_TABLES: &[&str] = &[
-    "grid_targets",
-    "grid_firsts",
-    "reporter_days",
-    "reporter_firsts",
-];
+const VISIT_TABLES: &[&str] = &["grid_targets", "reporter_days", "reporter_firsts"];
 
-/// Build the [`VISIT_TABLES`] for rollups of `days` (consecutive, the
-/// first being where recomputation starts). `previous` is what the last
-/// run left for the days before: with it, `previous_reporter_firsts` holds
-/// the reporters' first days, and [`Previous::target_firsts`] the state
-/// files of the targets' first days. Returns the targets' first days to
-/// keep as state ([`crate::target_firsts::write`]).
+/// Build the [`VISIT_TABLES`] and `grid_firsts` for rollups of `days`
+/// (consecutive, the first being where recomputation starts). With
+/// `has_previous`, the last run's state holds the days before:
+/// `previous_reporter_firsts` the reporters' first days, and
+/// `_state/target_firsts` the targets'. Returns the targets' first days
+/// to keep as state ([`crate::target_firsts::write`]).
 pub(crate) async fn materialize_visit_tables(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
     campaign_start: NaiveDate,
-    previous: Option<&Previous>,
+    has_previous: bool,
 ) -> Result<crate::target_firsts::NewFirsts> {
     let Some(first) = days.first() else {
         return Ok(Default::default());
     };
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
-    let tables = materialized(&from, previous.is_some(), Computed::InMemory);
-    let mut firsts = Default::default();
+    let tables = materialized(&from, has_previous, Computed::InMemory);
     for (name, sql) in tables.into_iter().filter(|(n, _)| VISIT_TABLES.contains(n)) {
-        if name == "grid_firsts" {
-            let state = previous.map_or(&[][..], |p| p.target_firsts.as_slice());
-            firsts =
-                crate::target_firsts::materialize(ctx, store, days, campaign_start, state).await?;
-            continue;
-        }
         let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
             Some((_, by_days)) => chunks
                 .iter()
@@ -753,17 +745,7 @@ pub(crate) async fn materialize_visit_tables(
         };
         materialize(ctx, name, &sqls).await?;
     }
-    Ok(firsts)
-}
-
-/// What the last run left for the days before the first recomputed one:
-/// besides its cumulative rollups and reporters' first days (registered as
-/// `previous_cumulative` and `previous_reporter_firsts`), the state files
-/// of the targets' first days.
-#[derive(Debug, Clone)]
-pub(crate) struct Previous {
-    /// [`crate::target_firsts::state_path`] of every day before.
-    pub(crate) target_firsts: Vec<String>,
+    crate::target_firsts::materialize(ctx, store, days, campaign_start, has_previous).await
 }
 
 /// Daily and cumulative rollups for `days` (consecutive, as registered in

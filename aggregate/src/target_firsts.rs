@@ -82,24 +82,27 @@ impl Hasher for KeyHasher {
 
 type KeyMap = HashMap<u128, usize, BuildHasherDefault<KeyHasher>>;
 
-/// The state files of every day from the campaign's start up to `from`
-/// (excluded), if the lake holds them all (a lake aggregated before this
-/// state existed, or by a run that did not finish, does not).
-pub(crate) async fn previous_files(
-    store: &Arc<dyn ObjectStore>,
-    campaign_start: NaiveDate,
-    from: NaiveDate,
-) -> Result<Option<Vec<String>>> {
-    let listed = crate::store::list(store, TARGET_FIRSTS).await?;
-    let wanted: Vec<String> = campaign_start
+/// The state objects of the days from the campaign's start up to `from`
+/// (excluded): what a refresh reads for the targets visited before it.
+fn earlier_paths(campaign_start: NaiveDate, from: NaiveDate) -> Vec<String> {
+    campaign_start
         .iter_days()
         .take_while(|d| *d < from)
         .map(state_path)
-        .collect();
-    Ok(wanted
+        .collect()
+}
+
+/// Whether the lake holds the state of every day before `from` (a lake
+/// aggregated before this state existed does not).
+pub(crate) async fn covers(
+    store: &Arc<dyn ObjectStore>,
+    campaign_start: NaiveDate,
+    from: NaiveDate,
+) -> Result<bool> {
+    let listed = crate::store::list(store, TARGET_FIRSTS).await?;
+    Ok(earlier_paths(campaign_start, from)
         .iter()
-        .all(|p| listed.contains_key(p))
-        .then_some(wanted))
+        .all(|p| listed.contains_key(p)))
 }
 
 /// The keys of the targets first visited on each recomputed day: the
@@ -122,27 +125,32 @@ fn visited_sql(from: NaiveDate) -> String {
 
 /// Build the table `grid_firsts` (targets first visited, per day and grid)
 /// for `days` (consecutive, recomputation starting at the first).
-/// `previous`: the state files of the days before the first ([`previous_files`]);
-/// visits before the campaign's start are read from the curated table.
+/// With `has_previous`, the targets visited before the first are in the
+/// state ([`covers`]); visits before the campaign's start are read from
+/// the curated table.
 pub(crate) async fn materialize(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
     campaign_start: NaiveDate,
-    previous: &[String],
+    has_previous: bool,
 ) -> Result<NewFirsts> {
     let Some(&from) = days.first() else {
         return Ok(NewFirsts::default());
     };
     let started = std::time::Instant::now();
+    let paths = if has_previous {
+        earlier_paths(campaign_start, from)
+    } else {
+        Vec::new()
+    };
     let sql = visited_sql(from);
     let (visited, (early, bodies)) = futures::try_join!(
         query_batch(ctx, "targets visited", &sql),
-        earlier_keys(ctx, store, campaign_start.min(from), previous)
+        earlier_keys(ctx, store, campaign_start, &paths)
     )?;
     let keys = keys_of(&visited)?;
     let early = keys_of(&early)?;
-    let paths = previous.to_vec();
     let (keys, seen) = crate::error::joined(
         tokio::task::spawn_blocking(move || {
             let seen = seen_among(&keys, &paths, bodies, &early)?;
@@ -152,13 +160,12 @@ pub(crate) async fn materialize(
     )
     .await?;
     let first_dt = visited.column(3).as_primitive::<Date32Type>();
-    let is_new: BooleanArray = seen.iter().map(|seen| Some(!seen)).collect();
     let mut firsts = NewFirsts {
         days: days.to_vec(),
         keys: BTreeMap::new(),
     };
     for (i, key) in keys.iter().enumerate() {
-        if is_new.value(i) && first_dt.is_valid(i) {
+        if !seen[i] && first_dt.is_valid(i) {
             if let Some(day) = first_dt.value_as_date(i) {
                 firsts.keys.entry(day).or_default().push(*key);
             }
@@ -167,6 +174,7 @@ pub(crate) async fn materialize(
     for keys in firsts.keys.values_mut() {
         keys.sort_unstable();
     }
+    let is_new: BooleanArray = seen.iter().map(|seen| Some(!seen)).collect();
     let new_targets = arrow::compute::filter_record_batch(&visited, &is_new)?;
     register_batches(ctx, "new_targets", new_targets.schema(), vec![new_targets])?;
     let (schema, batches) = run_query(
@@ -188,22 +196,22 @@ pub(crate) async fn materialize(
     Ok(firsts)
 }
 
-/// What holds the targets visited before the recomputed days: the
-/// `previous` state objects, and the curated visits before
-/// `before_start` (none, unless ingest and aggregate were given different
-/// campaign starts).
+/// What holds the targets visited before the recomputed days: the state
+/// objects at `paths`, and the curated visits before `campaign_start`
+/// (none, unless ingest and aggregate were given different campaign
+/// starts).
 async fn earlier_keys(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
-    before_start: NaiveDate,
-    previous: &[String],
+    campaign_start: NaiveDate,
+    paths: &[String],
 ) -> Result<(RecordBatch, Vec<Bytes>)> {
     let early_sql = format!(
-        "SELECT DISTINCT grid_id, target_kind, target_id FROM curated_visits WHERE dt < '{before_start}'"
+        "SELECT DISTINCT grid_id, target_kind, target_id FROM curated_visits WHERE dt < '{campaign_start}'"
     );
     futures::try_join!(
         query_batch(ctx, "targets visited before the campaign", &early_sql),
-        futures::future::try_join_all(previous.iter().map(|path| read(store, path)))
+        futures::future::try_join_all(paths.iter().map(|path| read(store, path)))
     )
 }
 
