@@ -12,11 +12,11 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use object_store::ObjectStore;
 
 use crate::error::{query, Result};
-use crate::store::{put_if_changed, write_parquet, write_query, ParquetBody};
+use crate::store::{put_if_changed, write_parquet, ParquetBody};
 use crate::tables::{register_raw_day, Computed, RAW_CASES, RAW_VISITS};
 use gridstat_schemas::arrow_schema::{raw_cases_schema, raw_visits_schema};
 use gridstat_schemas::time::local_midnight;
@@ -31,30 +31,50 @@ const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporte
 const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, r.grid_id, g.town_code, g.county_code, \
     r.status, r.updated_at, r.handler_id, r.source_topic, r.source_partition, r.source_offset, r.received_at";
 
-/// Deduplicate the raw rows in `table` (one day's files, see
-/// [`crate::tables::register_raw_day`]). Most submissions arrive once:
-/// only those with several copies are ranked (a window over a whole day's
-/// rows sorts every column of every row).
+/// Deduplicate the raw rows of the days whose tables are `tables` (see
+/// [`crate::tables::register_raw_day`]), each with its day as
+/// [`DAY_COLUMN`], within each day. Most submissions arrive once: only
+/// those with several copies are ranked (a window over a whole day's rows
+/// sorts every column of every row).
 /// Each join's left side is the one hashed, without statistics to say
 /// otherwise, so the narrow sides come first: hashing the day's raw rows
 /// held them twice, once there and once in the sort (2.1 GiB at 10M).
-fn dedup_sql(table: &str, columns: &str, order: &str) -> String {
+/// Rows come sorted by day first, then by `order`, with [`DAY_COLUMN`]
+/// last.
+fn dedup_sql(tables: &[(String, NaiveDate)], columns: &str, order: &str) -> String {
+    let raw = tables
+        .iter()
+        .map(|(table, day)| {
+            format!(
+                "SELECT *, '{}' AS {DAY_COLUMN} FROM {table}",
+                day.format("%Y-%m-%d")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
     format!(
-        "WITH copies AS (SELECT submission_id, COUNT(*) AS copies FROM {table} GROUP BY submission_id), \
-         firsts AS (SELECT submission_id, source_topic, source_partition, source_offset FROM ( \
-           SELECT submission_id, source_topic, source_partition, source_offset, ROW_NUMBER() OVER (PARTITION BY submission_id \
-             ORDER BY received_at ASC NULLS LAST, source_topic, source_partition, source_offset) AS rn \
-           FROM {table} WHERE submission_id IN (SELECT submission_id FROM copies WHERE copies > 1)) \
+        "WITH raw AS ({raw}), \
+         copies AS (SELECT {DAY_COLUMN}, submission_id, COUNT(*) AS copies FROM raw GROUP BY {DAY_COLUMN}, submission_id), \
+         firsts AS (SELECT {DAY_COLUMN}, submission_id, source_topic, source_partition, source_offset FROM ( \
+           SELECT x.{DAY_COLUMN}, x.submission_id, x.source_topic, x.source_partition, x.source_offset, \
+             ROW_NUMBER() OVER (PARTITION BY x.{DAY_COLUMN}, x.submission_id \
+             ORDER BY x.received_at ASC NULLS LAST, x.source_topic, x.source_partition, x.source_offset) AS rn \
+           FROM (SELECT {DAY_COLUMN}, submission_id FROM copies WHERE copies > 1) m \
+           JOIN raw x ON x.{DAY_COLUMN} = m.{DAY_COLUMN} AND x.submission_id = m.submission_id) \
            WHERE rn = 1) \
-         SELECT {columns} FROM registry_grids g RIGHT JOIN ( \
-           firsts f RIGHT JOIN (copies c JOIN {table} r ON r.submission_id = c.submission_id) \
-           ON r.submission_id = f.submission_id) \
+         SELECT {columns}, r.{DAY_COLUMN} FROM registry_grids g RIGHT JOIN ( \
+           firsts f RIGHT JOIN (copies c JOIN raw r ON r.{DAY_COLUMN} = c.{DAY_COLUMN} AND r.submission_id = c.submission_id) \
+           ON r.{DAY_COLUMN} = f.{DAY_COLUMN} AND r.submission_id = f.submission_id) \
          ON r.grid_id = g.grid_id \
          WHERE (c.copies = 1 OR (r.source_topic = f.source_topic \
            AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
-         ORDER BY {order}"
+         ORDER BY r.{DAY_COLUMN}, {order}"
     )
 }
+
+/// The day of a row in a curation query over several days: dropped
+/// before the rows are written to their day's files.
+const DAY_COLUMN: &str = "curated_dt";
 
 /// Row counts of one curated day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,88 +87,164 @@ pub struct CuratedDay {
     pub files_written: usize,
 }
 
-/// Rebuild the curated tables of one day.
-pub(crate) async fn curate_day(
+/// One curated day's objects as they are built.
+struct DayFiles {
+    dt: String,
+    visits: ParquetBody,
+    hardships: Vec<RecordBatch>,
+    hazards: Vec<RecordBatch>,
+    cases: ParquetBody,
+    counts: CuratedDay,
+}
+
+/// Rebuild the curated tables of `days` (ascending), one query per table
+/// for all of them: a refresh's few small days cost one query's planning
+/// and fixed costs instead of one per day.
+pub(crate) async fn curate_days(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
-    day: NaiveDate,
-) -> Result<CuratedDay> {
-    let dt = gridstat_schemas::lake::dt_partition(day);
-    let mut out = CuratedDay::default();
-    // Days are curated concurrently, each from tables of its own.
-    let (raw_visits, raw_cases) = (
-        format!("raw_visits_{}", day.format("%Y%m%d")),
-        format!("raw_cases_{}", day.format("%Y%m%d")),
-    );
-    for (spec, schema, name) in [
-        (&RAW_VISITS, raw_visits_schema(), &raw_visits),
-        (&RAW_CASES, raw_cases_schema(), &raw_cases),
-    ] {
-        register_raw_day(ctx, spec, &schema, day, name).await?;
+    days: &[NaiveDate],
+) -> Result<Vec<CuratedDay>> {
+    let mut visit_tables = Vec::new();
+    let mut case_tables = Vec::new();
+    for &day in days {
+        let (raw_visits, raw_cases) = (
+            format!("raw_visits_{}", day.format("%Y%m%d")),
+            format!("raw_cases_{}", day.format("%Y%m%d")),
+        );
+        register_raw_day(ctx, &RAW_VISITS, &raw_visits_schema(), day, &raw_visits).await?;
+        register_raw_day(ctx, &RAW_CASES, &raw_cases_schema(), day, &raw_cases).await?;
+        visit_tables.push((raw_visits, day));
+        case_tables.push((raw_cases, day));
     }
     let visits_sql = dedup_sql(
-        &raw_visits,
+        &visit_tables,
         VISIT_COLUMNS,
         "g.county_code, g.town_code, r.grid_id, r.visited_at, r.submission_id",
     );
-    let df = ctx
-        .sql(&visits_sql)
-        .await
-        .map_err(query("curated visits"))?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    // Encoded as the sorted rows come, instead of holding the whole day
-    // as Arrow and then as Parquet.
-    let visits_path = format!("curated/visits/{dt}/part-00000.parquet");
-    let mut visits = ParquetBody::new(&visits_path, &schema)?;
-    let (mut hardships, mut hazards) = (Vec::new(), Vec::new());
-    let mut stream = df.execute_stream().await.map_err(query("curated visits"))?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(query("curated visits"))?;
-        out.visits += batch.num_rows();
-        visits.write(&batch)?;
-        hardships.push(explode(&batch, "hardships", hardship_schema())?);
-        hazards.push(explode(&batch, "hazards", hazard_schema())?);
+    let cases_sql = dedup_sql(
+        &case_tables,
+        CASE_COLUMNS,
+        "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
+    );
+    let (visits_schema, mut visits, visits_timing) =
+        crate::tables::stream_query(ctx, "curated visits", &visits_sql).await?;
+    let (cases_schema, mut cases, cases_timing) =
+        crate::tables::stream_query(ctx, "curated cases", &cases_sql).await?;
+    let (visits_schema, cases_schema) = (without_day(&visits_schema), without_day(&cases_schema));
+    let mut files = Vec::with_capacity(days.len());
+    for &day in days {
+        let dt = gridstat_schemas::lake::dt_partition(day);
+        files.push(DayFiles {
+            visits: ParquetBody::new(
+                &format!("curated/visits/{dt}/part-00000.parquet"),
+                &visits_schema,
+            )?,
+            cases: ParquetBody::new(
+                &format!("curated/cases/{dt}/part-00000.parquet"),
+                &cases_schema,
+            )?,
+            dt,
+            hardships: Vec::new(),
+            hazards: Vec::new(),
+            counts: CuratedDay::default(),
+        });
     }
-    out.files_written += usize::from(put_if_changed(store, &visits_path, visits.finish()?).await?);
-    out.files_written += usize::from(
+    // Encoded as the sorted rows come, instead of holding the days as
+    // Arrow and then as Parquet.
+    while let Some(batch) = visits.next().await {
+        let batch = batch.map_err(query("curated visits"))?;
+        for (i, rows) in by_day(&batch, days)? {
+            let day = &mut files[i];
+            day.counts.visits += rows.num_rows();
+            day.visits.write(&rows)?;
+            day.hardships
+                .push(explode(&rows, "hardships", hardship_schema())?);
+            day.hazards
+                .push(explode(&rows, "hazards", hazard_schema())?);
+        }
+    }
+    visits_timing.done();
+    while let Some(batch) = cases.next().await {
+        let batch = batch.map_err(query("curated cases"))?;
+        for (i, rows) in by_day(&batch, days)? {
+            files[i].counts.cases += rows.num_rows();
+            files[i].cases.write(&rows)?;
+        }
+    }
+    cases_timing.done();
+    for (table, _) in visit_tables.iter().chain(&case_tables) {
+        ctx.deregister_table(table.as_str())
+            .map_err(query("curated tables"))?;
+    }
+    futures::future::try_join_all(files.into_iter().map(|day| write_day(store, day))).await
+}
+
+/// Write one curated day's objects (those that changed).
+async fn write_day(store: &Arc<dyn ObjectStore>, day: DayFiles) -> Result<CuratedDay> {
+    let DayFiles {
+        dt,
+        visits,
+        hardships,
+        hazards,
+        cases,
+        mut counts,
+    } = day;
+    let (visits_path, cases_path) = (visits.path().to_string(), cases.path().to_string());
+    let written = futures::future::try_join_all([
+        put_if_changed(store, &visits_path, visits.finish()?).boxed(),
         write_parquet(
             store,
             &format!("curated/hardships/{dt}/part-00000.parquet"),
             hardship_schema(),
             &hardships,
         )
-        .await?,
-    );
-    out.files_written += usize::from(
+        .boxed(),
         write_parquet(
             store,
             &format!("curated/hazards/{dt}/part-00000.parquet"),
             hazard_schema(),
             &hazards,
         )
-        .await?,
-    );
-
-    let cases_sql = dedup_sql(
-        &raw_cases,
-        CASE_COLUMNS,
-        "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
-    );
-    let (cases, wrote) = write_query(
-        ctx,
-        store,
-        "curated cases",
-        &cases_sql,
-        &format!("curated/cases/{dt}/part-00000.parquet"),
-    )
+        .boxed(),
+        put_if_changed(store, &cases_path, cases.finish()?).boxed(),
+    ])
     .await?;
-    out.cases = cases;
-    out.files_written += usize::from(wrote);
-    for name in [raw_visits, raw_cases] {
-        ctx.deregister_table(name.as_str())
-            .map_err(query("curated tables"))?;
+    counts.files_written = written.into_iter().filter(|w| *w).count();
+    Ok(counts)
+}
+
+/// `schema` without its last column, [`DAY_COLUMN`].
+fn without_day(schema: &SchemaRef) -> SchemaRef {
+    let fields = &schema.fields()[..schema.fields().len() - 1];
+    Arc::new(Schema::new(fields.to_vec()))
+}
+
+/// The runs of rows of one day in `batch` (sorted by [`DAY_COLUMN`], its
+/// last column), each with its day's index in `days` and without that
+/// column.
+fn by_day(batch: &RecordBatch, days: &[NaiveDate]) -> Result<Vec<(usize, RecordBatch)>> {
+    let last = batch.num_columns() - 1;
+    let day_of = arrow::compute::cast(batch.column(last), &DataType::Date32)?;
+    let day_of = day_of.as_primitive::<arrow::datatypes::Date32Type>();
+    let rows = batch.project(&(0..last).collect::<Vec<_>>())?;
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < batch.num_rows() {
+        let day = day_of.value_as_date(start);
+        let mut end = start + 1;
+        while end < batch.num_rows() && day_of.value(end) == day_of.value(start) {
+            end += 1;
+        }
+        let index = days.iter().position(|d| Some(*d) == day).ok_or_else(|| {
+            arrow::error::ArrowError::InvalidArgumentError(format!(
+                "a curated row of {day:?}, not one of the days curated"
+            ))
+        })?;
+        runs.push((index, rows.slice(start, end - start)));
+        start = end;
     }
-    Ok(out)
+    Ok(runs)
 }
 
 fn child_base_fields() -> Vec<Field> {

@@ -158,19 +158,28 @@ pub async fn run(
     let t = Instant::now();
     progress.step("curate", changes.days.len() as u64);
     for group in raw.curation_groups(&changes.days) {
-        let curated = futures::future::try_join_all(
-            group
-                .iter()
-                .map(|&day| curate_or_clear(&ctx, &store, &raw, day)),
-        )
-        .await?;
-        for (day, d) in group.into_iter().zip(curated) {
+        let (with_raw, without): (Vec<NaiveDate>, Vec<NaiveDate>) =
+            group.iter().partition(|day| raw.days.contains(day));
+        let curated = if with_raw.is_empty() {
+            Vec::new()
+        } else {
+            curated::curate_days(&ctx, &store, &with_raw).await?
+        };
+        for &day in &without {
+            clear_curated(&store, day).await?;
+        }
+        for (day, d) in with_raw.into_iter().zip(curated) {
             report.files_written += d.files_written;
             report.visits_curated += d.visits;
             report.days_curated.push(day);
             progress.advance();
         }
+        for day in without {
+            report.days_curated.push(day);
+            progress.advance();
+        }
     }
+    report.days_curated.sort_unstable();
     report.timings.push(("curate".into(), t.elapsed()));
 
     let t = Instant::now();
@@ -280,10 +289,10 @@ impl RawListing {
             .sum()
     }
 
-    /// `days` in order, cut into groups curated at the same time: small
-    /// days (late arrivals, a refresh) are mostly fixed per-query costs and
-    /// overlap well, while a large day is curated alone so that peak memory
-    /// stays that of one day.
+    /// `days` in order, cut into groups curated by one query each: small
+    /// days (late arrivals, a refresh) are mostly fixed per-query costs,
+    /// paid once for the group, while a large day is curated alone so that
+    /// peak memory stays that of one day.
     fn curation_groups(&self, days: &BTreeSet<NaiveDate>) -> Vec<Vec<NaiveDate>> {
         let mut groups: Vec<Vec<NaiveDate>> = Vec::new();
         let mut group_bytes = 0;
@@ -304,26 +313,17 @@ impl RawListing {
     }
 }
 
-/// Most days curated at the same time.
+/// Most days curated by one query.
 const CURATE_AT_ONCE: usize = 4;
-/// Most raw bytes of the days curated at the same time.
+/// Most raw bytes of the days curated by one query.
 const CURATE_BYTES_AT_ONCE: u64 = 64 * 1024 * 1024;
 
-/// Curate a day that has raw files; clear the curated files of one that no
-/// longer has any.
-async fn curate_or_clear(
-    ctx: &SessionContext,
-    store: &Arc<dyn ObjectStore>,
-    raw: &RawListing,
-    day: NaiveDate,
-) -> Result<curated::CuratedDay> {
-    if raw.days.contains(&day) {
-        return curated::curate_day(ctx, store, day).await;
-    }
+/// Clear the curated files of a day that no longer has raw files.
+async fn clear_curated(store: &Arc<dyn ObjectStore>, day: NaiveDate) -> Result<()> {
     for table in ["visits", "cases", "hardships", "hazards"] {
         store::delete_prefix(store, &format!("curated/{table}/{}", dt_partition(day))).await?;
     }
-    Ok(curated::CuratedDay::default())
+    Ok(())
 }
 
 /// Where the rollups of a run start.

@@ -728,24 +728,55 @@ pub(crate) async fn materialize_visit_tables(
     };
     let from = first.format("%Y-%m-%d").to_string();
     let chunks = day_chunks(ctx, days).await?;
-    let tables = materialized(&from, has_previous, Computed::InMemory);
-    for (name, sql) in tables.into_iter().filter(|(n, _)| VISIT_TABLES.contains(n)) {
-        let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
-            Some((_, by_days)) => chunks
-                .iter()
-                .map(|(first, last)| {
-                    by_days(&format!(
-                        "dt >= '{}' AND dt <= '{}'",
-                        first.format("%Y-%m-%d"),
-                        last.format("%Y-%m-%d")
-                    ))
-                })
-                .collect(),
-            None => vec![sql],
-        };
-        materialize(ctx, name, &sqls).await?;
+    let mut tables: BTreeMap<&str, String> = materialized(&from, has_previous, Computed::InMemory)
+        .into_iter()
+        .filter(|(n, _)| VISIT_TABLES.contains(n))
+        .collect();
+    let mut chain = |names: &[&'static str]| {
+        let steps: Vec<(&str, Vec<String>)> = names
+            .iter()
+            .filter_map(|n| tables.remove(n).map(|sql| (*n, sql)))
+            .map(|(name, sql)| {
+                let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
+                    Some((_, by_days)) => chunks
+                        .iter()
+                        .map(|(first, last)| {
+                            by_days(&format!(
+                                "dt >= '{}' AND dt <= '{}'",
+                                first.format("%Y-%m-%d"),
+                                last.format("%Y-%m-%d")
+                            ))
+                        })
+                        .collect(),
+                    None => vec![sql],
+                };
+                (name, sqls)
+            })
+            .collect();
+        async move {
+            for (name, sqls) in steps {
+                materialize(ctx, name, &sqls).await?;
+            }
+            Ok(())
+        }
+    };
+    let (targets, reporters) = (
+        chain(&["grid_targets"]),
+        chain(&["reporter_days", "reporter_firsts"]),
+    );
+    debug_assert!(tables.is_empty(), "every table is in a chain: {tables:?}");
+    let firsts = crate::target_firsts::materialize(ctx, store, days, campaign_start, has_previous);
+    // A refresh's tables are a few days' rows, mostly fixed per-query
+    // costs: built side by side. A rebuild builds one after the other, so
+    // that peak memory stays that of the largest.
+    if has_previous {
+        let ((), (), firsts) = futures::try_join!(targets, reporters, Box::pin(firsts))?;
+        Ok(firsts)
+    } else {
+        targets.await?;
+        reporters.await?;
+        firsts.await
     }
-    crate::target_firsts::materialize(ctx, store, days, campaign_start, has_previous).await
 }
 
 /// Daily and cumulative rollups for `days` (consecutive, as registered in

@@ -222,19 +222,15 @@ pub(crate) async fn write_query(
     path: &str,
 ) -> Result<(usize, bool)> {
     use futures::StreamExt;
-    let df = ctx.sql(sql).await.map_err(crate::error::query(what))?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let (schema, mut stream, timing) = crate::tables::stream_query(ctx, what, sql).await?;
     let mut body = ParquetBody::new(path, &schema)?;
-    let mut stream = df
-        .execute_stream()
-        .await
-        .map_err(crate::error::query(what))?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(crate::error::query(what))?;
         rows += batch.num_rows();
         body.write(&batch)?;
     }
+    timing.done();
     Ok((rows, put_if_changed(store, path, body.finish()?).await?))
 }
 
@@ -260,6 +256,11 @@ impl ParquetBody {
             schema,
             writer,
         })
+    }
+
+    /// The object it is for.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
     }
 
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {

@@ -408,6 +408,25 @@ pub(crate) async fn run_query(
     what: &str,
     sql: &str,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (schema, stream, timing) = stream_query(ctx, what, sql).await?;
+    let batches = datafusion::physical_plan::common::collect(stream)
+        .await
+        .map_err(query(what))?;
+    timing.done();
+    Ok((schema, batches))
+}
+
+/// Plan `sql` and start it: its schema, its stream of batches, and the
+/// timing to report once the stream is drained.
+pub(crate) async fn stream_query<'a>(
+    ctx: &SessionContext,
+    what: &'a str,
+    sql: &str,
+) -> Result<(
+    SchemaRef,
+    datafusion::execution::SendableRecordBatchStream,
+    QueryTiming<'a>,
+)> {
     let started = std::time::Instant::now();
     let df = ctx.sql(sql).await.map_err(query(what))?;
     let logical = started.elapsed().as_secs_f64();
@@ -415,15 +434,36 @@ pub(crate) async fn run_query(
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await.map_err(query(what))?;
     let physical = started.elapsed().as_secs_f64();
-    let batches = datafusion::physical_plan::collect(plan, task)
-        .await
-        .map_err(query(what))?;
-    tracing::trace!(
-        what,
-        logical,
-        physical = physical - logical,
-        run = started.elapsed().as_secs_f64() - physical,
-        "Query done."
-    );
-    Ok((schema, batches))
+    let stream = datafusion::physical_plan::execute_stream(plan, task).map_err(query(what))?;
+    Ok((
+        schema,
+        stream,
+        QueryTiming {
+            what,
+            started,
+            logical,
+            physical,
+        },
+    ))
+}
+
+/// When a query was planned and started, for the trace log.
+pub(crate) struct QueryTiming<'a> {
+    what: &'a str,
+    started: std::time::Instant,
+    logical: f64,
+    physical: f64,
+}
+
+impl QueryTiming<'_> {
+    /// Log the planning and run times (the run ends now).
+    pub(crate) fn done(self) {
+        tracing::trace!(
+            what = self.what,
+            logical = self.logical,
+            physical = self.physical - self.logical,
+            run = self.started.elapsed().as_secs_f64() - self.physical,
+            "Query done."
+        );
+    }
 }
