@@ -186,9 +186,9 @@ pub async fn register(
 }
 
 /// Register the files of one day of the raw table `spec` as `name`, a
-/// table without the `dt` column. Curation reads a day at a time: listing
-/// only that day's directory keeps a refresh from walking every raw file of
-/// the campaign once per concurrently curated day.
+/// table without the `dt` column. Curation reads each day through a table
+/// of its own: listing only that day's directory keeps a refresh from
+/// walking every raw file of the campaign.
 pub(crate) async fn register_raw_day(
     ctx: &SessionContext,
     spec: &TableSpec,
