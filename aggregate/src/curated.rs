@@ -31,9 +31,9 @@ const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporte
 const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, r.grid_id, g.town_code, g.county_code, \
     r.status, r.updated_at, r.handler_id, r.source_topic, r.source_partition, r.source_offset, r.received_at";
 
-/// Deduplicate the raw rows of the days whose tables are `tables` (see
-/// [`crate::tables::register_raw_day`]), each with its day as
-/// [`DAY_COLUMN`], within each day. Most submissions arrive once: only
+/// Deduplicate the raw rows of the days whose tables are `tables` (one
+/// per day, in order; see [`crate::tables::register_raw_day`]) within
+/// each day, a row's day being its table's index as [`DAY_COLUMN`]. Most submissions arrive once: only
 /// those with several copies are ranked (a window over a whole day's rows
 /// sorts every column of every row).
 /// Each join's left side is the one hashed, without statistics to say
@@ -41,15 +41,11 @@ const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, 
 /// held them twice, once there and once in the sort (2.1 GiB at 10M).
 /// Rows come sorted by day first, then by `order`, with [`DAY_COLUMN`]
 /// last.
-fn dedup_sql(tables: &[(String, NaiveDate)], columns: &str, order: &str) -> String {
+fn dedup_sql(tables: &[String], columns: &str, order: &str) -> String {
     let raw = tables
         .iter()
-        .map(|(table, day)| {
-            format!(
-                "SELECT *, '{}' AS {DAY_COLUMN} FROM {table}",
-                day.format("%Y-%m-%d")
-            )
-        })
+        .enumerate()
+        .map(|(day, table)| format!("SELECT *, {day} AS {DAY_COLUMN} FROM {table}"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     format!(
@@ -72,9 +68,9 @@ fn dedup_sql(tables: &[(String, NaiveDate)], columns: &str, order: &str) -> Stri
     )
 }
 
-/// The day of a row in a curation query over several days: dropped
-/// before the rows are written to their day's files.
-const DAY_COLUMN: &str = "curated_dt";
+/// The day of a row in a curation query over several days, as its index
+/// among them: dropped before the rows are written to their day's files.
+const DAY_COLUMN: &str = "curated_day";
 
 /// Row counts of one curated day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,7 +89,6 @@ struct DayFiles {
     visits: ParquetBody,
     hardships: Vec<RecordBatch>,
     hazards: Vec<RecordBatch>,
-    cases: ParquetBody,
     counts: CuratedDay,
 }
 
@@ -105,18 +100,22 @@ pub(crate) async fn curate_days(
     store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
 ) -> Result<Vec<CuratedDay>> {
-    let mut visit_tables = Vec::new();
-    let mut case_tables = Vec::new();
-    for &day in days {
-        let (raw_visits, raw_cases) = (
-            format!("raw_visits_{}", day.format("%Y%m%d")),
-            format!("raw_cases_{}", day.format("%Y%m%d")),
-        );
-        register_raw_day(ctx, &RAW_VISITS, &raw_visits_schema(), day, &raw_visits).await?;
-        register_raw_day(ctx, &RAW_CASES, &raw_cases_schema(), day, &raw_cases).await?;
-        visit_tables.push((raw_visits, day));
-        case_tables.push((raw_cases, day));
-    }
+    let names = |table: &str| -> Vec<String> {
+        days.iter()
+            .map(|day| format!("raw_{table}_{}", day.format("%Y%m%d")))
+            .collect()
+    };
+    let (visit_tables, case_tables) = (names("visits"), names("cases"));
+    let (raw_visits, raw_cases) = (raw_visits_schema(), raw_cases_schema());
+    futures::future::try_join_all(days.iter().zip(&visit_tables).zip(&case_tables).flat_map(
+        |((&day, visits), cases)| {
+            [
+                register_raw_day(ctx, &RAW_VISITS, &raw_visits, day, visits).boxed(),
+                register_raw_day(ctx, &RAW_CASES, &raw_cases, day, cases).boxed(),
+            ]
+        },
+    ))
+    .await?;
     let visits_sql = dedup_sql(
         &visit_tables,
         VISIT_COLUMNS,
@@ -127,11 +126,11 @@ pub(crate) async fn curate_days(
         CASE_COLUMNS,
         "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
     );
+    // Cases are queried once the visits are written: a large day (curated
+    // alone) then holds one sort at a time.
     let (visits_schema, mut visits, visits_timing) =
         crate::tables::stream_query(ctx, "curated visits", &visits_sql).await?;
-    let (cases_schema, mut cases, cases_timing) =
-        crate::tables::stream_query(ctx, "curated cases", &cases_sql).await?;
-    let (visits_schema, cases_schema) = (without_day(&visits_schema), without_day(&cases_schema));
+    let visits_schema = without_day(&visits_schema);
     let mut files = Vec::with_capacity(days.len());
     for &day in days {
         let dt = gridstat_schemas::lake::dt_partition(day);
@@ -139,10 +138,6 @@ pub(crate) async fn curate_days(
             visits: ParquetBody::new(
                 &format!("curated/visits/{dt}/part-00000.parquet"),
                 &visits_schema,
-            )?,
-            cases: ParquetBody::new(
-                &format!("curated/cases/{dt}/part-00000.parquet"),
-                &cases_schema,
             )?,
             dt,
             hardships: Vec::new(),
@@ -154,7 +149,7 @@ pub(crate) async fn curate_days(
     // Arrow and then as Parquet.
     while let Some(batch) = visits.next().await {
         let batch = batch.map_err(query("curated visits"))?;
-        for (i, rows) in by_day(&batch, days)? {
+        for (i, rows) in by_day(&batch, &files)? {
             let day = &mut files[i];
             day.counts.visits += rows.num_rows();
             day.visits.write(&rows)?;
@@ -165,29 +160,50 @@ pub(crate) async fn curate_days(
         }
     }
     visits_timing.done();
+    let (cases_schema, mut cases, cases_timing) =
+        crate::tables::stream_query(ctx, "curated cases", &cases_sql).await?;
+    let cases_schema = without_day(&cases_schema);
+    let mut case_bodies = files
+        .iter()
+        .map(|day| {
+            ParquetBody::new(
+                &format!("curated/cases/{}/part-00000.parquet", day.dt),
+                &cases_schema,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     while let Some(batch) = cases.next().await {
         let batch = batch.map_err(query("curated cases"))?;
-        for (i, rows) in by_day(&batch, days)? {
+        for (i, rows) in by_day(&batch, &files)? {
             files[i].counts.cases += rows.num_rows();
-            files[i].cases.write(&rows)?;
+            case_bodies[i].write(&rows)?;
         }
     }
     cases_timing.done();
-    for (table, _) in visit_tables.iter().chain(&case_tables) {
+    for table in visit_tables.iter().chain(&case_tables) {
         ctx.deregister_table(table.as_str())
             .map_err(query("curated tables"))?;
     }
-    futures::future::try_join_all(files.into_iter().map(|day| write_day(store, day))).await
+    futures::future::try_join_all(
+        files
+            .into_iter()
+            .zip(case_bodies)
+            .map(|(day, cases)| write_day(store, day, cases)),
+    )
+    .await
 }
 
 /// Write one curated day's objects (those that changed).
-async fn write_day(store: &Arc<dyn ObjectStore>, day: DayFiles) -> Result<CuratedDay> {
+async fn write_day(
+    store: &Arc<dyn ObjectStore>,
+    day: DayFiles,
+    cases: ParquetBody,
+) -> Result<CuratedDay> {
     let DayFiles {
         dt,
         visits,
         hardships,
         hazards,
-        cases,
         mut counts,
     } = day;
     let (visits_path, cases_path) = (visits.path().to_string(), cases.path().to_string());
@@ -223,24 +239,28 @@ fn without_day(schema: &SchemaRef) -> SchemaRef {
 /// The runs of rows of one day in `batch` (sorted by [`DAY_COLUMN`], its
 /// last column), each with its day's index in `days` and without that
 /// column.
-fn by_day(batch: &RecordBatch, days: &[NaiveDate]) -> Result<Vec<(usize, RecordBatch)>> {
+fn by_day<T>(batch: &RecordBatch, days: &[T]) -> Result<Vec<(usize, RecordBatch)>> {
     let last = batch.num_columns() - 1;
-    let day_of = arrow::compute::cast(batch.column(last), &DataType::Date32)?;
-    let day_of = day_of.as_primitive::<arrow::datatypes::Date32Type>();
+    let day_of = batch
+        .column(last)
+        .as_primitive::<arrow::datatypes::Int64Type>();
     let rows = batch.project(&(0..last).collect::<Vec<_>>())?;
     let mut runs = Vec::new();
     let mut start = 0;
     while start < batch.num_rows() {
-        let day = day_of.value_as_date(start);
-        let mut end = start + 1;
-        while end < batch.num_rows() && day_of.value(end) == day_of.value(start) {
-            end += 1;
-        }
-        let index = days.iter().position(|d| Some(*d) == day).ok_or_else(|| {
-            arrow::error::ArrowError::InvalidArgumentError(format!(
-                "a curated row of {day:?}, not one of the days curated"
-            ))
-        })?;
+        let day = day_of.value(start);
+        let end = (start..batch.num_rows())
+            .find(|&row| day_of.value(row) != day)
+            .unwrap_or(batch.num_rows());
+        let index = usize::try_from(day)
+            .ok()
+            .filter(|&i| i < days.len())
+            .ok_or_else(|| {
+                arrow::error::ArrowError::InvalidArgumentError(format!(
+                    "a curated row of day {day}, of {} curated",
+                    days.len()
+                ))
+            })?;
         runs.push((index, rows.slice(start, end - start)));
         start = end;
     }

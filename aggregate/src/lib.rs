@@ -160,26 +160,20 @@ pub async fn run(
     for group in raw.curation_groups(&changes.days) {
         let (with_raw, without): (Vec<NaiveDate>, Vec<NaiveDate>) =
             group.iter().partition(|day| raw.days.contains(day));
-        let curated = if with_raw.is_empty() {
-            Vec::new()
-        } else {
-            curated::curate_days(&ctx, &store, &with_raw).await?
-        };
         for &day in &without {
             clear_curated(&store, day).await?;
         }
-        for (day, d) in with_raw.into_iter().zip(curated) {
-            report.files_written += d.files_written;
-            report.visits_curated += d.visits;
-            report.days_curated.push(day);
-            progress.advance();
+        if !with_raw.is_empty() {
+            for d in curated::curate_days(&ctx, &store, &with_raw).await? {
+                report.files_written += d.files_written;
+                report.visits_curated += d.visits;
+            }
         }
-        for day in without {
+        for day in group {
             report.days_curated.push(day);
             progress.advance();
         }
     }
-    report.days_curated.sort_unstable();
     report.timings.push(("curate".into(), t.elapsed()));
 
     let t = Instant::now();

@@ -501,6 +501,28 @@ async fn materialize(ctx: &SessionContext, name: &str, sqls: &[String]) -> Resul
     Ok(())
 }
 
+/// The tables `names` taken out of `tables` (name → SQL), in order, each
+/// with the queries that build it (`queries` of its name and SQL).
+fn take_chain(
+    tables: &mut BTreeMap<&'static str, String>,
+    names: &[&'static str],
+    queries: impl Fn(&str, String) -> Vec<String>,
+) -> Vec<(&'static str, Vec<String>)> {
+    names
+        .iter()
+        .filter_map(|&name| tables.remove(name).map(|sql| (name, queries(name, sql))))
+        .collect()
+}
+
+/// Materialize a chain of tables one after another (a table may read
+/// those before it).
+async fn materialize_in_turn(ctx: &SessionContext, steps: Vec<(&str, Vec<String>)>) -> Result<()> {
+    for (name, sqls) in steps {
+        materialize(ctx, name, &sqls).await?;
+    }
+    Ok(())
+}
+
 /// Build [`OPEN_CASES_TABLE`] for `days` with [`crate::open_cases`].
 async fn materialize_open_cases(ctx: &SessionContext, days: &Days) -> Result<()> {
     let started = std::time::Instant::now();
@@ -732,34 +754,23 @@ pub(crate) async fn materialize_visit_tables(
         .into_iter()
         .filter(|(n, _)| VISIT_TABLES.contains(n))
         .collect();
-    let mut chain = |names: &[&'static str]| {
-        let steps: Vec<(&str, Vec<String>)> = names
+    // A table built from consecutive days is built a chunk of days at a
+    // time; the others by their one query.
+    let queries = |name: &str, sql: String| match BY_DAYS.iter().find(|(n, _)| *n == name) {
+        Some((_, by_days)) => chunks
             .iter()
-            .filter_map(|n| tables.remove(n).map(|sql| (*n, sql)))
-            .map(|(name, sql)| {
-                let sqls = match BY_DAYS.iter().find(|(n, _)| *n == name) {
-                    Some((_, by_days)) => chunks
-                        .iter()
-                        .map(|(first, last)| {
-                            by_days(&format!(
-                                "dt >= '{}' AND dt <= '{}'",
-                                first.format("%Y-%m-%d"),
-                                last.format("%Y-%m-%d")
-                            ))
-                        })
-                        .collect(),
-                    None => vec![sql],
-                };
-                (name, sqls)
+            .map(|(first, last)| {
+                by_days(&format!(
+                    "dt >= '{}' AND dt <= '{}'",
+                    first.format("%Y-%m-%d"),
+                    last.format("%Y-%m-%d")
+                ))
             })
-            .collect();
-        async move {
-            for (name, sqls) in steps {
-                materialize(ctx, name, &sqls).await?;
-            }
-            Ok(())
-        }
+            .collect(),
+        None => vec![sql],
     };
+    let mut chain =
+        |names: &[&'static str]| materialize_in_turn(ctx, take_chain(&mut tables, names, queries));
     let (targets, reporters) = (
         chain(&["grid_targets"]),
         chain(&["reporter_days", "reporter_firsts"]),
@@ -801,16 +812,7 @@ pub(crate) async fn compute(
         .filter(|(n, _)| !VISIT_TABLES.contains(n))
         .collect();
     let mut chain = |names: &[&'static str]| {
-        let sqls: Vec<(&str, String)> = names
-            .iter()
-            .filter_map(|n| tables.remove(n).map(|sql| (*n, sql)))
-            .collect();
-        async move {
-            for (name, sql) in sqls {
-                materialize(ctx, name, &[sql]).await?;
-            }
-            Ok(())
-        }
+        materialize_in_turn(ctx, take_chain(&mut tables, names, |_, sql| vec![sql]))
     };
     let (areas, reporters) = (
         chain(&["grid_day", "area_day"]),
