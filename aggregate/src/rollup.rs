@@ -727,10 +727,17 @@ fn chunk_days(
 }
 
 /// The intermediate tables built from curated visits alone by SQL (with
-/// `grid_firsts`, built from the targets' state). They need neither
-/// `case_state` nor the `days` table, so a run builds them while
-/// `case_state` is updated ([`materialize_visit_tables`]).
-const VISIT_TABLES: &[&str] = &["grid_targets", "reporter_days", "reporter_firsts"];
+/// `grid_firsts`, built from the targets' state), and the reporters'
+/// rollup tables built from them. They need neither `case_state` nor the
+/// `days` table, so a run builds them while `case_state` is updated
+/// ([`materialize_visit_tables`]).
+const VISIT_TABLES: &[&str] = &[
+    "grid_targets",
+    "reporter_days",
+    "reporter_firsts",
+    "reporters_day",
+    "reporters_cum",
+];
 
 /// Build the [`VISIT_TABLES`] and `grid_firsts` for rollups of `days`
 /// (consecutive, the first being where recomputation starts). With
@@ -773,7 +780,12 @@ pub(crate) async fn materialize_visit_tables(
         |names: &[&'static str]| materialize_in_turn(ctx, take_chain(&mut tables, names, queries));
     let (targets, reporters) = (
         chain(&["grid_targets"]),
-        chain(&["reporter_days", "reporter_firsts"]),
+        chain(&[
+            "reporter_days",
+            "reporter_firsts",
+            "reporters_day",
+            "reporters_cum",
+        ]),
     );
     debug_assert!(tables.is_empty(), "every table is in a chain: {tables:?}");
     let firsts = crate::target_firsts::materialize(ctx, store, days, campaign_start, has_previous);
@@ -811,12 +823,9 @@ pub(crate) async fn compute(
         .into_iter()
         .filter(|(n, _)| !VISIT_TABLES.contains(n))
         .collect();
-    let mut chain = |names: &[&'static str]| {
-        materialize_in_turn(ctx, take_chain(&mut tables, names, |_, sql| vec![sql]))
-    };
-    let (areas, reporters) = (
-        chain(&["grid_day", "area_day"]),
-        chain(&["reporters_day", "reporters_cum"]),
+    let areas = materialize_in_turn(
+        ctx,
+        take_chain(&mut tables, &["grid_day", "area_day"], |_, sql| vec![sql]),
     );
     debug_assert!(tables.is_empty(), "every table is in a chain: {tables:?}");
     let areas = async {
@@ -824,16 +833,15 @@ pub(crate) async fn compute(
         areas.await
     };
     let hours = materialize_hours(ctx, &day_table);
-    // Three independent chains of small queries, mostly planning: a
-    // refresh runs them together; a rebuild one after the other, so that
-    // peak memory stays that of the largest.
+    // Two independent chains of small queries, mostly planning: a refresh
+    // runs them together; a rebuild one after the other, so that peak
+    // memory stays that of the larger.
     if has_previous {
-        // Boxed: three chains side by side make a future too large for a
+        // Boxed: chains side by side make a future too large for a
         // thread's stack in a debug build.
-        futures::try_join!(Box::pin(areas), Box::pin(reporters), Box::pin(hours))?;
+        futures::try_join!(Box::pin(areas), Box::pin(hours))?;
     } else {
         areas.await?;
-        reporters.await?;
         hours.await?;
     }
     let (schema, totals) =
