@@ -5,7 +5,7 @@
 //! lowest (topic, partition, offset). A resend is byte-identical, so it has
 //! the same event time and lands in the same day partition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
 use futures::{FutureExt, StreamExt};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{query, Result};
 use crate::store::{put_if_changed, write_parquet, ParquetBody};
@@ -372,10 +372,12 @@ fn listed_in(column: &str, table: &str) -> String {
     format!("{column} IN (SELECT case_id FROM {table})")
 }
 
-/// Cases opened more than once (among those of `only`).
+/// Cases opened more than once (among those of `only`), with the first
+/// and last day they were opened on.
 fn reopened_sql(only: Option<&str>) -> String {
     format!(
-        "SELECT case_id FROM ({}) GROUP BY case_id HAVING COUNT(*) > 1",
+        "SELECT case_id, CAST(MIN(opened_dt) AS VARCHAR) AS first_dt, CAST(MAX(opened_dt) AS VARCHAR) AS last_dt \
+         FROM ({}) GROUP BY case_id HAVING COUNT(*) > 1",
         opened_sql(only)
     )
 }
@@ -393,10 +395,26 @@ const CASE_STATE_TABLE: &str = crate::tables::CASE_STATE.name;
 /// How `case_state` is sorted.
 const CASE_STATE_ORDER: &str = "county_code, town_code, grid_id, opened_at, case_id";
 
-/// Build [`REOPENED_TABLE`] for `case_state_sql` with [`Computed::InMemory`].
-async fn register_reopened(ctx: &SessionContext, only: Option<&str>) -> Result<()> {
+/// Build [`REOPENED_TABLE`] for `case_state_sql` with [`Computed::InMemory`];
+/// returns every day from the first to the last opening of those cases.
+async fn register_reopened(ctx: &SessionContext, only: Option<&str>) -> Result<BTreeSet<String>> {
     let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql(only)).await?;
-    crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])
+    let mut days = BTreeSet::new();
+    let first = arrow::compute::cast(reopened.column(1), &DataType::Utf8)?;
+    let last = arrow::compute::cast(reopened.column(2), &DataType::Utf8)?;
+    for (first, last) in first.as_string::<i32>().iter().zip(last.as_string::<i32>()) {
+        let parse = |d: Option<&str>| d.and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        if let (Some(first), Some(last)) = (parse(first), parse(last)) {
+            days.extend(
+                first
+                    .iter_days()
+                    .take_while(|d| *d <= last)
+                    .map(|d| d.format("%Y-%m-%d").to_string()),
+            );
+        }
+    }
+    crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])?;
+    Ok(days)
 }
 
 /// The query behind `case_state`; `epoch_ms` turns a timestamp expression
@@ -457,7 +475,19 @@ pub(crate) fn case_state_sql(
     )
 }
 
-fn case_state_path() -> String {
+/// Where the `case_state` rows of the cases first opened on `day`
+/// (`YYYY-MM-DD`) lie: a refresh rewrites only the days its cases were
+/// opened on.
+fn case_state_path(day: &str) -> String {
+    format!(
+        "{}/dt={day}/part-00000.parquet",
+        gridstat_schemas::lake::CURATED_CASE_STATE
+    )
+}
+
+/// The one object that held all of `case_state` before it was split by
+/// opening day; a write removes it.
+fn legacy_case_state_path() -> String {
     format!(
         "{}/part-00000.parquet",
         gridstat_schemas::lake::CURATED_CASE_STATE
@@ -477,36 +507,171 @@ pub(crate) async fn case_state(
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     register_reopened(ctx, None).await?;
     let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, None);
-    hold_case_state(ctx, store, &sql).await
+    hold_case_state(ctx, store, &sql, None).await
+}
+
+/// The cases an update of `case_state` recomputes.
+///
+/// Their objects to rewrite are those of the days each case is opened on
+/// now and was before. The old day needs no look-up in the old rows: if
+/// the old first opening lay in a recurated day, that day is in
+/// `days`; if not, that opening is unchanged and still one of the case's
+/// openings, so either the case is opened once and its day is the new
+/// one, or it is opened more than once and the day lies between its
+/// first and last opening (in `days` too).
+struct Affected {
+    /// Their ids.
+    ids: HashSet<String>,
+    /// The recurated days and the spans of days of the cases opened more
+    /// than once.
+    days: BTreeSet<String>,
 }
 
 /// Run `sql` (a new `case_state`), register its rows in memory as
-/// `case_state` and write them to the lake in the background. The rollup
-/// step scans the table several times: from memory it skips decoding the
-/// object again each time, and encoding overlaps those scans.
+/// `case_state` and write them to the lake in the background: every
+/// opening day's object for a rebuild (`affected` is `None`), else those
+/// of the days the affected cases were opened on, before or now. The
+/// rollup step scans the table several times: from memory it skips
+/// decoding the objects again each time, and encoding overlaps those scans.
 async fn hold_case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     sql: &str,
+    affected: Option<Affected>,
 ) -> Result<crate::store::BackgroundWrite> {
     let (schema, batches) = crate::tables::run_query(ctx, "case_state", sql).await?;
     crate::tables::register_batches(ctx, CASE_STATE_TABLE, Arc::clone(&schema), batches.clone())?;
     let store = Arc::clone(store);
     Ok(tokio::spawn(async move {
-        let path = case_state_path();
+        let legacy = legacy_case_state_path();
+        // A lake from before the split holds every row in one object: all
+        // days are written then, and the object removed.
+        let days = match affected {
+            Some(affected) if !crate::store::exists(&store, &legacy).await? => {
+                let mut days = affected.days;
+                days.extend(opening_days_of(&batches, &affected.ids)?);
+                Some(days)
+            }
+            _ => None,
+        };
         let encoded = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || -> Result<bytes::Bytes> {
-                let mut body = ParquetBody::new(&path, &schema)?;
-                for batch in &batches {
-                    body.write(batch)?;
-                }
-                body.finish()
+            let days = days.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<(String, bytes::Bytes)>> {
+                by_opening_day(&batches, days.as_ref())?
+                    .into_iter()
+                    .map(|(day, rows)| {
+                        let path = case_state_path(&day);
+                        let mut body = ParquetBody::new(&path, &schema)?;
+                        for batch in &rows {
+                            body.write(batch)?;
+                        }
+                        Ok((path, body.finish()?))
+                    })
+                    .collect()
             })
         };
-        let body = crate::error::joined(encoded, &path).await?;
-        put_if_changed(&store, &path, body).await
+        let encoded = crate::error::joined(encoded, CASE_STATE_TABLE).await?;
+        tracing::debug!(
+            objects = encoded.len(),
+            bytes = encoded.iter().map(|(_, body)| body.len()).sum::<usize>(),
+            all = days.is_none(),
+            "case_state encoded."
+        );
+        let mut wrote = false;
+        let written: BTreeSet<String> = encoded.iter().map(|(path, _)| path.clone()).collect();
+        for (path, body) in encoded {
+            wrote |= put_if_changed(&store, &path, body).await?;
+        }
+        // Objects of the rewritten days (all days, for a rebuild) that no
+        // longer hold any case.
+        let stale: Vec<String> = match &days {
+            Some(days) => days
+                .iter()
+                .map(|day| case_state_path(day))
+                .filter(|path| !written.contains(path))
+                .collect(),
+            None => crate::store::list(&store, gridstat_schemas::lake::CURATED_CASE_STATE)
+                .await?
+                .into_keys()
+                .filter(|path| !written.contains(path))
+                .collect(),
+        };
+        for path in stale {
+            match store
+                .delete(&object_store::path::Path::from(path.as_str()))
+                .await
+            {
+                Ok(()) => wrote = true,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(crate::error::Error::Store { path, source }),
+            }
+        }
+        Ok(wrote)
     }))
+}
+
+/// A row's opening day, as text, for each row of `batch`.
+fn opening_days(batch: &RecordBatch) -> Result<arrow::array::StringArray> {
+    let column = batch.column_by_name("opened_dt").ok_or_else(|| {
+        arrow::error::ArrowError::SchemaError("case_state without opened_dt".into())
+    })?;
+    let days = arrow::compute::cast(column, &DataType::Utf8)?;
+    let days = days.as_string::<i32>().clone();
+    if days.null_count() > 0 {
+        return Err(arrow::error::ArrowError::InvalidArgumentError(
+            "a case_state row without opened_dt".into(),
+        )
+        .into());
+    }
+    Ok(days)
+}
+
+/// The opening days of the rows of `ids` in `batches`.
+fn opening_days_of(batches: &[RecordBatch], ids: &HashSet<String>) -> Result<BTreeSet<String>> {
+    let mut days = BTreeSet::new();
+    for batch in batches {
+        let column = batch.column_by_name("case_id").ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError("case_state without case_id".into())
+        })?;
+        let case_ids = arrow::compute::cast(column, &DataType::Utf8)?;
+        let case_ids = case_ids.as_string::<i32>();
+        let opened = opening_days(batch)?;
+        for (id, day) in case_ids.iter().zip(opened.iter()) {
+            if let (Some(id), Some(day)) = (id, day) {
+                if ids.contains(id) && !days.contains(day) {
+                    days.insert(day.to_string());
+                }
+            }
+        }
+    }
+    Ok(days)
+}
+
+/// The rows of `batches` by opening day (only `days`, when given), each
+/// day's rows in the order they come.
+fn by_opening_day(
+    batches: &[RecordBatch],
+    days: Option<&BTreeSet<String>>,
+) -> Result<BTreeMap<String, Vec<RecordBatch>>> {
+    let mut out: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches {
+        let opened = opening_days(batch)?;
+        let mut rows: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for (i, day) in opened.iter().enumerate() {
+            let Some(day) = day else { continue };
+            if days.is_none_or(|days| days.contains(day)) {
+                rows.entry(day).or_default().push(i as u32);
+            }
+        }
+        for (day, indices) in rows {
+            let taken = arrow::compute::take_record_batch(
+                batch,
+                &arrow::array::UInt32Array::from(indices),
+            )?;
+            out.entry(day.to_string()).or_default().push(taken);
+        }
+    }
+    Ok(out)
 }
 
 /// The cases whose `case_state` row may differ once `days` are curated
@@ -574,28 +739,44 @@ fn updated_case_state_sql(cases_exist: bool) -> String {
 
 /// Register [`AFFECTED_TABLE`] and [`REOPENED_TABLE`] for an update of
 /// the registered `case_state` after `days` were curated again.
-async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> Result<()> {
+async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> Result<Affected> {
     let tables: Vec<&str> = ["curated_hardships", "curated_hazards", "curated_cases"]
         .into_iter()
         .filter(|t| ctx.table_exist(*t).unwrap_or(false))
         .collect();
     let affected =
         crate::tables::query_batch(ctx, AFFECTED_TABLE, &affected_cases_sql(days, &tables)).await?;
+    let ids = arrow::compute::cast(affected.column(0), &DataType::Utf8)?;
+    let ids = ids
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
     crate::tables::register_batches(ctx, AFFECTED_TABLE, affected.schema(), vec![affected])?;
-    register_reopened(ctx, Some(AFFECTED_TABLE)).await
+    let mut spans = register_reopened(ctx, Some(AFFECTED_TABLE)).await?;
+    spans.extend(days.iter().map(|d| d.format("%Y-%m-%d").to_string()));
+    Ok(Affected { ids, days: spans })
 }
 
 /// Update `case_state` (registered, as the last run wrote it) after `days`
 /// were curated again: a refresh recomputes the few cases those days touch
-/// instead of every case.
+/// instead of every case, and rewrites the objects of the days they were
+/// opened on.
 pub(crate) async fn update_case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &BTreeSet<NaiveDate>,
 ) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
-    register_affected(ctx, days).await?;
-    hold_case_state(ctx, store, &updated_case_state_sql(cases_exist)).await
+    let affected = register_affected(ctx, days).await?;
+    hold_case_state(
+        ctx,
+        store,
+        &updated_case_state_sql(cases_exist),
+        Some(affected),
+    )
+    .await
 }
 
 #[cfg(test)]
