@@ -42,6 +42,9 @@ const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, 
 /// Rows come sorted by day first, then by `order`, with [`DAY_COLUMN`]
 /// last.
 fn dedup_sql(tables: &[String], columns: &str, order: &str) -> String {
+    if let [table] = tables {
+        return dedup_day_sql(table, columns, order);
+    }
     let raw = tables
         .iter()
         .enumerate()
@@ -65,6 +68,31 @@ fn dedup_sql(tables: &[String], columns: &str, order: &str) -> String {
          WHERE (c.copies = 1 OR (r.source_topic = f.source_topic \
            AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
          ORDER BY r.{DAY_COLUMN}, {order}"
+    )
+}
+
+/// [`dedup_sql`] for one day (a large day is curated alone): the same
+/// query without the day in its joins. With the day tag (a constant here)
+/// among the join keys, DataFusion held the day's raw rows once more:
+/// curating the 10M lake's largest day (2.16M visits) peaked at 5.6 GB
+/// instead of 2.3 GB.
+fn dedup_day_sql(table: &str, columns: &str, order: &str) -> String {
+    format!(
+        "WITH copies AS (SELECT submission_id, COUNT(*) AS copies FROM {table} GROUP BY submission_id), \
+         firsts AS (SELECT submission_id, source_topic, source_partition, source_offset FROM ( \
+           SELECT x.submission_id, x.source_topic, x.source_partition, x.source_offset, \
+             ROW_NUMBER() OVER (PARTITION BY x.submission_id \
+             ORDER BY x.received_at ASC NULLS LAST, x.source_topic, x.source_partition, x.source_offset) AS rn \
+           FROM (SELECT submission_id FROM copies WHERE copies > 1) m \
+           JOIN {table} x ON x.submission_id = m.submission_id) \
+           WHERE rn = 1) \
+         SELECT {columns}, 0 AS {DAY_COLUMN} FROM registry_grids g RIGHT JOIN ( \
+           firsts f RIGHT JOIN (copies c JOIN {table} r ON r.submission_id = c.submission_id) \
+           ON r.submission_id = f.submission_id) \
+         ON r.grid_id = g.grid_id \
+         WHERE (c.copies = 1 OR (r.source_topic = f.source_topic \
+           AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
+         ORDER BY {order}"
     )
 }
 
