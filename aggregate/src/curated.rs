@@ -41,58 +41,59 @@ const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, 
 /// held them twice, once there and once in the sort (2.1 GiB at 10M).
 /// Rows come sorted by day first, then by `order`, with [`DAY_COLUMN`]
 /// last.
+///
+/// A day curated alone (every large day) is read without the day in any
+/// key: with that constant among the join keys, DataFusion held the day's
+/// raw rows once more (the 10M lake's largest day, 2.16M visits, peaked at
+/// 5.6 GB instead of 2.3 GB); its rows get the day's index 0 at the end.
 fn dedup_sql(tables: &[String], columns: &str, order: &str) -> String {
-    if let [table] = tables {
-        return dedup_day_sql(table, columns, order);
-    }
+    let alone = tables.len() == 1;
     let raw = tables
         .iter()
         .enumerate()
-        .map(|(day, table)| format!("SELECT *, {day} AS {DAY_COLUMN} FROM {table}"))
+        .map(|(day, table)| match alone {
+            true => format!("SELECT * FROM {table}"),
+            false => format!("SELECT *, {day} AS {DAY_COLUMN} FROM {table}"),
+        })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
+    // The day as a key of table `t` (`t.` or none): a list item, or a join
+    // condition with `u`.
+    let key = |t: &str| match alone {
+        true => String::new(),
+        false => format!("{t}{DAY_COLUMN}, "),
+    };
+    let same_day = |t: &str, u: &str| match alone {
+        true => String::new(),
+        false => format!("{t}.{DAY_COLUMN} = {u}.{DAY_COLUMN} AND "),
+    };
+    let day_out = match alone {
+        true => format!("0 AS {DAY_COLUMN}"),
+        false => format!("r.{DAY_COLUMN}"),
+    };
     format!(
         "WITH raw AS ({raw}), \
-         copies AS (SELECT {DAY_COLUMN}, submission_id, COUNT(*) AS copies FROM raw GROUP BY {DAY_COLUMN}, submission_id), \
-         firsts AS (SELECT {DAY_COLUMN}, submission_id, source_topic, source_partition, source_offset FROM ( \
-           SELECT x.{DAY_COLUMN}, x.submission_id, x.source_topic, x.source_partition, x.source_offset, \
-             ROW_NUMBER() OVER (PARTITION BY x.{DAY_COLUMN}, x.submission_id \
+         copies AS (SELECT {day}submission_id, COUNT(*) AS copies FROM raw GROUP BY {day}submission_id), \
+         firsts AS (SELECT {day}submission_id, source_topic, source_partition, source_offset FROM ( \
+           SELECT {x}x.submission_id, x.source_topic, x.source_partition, x.source_offset, \
+             ROW_NUMBER() OVER (PARTITION BY {x}x.submission_id \
              ORDER BY x.received_at ASC NULLS LAST, x.source_topic, x.source_partition, x.source_offset) AS rn \
-           FROM (SELECT {DAY_COLUMN}, submission_id FROM copies WHERE copies > 1) m \
-           JOIN raw x ON x.{DAY_COLUMN} = m.{DAY_COLUMN} AND x.submission_id = m.submission_id) \
+           FROM (SELECT {day}submission_id FROM copies WHERE copies > 1) m \
+           JOIN raw x ON {xm}x.submission_id = m.submission_id) \
            WHERE rn = 1) \
-         SELECT {columns}, r.{DAY_COLUMN} FROM registry_grids g RIGHT JOIN ( \
-           firsts f RIGHT JOIN (copies c JOIN raw r ON r.{DAY_COLUMN} = c.{DAY_COLUMN} AND r.submission_id = c.submission_id) \
-           ON r.{DAY_COLUMN} = f.{DAY_COLUMN} AND r.submission_id = f.submission_id) \
+         SELECT {columns}, {day_out} FROM registry_grids g RIGHT JOIN ( \
+           firsts f RIGHT JOIN (copies c JOIN raw r ON {rc}r.submission_id = c.submission_id) \
+           ON {rf}r.submission_id = f.submission_id) \
          ON r.grid_id = g.grid_id \
          WHERE (c.copies = 1 OR (r.source_topic = f.source_topic \
            AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
-         ORDER BY r.{DAY_COLUMN}, {order}"
-    )
-}
-
-/// [`dedup_sql`] for one day (a large day is curated alone): the same
-/// query without the day in its joins. With the day tag (a constant here)
-/// among the join keys, DataFusion held the day's raw rows once more:
-/// curating the 10M lake's largest day (2.16M visits) peaked at 5.6 GB
-/// instead of 2.3 GB.
-fn dedup_day_sql(table: &str, columns: &str, order: &str) -> String {
-    format!(
-        "WITH copies AS (SELECT submission_id, COUNT(*) AS copies FROM {table} GROUP BY submission_id), \
-         firsts AS (SELECT submission_id, source_topic, source_partition, source_offset FROM ( \
-           SELECT x.submission_id, x.source_topic, x.source_partition, x.source_offset, \
-             ROW_NUMBER() OVER (PARTITION BY x.submission_id \
-             ORDER BY x.received_at ASC NULLS LAST, x.source_topic, x.source_partition, x.source_offset) AS rn \
-           FROM (SELECT submission_id FROM copies WHERE copies > 1) m \
-           JOIN {table} x ON x.submission_id = m.submission_id) \
-           WHERE rn = 1) \
-         SELECT {columns}, 0 AS {DAY_COLUMN} FROM registry_grids g RIGHT JOIN ( \
-           firsts f RIGHT JOIN (copies c JOIN {table} r ON r.submission_id = c.submission_id) \
-           ON r.submission_id = f.submission_id) \
-         ON r.grid_id = g.grid_id \
-         WHERE (c.copies = 1 OR (r.source_topic = f.source_topic \
-           AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
-         ORDER BY {order}"
+         ORDER BY {r}{order}",
+        day = key(""),
+        x = key("x."),
+        r = key("r."),
+        xm = same_day("x", "m"),
+        rc = same_day("r", "c"),
+        rf = same_day("r", "f"),
     )
 }
 
@@ -424,14 +425,26 @@ const CASE_STATE_TABLE: &str = crate::tables::CASE_STATE.name;
 const CASE_STATE_ORDER: &str = "county_code, town_code, grid_id, opened_at, case_id";
 
 /// Build [`REOPENED_TABLE`] for `case_state_sql` with [`Computed::InMemory`];
-/// returns every day from the first to the last opening of those cases.
-async fn register_reopened(ctx: &SessionContext, only: Option<&str>) -> Result<BTreeSet<String>> {
+/// returns its rows.
+async fn register_reopened(ctx: &SessionContext, only: Option<&str>) -> Result<RecordBatch> {
     let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql(only)).await?;
+    crate::tables::register_batches(
+        ctx,
+        REOPENED_TABLE,
+        reopened.schema(),
+        vec![reopened.clone()],
+    )?;
+    Ok(reopened)
+}
+
+/// Every day from the first to the last opening of the cases in
+/// `reopened` (rows of [`reopened_sql`]).
+fn opening_spans(reopened: &RecordBatch) -> Result<BTreeSet<String>> {
     let mut days = BTreeSet::new();
     let first = arrow::compute::cast(reopened.column(1), &DataType::Utf8)?;
     let last = arrow::compute::cast(reopened.column(2), &DataType::Utf8)?;
+    let parse = |d: Option<&str>| d.and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
     for (first, last) in first.as_string::<i32>().iter().zip(last.as_string::<i32>()) {
-        let parse = |d: Option<&str>| d.and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
         if let (Some(first), Some(last)) = (parse(first), parse(last)) {
             days.extend(
                 first
@@ -441,7 +454,6 @@ async fn register_reopened(ctx: &SessionContext, only: Option<&str>) -> Result<B
             );
         }
     }
-    crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])?;
     Ok(days)
 }
 
@@ -782,7 +794,7 @@ async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> 
         .map(str::to_string)
         .collect();
     crate::tables::register_batches(ctx, AFFECTED_TABLE, affected.schema(), vec![affected])?;
-    let mut spans = register_reopened(ctx, Some(AFFECTED_TABLE)).await?;
+    let mut spans = opening_spans(&register_reopened(ctx, Some(AFFECTED_TABLE)).await?)?;
     spans.extend(days.iter().map(|d| d.format("%Y-%m-%d").to_string()));
     Ok(Affected { ids, days: spans })
 }
