@@ -576,7 +576,13 @@ impl Decoder {
             .flatten()
             .collect();
         done.sort_unstable_by_key(|(i, _)| *i);
-        done.into_iter().flat_map(|(_, decoded)| decoded).collect()
+        // Sized up front: growing a block's results by doubling copied
+        // them and faulted in fresh pages at every step.
+        let mut out = Vec::with_capacity(recs.len());
+        for (_, decoded) in done {
+            out.extend(decoded);
+        }
+        out
     }
 }
 
