@@ -8,6 +8,7 @@
 //! batch for the engine.
 
 use std::io::Read;
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -24,8 +25,9 @@ const BLOCK_BYTES: usize = 4 * 1024 * 1024;
 /// Blocks read ahead of the engine.
 const BLOCKS_AHEAD: usize = 2;
 
-/// Filed blocks' buffers kept for the reader to fill again: a fresh 4 MiB
-/// buffer is faulted in page by page (a third of an ingest's page faults).
+/// Filed blocks' buffers waiting to be filled again: a fresh 4 MiB buffer
+/// is faulted in page by page (a third of an ingest's page faults). Enough
+/// for every block between the reader and the engine.
 const SPARE_BUFFERS: usize = BLOCKS_AHEAD + 2;
 
 /// What a file ingest did.
@@ -89,36 +91,32 @@ struct Splitter {
     /// Inside the rest of a line already cut at `max_line`: dropped up to
     /// its newline.
     skipping: bool,
-    /// Buffers of blocks the engine is done with, filled again before new ones.
-    spare: Vec<Vec<u8>>,
+    /// Buffers of blocks the engine is done with, filled again before new
+    /// ones (the channel's capacity bounds how many are kept).
+    spares: Receiver<Vec<u8>>,
 }
 
 impl Splitter {
-    fn new(block_bytes: usize, max_line: usize) -> Self {
+    fn new(block_bytes: usize, max_line: usize, spares: Receiver<Vec<u8>>) -> Self {
         Self {
             block_bytes: block_bytes.max(max_line + 1),
             max_line,
             carry: Vec::new(),
             skipping: false,
-            spare: Vec::new(),
-        }
-    }
-
-    /// Keep a filed block's buffer for a later block.
-    fn recycle(&mut self, mut buffer: Vec<u8>) {
-        if self.spare.len() < SPARE_BUFFERS {
-            buffer.clear();
-            self.spare.push(buffer);
+            spares,
         }
     }
 
     /// The next block, or `None` at the end of input.
     fn next_block<R: Read>(&mut self, reader: &mut R) -> std::io::Result<Option<Lines>> {
         loop {
-            let mut bytes = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(self.block_bytes));
+            let mut bytes = match self.spares.try_recv() {
+                Ok(mut spare) => {
+                    spare.clear();
+                    spare
+                }
+                Err(_) => Vec::with_capacity(self.block_bytes),
+            };
             bytes.append(&mut self.carry);
             let at_end = fill(reader, &mut bytes, self.block_bytes)?;
             if bytes.is_empty() {
@@ -207,15 +205,8 @@ pub async fn ingest_ndjson<R: Read + Send + 'static>(
         .spawn({
             let topic: std::sync::Arc<str> = topic.as_str().into();
             move || {
-                let splitter = Splitter::new(BLOCK_BYTES, MAX_LINE_BYTES);
-                read_blocks(
-                    reader,
-                    splitter,
-                    &topic,
-                    resumed_from,
-                    &decoder,
-                    (&tx, &spare_rx),
-                )
+                let splitter = Splitter::new(BLOCK_BYTES, MAX_LINE_BYTES, spare_rx);
+                read_blocks(reader, splitter, &topic, resumed_from, &decoder, &tx)
             }
         })
         .map_err(|source| Error::Input {
@@ -233,7 +224,7 @@ pub async fn ingest_ndjson<R: Read + Send + 'static>(
         engine
             .push_decoded(records, decoded, Instant::now())
             .await?;
-        // The reader may have ended meanwhile, or have spares enough.
+        // Dropped instead if the reader has ended or holds spares enough.
         let _ = spare_tx.try_send(block.into_owner().lines.bytes);
     }
     drop(rx);
@@ -251,24 +242,17 @@ pub async fn ingest_ndjson<R: Read + Send + 'static>(
 
 /// The reader thread: blocks of whole lines, decoded, until the end of
 /// input, an error (sent as the last item) or the engine hanging up. Lines
-/// before `resumed_from` are skipped: the lake already has them. Buffers
-/// of filed blocks come back through `spare` to be filled again.
+/// before `resumed_from` are skipped: the lake already has them.
 fn read_blocks<R: Read>(
     mut reader: R,
     mut splitter: Splitter,
     topic: &std::sync::Arc<str>,
     resumed_from: i64,
     decoder: &Decoder,
-    (tx, spare): (
-        &mpsc::Sender<std::io::Result<DecodedBlock>>,
-        &std::sync::mpsc::Receiver<Vec<u8>>,
-    ),
+    tx: &mpsc::Sender<std::io::Result<DecodedBlock>>,
 ) {
     let mut offset: i64 = 0;
     loop {
-        for buffer in spare.try_iter() {
-            splitter.recycle(buffer);
-        }
         let block = match splitter.next_block(&mut reader) {
             Ok(Some(lines)) => {
                 let first = offset;
@@ -323,12 +307,13 @@ mod tests {
             }
         }
         let mut reader = Trickle(input);
-        let mut splitter = Splitter::new(block_bytes, max_line);
+        let (spare_tx, spares) = std::sync::mpsc::sync_channel(SPARE_BUFFERS);
+        let mut splitter = Splitter::new(block_bytes, max_line, spares);
         let mut out = Vec::new();
         while let Some(block) = splitter.next_block(&mut reader).unwrap() {
             out.extend(block.iter().map(<[u8]>::to_vec));
             // Filled again by a later block, stale bytes and all.
-            splitter.recycle(block.bytes);
+            let _ = spare_tx.try_send(block.bytes);
         }
         out
     }
