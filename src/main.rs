@@ -2,6 +2,8 @@
 //! reads arguments and the environment and sets up logging.
 
 mod cmd;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod zstd_contexts;
 
 /// Generation and ingest allocate many small strings per message; mimalloc
 /// is markedly faster at that than glibc's allocator.

@@ -155,8 +155,12 @@ pub(crate) async fn curate_days(
         CASE_COLUMNS,
         "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
     );
-    // Cases are queried once the visits are written: a large day (curated
-    // alone) then holds one sort at a time.
+    // A group of small days (a refresh) curates its cases while its visits
+    // are encoded; a day curated alone, which may be large, queries its
+    // cases once the visits are written, so that it holds one sort at a
+    // time.
+    let running = (days.len() > 1)
+        .then(|| tokio::spawn(curate_cases(ctx.clone(), cases_sql.clone(), days.to_vec())));
     let (visits_schema, mut visits, visits_timing) =
         crate::tables::stream_query(ctx, "curated visits", &visits_sql).await?;
     let visits_schema = without_day(&visits_schema);
@@ -189,26 +193,13 @@ pub(crate) async fn curate_days(
         }
     }
     visits_timing.done();
-    let (cases_schema, mut cases, cases_timing) =
-        crate::tables::stream_query(ctx, "curated cases", &cases_sql).await?;
-    let cases_schema = without_day(&cases_schema);
-    let mut case_bodies = files
-        .iter()
-        .map(|day| {
-            ParquetBody::new(
-                &format!("curated/cases/{}/part-00000.parquet", day.dt),
-                &cases_schema,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    while let Some(batch) = cases.next().await {
-        let batch = batch.map_err(query("curated cases"))?;
-        for (i, rows) in by_day(&batch, &files)? {
-            files[i].counts.cases += rows.num_rows();
-            case_bodies[i].write(&rows)?;
-        }
+    let (case_bodies, case_counts) = match running {
+        Some(running) => crate::error::joined(running, "curated cases").await?,
+        None => curate_cases(ctx.clone(), cases_sql, days.to_vec()).await?,
+    };
+    for (day, rows) in files.iter_mut().zip(case_counts) {
+        day.counts.cases += rows;
     }
-    cases_timing.done();
     for table in visit_tables.iter().chain(&case_tables) {
         ctx.deregister_table(table.as_str())
             .map_err(query("curated tables"))?;
@@ -220,6 +211,41 @@ pub(crate) async fn curate_days(
             .map(|(day, cases)| write_day(store, day, cases)),
     )
     .await
+}
+
+/// Deduplicate the case updates of `days` by `sql` (its rows tagged with
+/// their day's index, as [`dedup_sql`] makes them) and encode each day's
+/// object; also returns each day's count of rows.
+async fn curate_cases(
+    ctx: SessionContext,
+    sql: String,
+    days: Vec<NaiveDate>,
+) -> Result<(Vec<ParquetBody>, Vec<usize>)> {
+    let (schema, mut cases, timing) =
+        crate::tables::stream_query(&ctx, "curated cases", &sql).await?;
+    let schema = without_day(&schema);
+    let mut bodies = days
+        .iter()
+        .map(|&day| {
+            ParquetBody::new(
+                &format!(
+                    "curated/cases/{}/part-00000.parquet",
+                    gridstat_schemas::lake::dt_partition(day)
+                ),
+                &schema,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut counts = vec![0; days.len()];
+    while let Some(batch) = cases.next().await {
+        let batch = batch.map_err(query("curated cases"))?;
+        for (i, rows) in by_day(&batch, &days)? {
+            counts[i] += rows.num_rows();
+            bodies[i].write(&rows)?;
+        }
+    }
+    timing.done();
+    Ok((bodies, counts))
 }
 
 /// Write one curated day's objects (those that changed).
@@ -401,15 +427,30 @@ fn listed_in(column: &str, table: &str) -> String {
     format!("{column} IN (SELECT case_id FROM {table})")
 }
 
-/// Cases opened more than once (among those of `only`), with the first
-/// and last day they were opened on.
-fn reopened_sql(only: Option<&str>) -> String {
+/// Cases opened more than once among the rows of `openings` (a query
+/// with the columns of [`opened_sql`]), with the first and last day they
+/// were opened on.
+fn reopened_sql(openings: &str) -> String {
     format!(
         "SELECT case_id, CAST(MIN(opened_dt) AS VARCHAR) AS first_dt, CAST(MAX(opened_dt) AS VARCHAR) AS last_dt \
-         FROM ({}) GROUP BY case_id HAVING COUNT(*) > 1",
-        opened_sql(only)
+         FROM ({openings}) GROUP BY case_id HAVING COUNT(*) > 1"
     )
 }
+
+/// Which cases a `case_state` query covers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// Every case.
+    All,
+    /// The cases listed in this table, whose openings are held in memory
+    /// as [`OPENED_TABLE`]: an update reads the curated hardships and
+    /// hazards of every day once for them, not once per query.
+    Listed(&'a str),
+}
+
+/// The in-memory table of the openings of the cases an update recomputes
+/// (rows of [`opened_sql`]).
+const OPENED_TABLE: &str = "opened_cases";
 
 /// The in-memory table of cases opened more than once. DataFusion inlines
 /// a CTE at each use, so computed in `case_state_sql` it would group every
@@ -424,10 +465,10 @@ const CASE_STATE_TABLE: &str = crate::tables::CASE_STATE.name;
 /// How `case_state` is sorted.
 const CASE_STATE_ORDER: &str = "county_code, town_code, grid_id, opened_at, case_id";
 
-/// Build [`REOPENED_TABLE`] for `case_state_sql` with [`Computed::InMemory`];
-/// returns its rows.
-async fn register_reopened(ctx: &SessionContext, only: Option<&str>) -> Result<RecordBatch> {
-    let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql(only)).await?;
+/// Build [`REOPENED_TABLE`] from `openings` (as in [`reopened_sql`]) for
+/// `case_state_sql` with [`Computed::InMemory`]; returns its rows.
+async fn register_reopened(ctx: &SessionContext, openings: &str) -> Result<RecordBatch> {
+    let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql(openings)).await?;
     crate::tables::register_batches(
         ctx,
         REOPENED_TABLE,
@@ -458,8 +499,8 @@ fn opening_spans(reopened: &RecordBatch) -> Result<BTreeSet<String>> {
 }
 
 /// The query behind `case_state`; `epoch_ms` turns a timestamp expression
-/// into milliseconds since the epoch (dialects differ there); with `only`,
-/// just the rows of the cases listed in that table. A case is
+/// into milliseconds since the epoch (dialects differ there); `scope` says
+/// which cases it yields rows for. A case is
 /// nearly always opened once; only cases opened more than once go through
 /// the `ROW_NUMBER` window, which is slow with one partition per case.
 /// As in [`dedup_sql`], the narrower side of each join comes first: the
@@ -468,13 +509,16 @@ pub(crate) fn case_state_sql(
     cases_exist: bool,
     epoch_ms: &dyn Fn(&str) -> String,
     computed: Computed,
-    only: Option<&str>,
+    scope: Scope,
 ) -> String {
+    let (opened, only) = match scope {
+        Scope::All => (opened_sql(None), None),
+        Scope::Listed(table) => (format!("SELECT * FROM {OPENED_TABLE}"), Some(table)),
+    };
     let reopened = match computed {
-        Computed::InSql => reopened_sql(only),
+        Computed::InSql => reopened_sql(&opened),
         Computed::InMemory => format!("SELECT case_id FROM {REOPENED_TABLE}"),
     };
-    let opened = opened_sql(only);
     let resolved_ms = epoch_ms("u.resolved_at");
     let opened_ms = epoch_ms("o.opened_at");
     let updates = if cases_exist {
@@ -545,8 +589,8 @@ pub(crate) async fn case_state(
     store: &Arc<dyn ObjectStore>,
 ) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
-    register_reopened(ctx, None).await?;
-    let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, None);
+    register_reopened(ctx, &opened_sql(None)).await?;
+    let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, Scope::All);
     hold_case_state(ctx, store, &sql, None).await
 }
 
@@ -597,9 +641,14 @@ async fn hold_case_state(
         let encoded = {
             let days = days.clone();
             tokio::task::spawn_blocking(move || -> Result<Vec<(String, bytes::Bytes)>> {
+                // A rebuild's rows come sorted; an update's do not.
+                let sorted = days.is_none();
                 by_opening_day(&batches, days.as_ref())?
                     .into_iter()
-                    .map(|(day, rows)| {
+                    .map(|(day, mut rows)| {
+                        if !sorted {
+                            rows = vec![in_case_state_order(&schema, &rows)?];
+                        }
                         let path = case_state_path(&day);
                         let mut body = ParquetBody::new(&path, &schema)?;
                         for batch in &rows {
@@ -687,6 +736,29 @@ fn opening_days_of(batches: &[RecordBatch], ids: &HashSet<String>) -> Result<BTr
     Ok(days)
 }
 
+/// `rows` of `case_state` as one batch in [`CASE_STATE_ORDER`] (ascending,
+/// nulls last, as the SQL sorts).
+fn in_case_state_order(schema: &SchemaRef, rows: &[RecordBatch]) -> Result<RecordBatch> {
+    let all = arrow::compute::concat_batches(schema, rows)?;
+    let columns = CASE_STATE_ORDER
+        .split(", ")
+        .map(|name| {
+            let values = all.column_by_name(name).cloned().ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!("case_state without {name}"))
+            })?;
+            Ok(arrow::compute::SortColumn {
+                values,
+                options: Some(arrow::compute::SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let order = arrow::compute::lexsort_to_indices(&columns, None)?;
+    Ok(arrow::compute::take_record_batch(&all, &order)?)
+}
+
 /// The rows of `batches` by opening day (only `days`, when given), each
 /// day's rows in the order they come.
 fn by_opening_day(
@@ -764,15 +836,17 @@ fn affected_cases_sql(days: &BTreeSet<NaiveDate>, tables: &[&str]) -> String {
 /// of unaffected cases and the affected cases recomputed from every day,
 /// in the order a rebuild gives.
 fn updated_case_state_sql(cases_exist: bool) -> String {
+    // Unsorted: the queries after it need no order, and only the objects
+    // it rewrites do — each is sorted as it is encoded, so the ~100k rows
+    // of the days it keeps are not sorted on the refresh's critical path.
     format!(
         "SELECT * FROM case_state WHERE case_id NOT IN (SELECT case_id FROM {AFFECTED_TABLE}) \
-         UNION ALL SELECT * FROM ({}) \
-         ORDER BY {CASE_STATE_ORDER}",
+         UNION ALL SELECT * FROM ({})",
         case_state_sql(
             cases_exist,
             &epoch_ms,
             Computed::InMemory,
-            Some(AFFECTED_TABLE)
+            Scope::Listed(AFFECTED_TABLE)
         )
     )
 }
@@ -794,7 +868,11 @@ async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> 
         .map(str::to_string)
         .collect();
     crate::tables::register_batches(ctx, AFFECTED_TABLE, affected.schema(), vec![affected])?;
-    let mut spans = opening_spans(&register_reopened(ctx, Some(AFFECTED_TABLE)).await?)?;
+    let openings =
+        crate::tables::query_batch(ctx, OPENED_TABLE, &opened_sql(Some(AFFECTED_TABLE))).await?;
+    crate::tables::register_batches(ctx, OPENED_TABLE, openings.schema(), vec![openings])?;
+    let mut spans =
+        opening_spans(&register_reopened(ctx, &format!("SELECT * FROM {OPENED_TABLE}")).await?)?;
     spans.extend(days.iter().map(|d| d.format("%Y-%m-%d").to_string()));
     Ok(Affected { ids, days: spans })
 }
@@ -863,9 +941,9 @@ mod tests {
         ] {
             ctx.sql(&sql).await.unwrap().collect().await.unwrap();
         }
-        register_reopened(&ctx, None).await.unwrap();
+        register_reopened(&ctx, &opened_sql(None)).await.unwrap();
         for computed in [Computed::InSql, Computed::InMemory] {
-            let sql = case_state_sql(true, &epoch_ms, computed, None);
+            let sql = case_state_sql(true, &epoch_ms, computed, Scope::All);
             let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
             let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
             let text = |name: &str| -> Vec<Option<String>> {
@@ -974,8 +1052,8 @@ mod tests {
         for sql in &before {
             ctx.sql(sql).await.unwrap().collect().await.unwrap();
         }
-        register_reopened(&ctx, None).await.unwrap();
-        let rebuild = case_state_sql(true, &epoch_ms, Computed::InMemory, None);
+        register_reopened(&ctx, &opened_sql(None)).await.unwrap();
+        let rebuild = case_state_sql(true, &epoch_ms, Computed::InMemory, Scope::All);
         let old = ctx.sql(&rebuild).await.unwrap().collect().await.unwrap();
         crate::tables::register_batches(&ctx, "case_state", old[0].schema(), old).unwrap();
 
@@ -1003,8 +1081,21 @@ mod tests {
         register_affected(&ctx, &BTreeSet::from([day]))
             .await
             .unwrap();
-        let updated = case_rows(&ctx, &updated_case_state_sql(true)).await;
-        register_reopened(&ctx, None).await.unwrap();
+        // The update comes unsorted; its objects are sorted as encoded.
+        let (schema, batches) =
+            crate::tables::run_query(&ctx, "update", &updated_case_state_sql(true))
+                .await
+                .unwrap();
+        let sorted = in_case_state_order(&schema, &batches).unwrap();
+        let updated = arrow::util::pretty::pretty_format_batches(&[sorted])
+            .unwrap()
+            .to_string()
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        register_reopened(&ctx, &opened_sql(None)).await.unwrap();
         let rebuilt = case_rows(&ctx, &rebuild).await;
         assert_eq!(updated, rebuilt);
         assert_eq!(rebuilt.len(), 5, "{rebuilt:#?}");

@@ -88,7 +88,7 @@ pub fn rollup_script(
             cases_exist,
             &|e| format!("epoch_ms({e})"),
             tables::Computed::InSql,
-            None
+            curated::Scope::All
         )
     ));
     for (name, sql) in rollup::materialized(&from, false, tables::Computed::InSql) {

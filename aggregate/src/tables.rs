@@ -438,6 +438,9 @@ pub(crate) async fn stream_query<'a>(
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await.map_err(query(what))?;
     let physical = started.elapsed().as_secs_f64();
+    // The plan is kept for its metrics only when they will be logged.
+    let traced = tracing::enabled!(target: "gridstat_aggregate::plans", tracing::Level::TRACE)
+        .then(|| Arc::clone(&plan));
     let stream = datafusion::physical_plan::execute_stream(plan, task).map_err(query(what))?;
     Ok((
         schema,
@@ -447,6 +450,7 @@ pub(crate) async fn stream_query<'a>(
             started,
             logical,
             physical,
+            plan: traced,
         },
     ))
 }
@@ -457,6 +461,8 @@ pub(crate) struct QueryTiming<'a> {
     started: std::time::Instant,
     logical: f64,
     physical: f64,
+    /// The plan, when its metrics are to be logged.
+    plan: Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
 }
 
 impl QueryTiming<'_> {
@@ -469,5 +475,18 @@ impl QueryTiming<'_> {
             run = self.started.elapsed().as_secs_f64() - self.physical,
             "Query done."
         );
+        if let Some(plan) = self.plan {
+            // `GRIDSTAT_LOG=gridstat_aggregate::plans=trace`: where each
+            // query's time went, operator by operator (EXPLAIN ANALYZE).
+            tracing::trace!(
+                target: "gridstat_aggregate::plans",
+                what = self.what,
+                "Plan with metrics:\n{}",
+                datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                    plan.as_ref()
+                )
+                .indent(true)
+            );
+        }
     }
 }

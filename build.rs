@@ -1,0 +1,20 @@
+//! Links the `gridstat` binary so that zstd's context constructors and
+//! destructors go through its context pool (`src/zstd_contexts.rs`).
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    // The same condition as the module's `cfg`: GNU-style linkers (ld,
+    // lld) know `--wrap`.
+    if os == "linux" && env == "gnu" {
+        for symbol in [
+            "ZSTD_createCCtx",
+            "ZSTD_freeCCtx",
+            "ZSTD_createDCtx",
+            "ZSTD_freeDCtx",
+        ] {
+            println!("cargo:rustc-link-arg-bins=-Wl,--wrap={symbol}");
+        }
+    }
+}
