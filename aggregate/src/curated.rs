@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{query, Result};
-use crate::store::{put_if_changed, write_parquet, ParquetBody};
+use crate::store::{put_if_changed, write_parquet, written_schema, ParquetBody};
 use crate::tables::{register_raw_day, Computed, RAW_CASES, RAW_VISITS};
 use gridstat_schemas::arrow_schema::{raw_cases_schema, raw_visits_schema};
 use gridstat_schemas::time::local_midnight;
@@ -121,6 +121,11 @@ struct DayFiles {
     counts: CuratedDay,
 }
 
+/// The Arrow schemas curation writes its tables' objects with, by table
+/// name: registering the tables with them spares reading every object's
+/// footer to infer them.
+pub(crate) type WrittenSchemas = Vec<(&'static str, SchemaRef)>;
+
 /// Rebuild the curated tables of `days` (ascending), one query per table
 /// for all of them: a refresh's few small days cost one query's planning
 /// and fixed costs instead of one per day.
@@ -128,7 +133,7 @@ pub(crate) async fn curate_days(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
-) -> Result<Vec<CuratedDay>> {
+) -> Result<(Vec<CuratedDay>, WrittenSchemas)> {
     let names = |table: &str| -> Vec<String> {
         days.iter()
             .map(|day| format!("raw_{table}_{}", day.format("%Y%m%d")))
@@ -200,17 +205,26 @@ pub(crate) async fn curate_days(
     for (day, rows) in files.iter_mut().zip(case_counts) {
         day.counts.cases += rows;
     }
+    let mut schemas: WrittenSchemas = vec![
+        ("curated_hardships", written_schema(&hardship_schema())),
+        ("curated_hazards", written_schema(&hazard_schema())),
+    ];
+    if let (Some(day), Some(cases)) = (files.first(), case_bodies.first()) {
+        schemas.push(("curated_visits", Arc::clone(day.visits.schema())));
+        schemas.push(("curated_cases", Arc::clone(cases.schema())));
+    }
     for table in visit_tables.iter().chain(&case_tables) {
         ctx.deregister_table(table.as_str())
             .map_err(query("curated tables"))?;
     }
-    futures::future::try_join_all(
+    let days = futures::future::try_join_all(
         files
             .into_iter()
             .zip(case_bodies)
             .map(|(day, cases)| write_day(store, day, cases)),
     )
-    .await
+    .await?;
+    Ok((days, schemas))
 }
 
 /// Deduplicate the case updates of `days` by `sql` (its rows tagged with

@@ -157,6 +157,7 @@ pub async fn run(
     .await?;
     let t = Instant::now();
     progress.step("curate", changes.days.len() as u64);
+    let mut written_schemas = curated::WrittenSchemas::new();
     for group in raw.curation_groups(&changes.days) {
         let (with_raw, without): (Vec<NaiveDate>, Vec<NaiveDate>) =
             group.iter().partition(|day| raw.days.contains(day));
@@ -164,10 +165,12 @@ pub async fn run(
             clear_curated(&store, day).await?;
         }
         if !with_raw.is_empty() {
-            for d in curated::curate_days(&ctx, &store, &with_raw).await? {
+            let (days, schemas) = curated::curate_days(&ctx, &store, &with_raw).await?;
+            for d in days {
                 report.files_written += d.files_written;
                 report.visits_curated += d.visits;
             }
+            written_schemas = schemas;
         }
         for day in group {
             report.days_curated.push(day);
@@ -186,7 +189,13 @@ pub async fn run(
             tables::TABLES
                 .iter()
                 .filter(|t| tables::is_curated_day_table(t))
-                .map(|spec| tables::register(&ctx, &store, spec)),
+                .map(|spec| {
+                    let schema = written_schemas
+                        .iter()
+                        .find(|(name, _)| *name == spec.name)
+                        .map(|(_, schema)| tables::as_inferred(schema));
+                    tables::register_as(&ctx, &store, spec, schema)
+                }),
         ),
     )
     .await?;
@@ -659,17 +668,24 @@ async fn write_day(
     batches: Arc<Vec<RecordBatch>>,
 ) -> Result<usize> {
     let path = format!("{prefix}/{}/part-00000.parquet", dt_partition(day));
+    let started = Instant::now();
     let encoded = {
         let path = path.clone();
         tokio::task::spawn_blocking(move || encode_day(&batches, day, &path))
     };
     let body = error::joined(encoded, &path).await?;
-    match body {
-        Some(body) => Ok(usize::from(
-            store::put_if_changed(store, &path, body).await?,
-        )),
-        None => Ok(0),
-    }
+    let encoded = started.elapsed().as_secs_f64();
+    let wrote = match body {
+        Some(body) => usize::from(store::put_if_changed(store, &path, body).await?),
+        None => 0,
+    };
+    tracing::trace!(
+        path,
+        encode = encoded,
+        put = started.elapsed().as_secs_f64() - encoded,
+        "Rollup file done."
+    );
+    Ok(wrote)
 }
 
 /// The rows of `day` in `batches` (which hold a `dt` column) as the

@@ -263,6 +263,11 @@ impl ParquetBody {
         &self.path
     }
 
+    /// The Arrow schema the object is written with.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let batch = plain_strings(batch, &self.schema)?;
         self.writer.write(&batch).map_err(|source| Error::Parquet {
@@ -344,6 +349,12 @@ pub(crate) async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) ->
 
 /// The schema with string views as plain strings: what every reader of
 /// the lake (DuckDB, Spark, Polars, pandas) handles best.
+/// The schema an object written for batches of `schema` has (and a reader
+/// infers from it).
+pub(crate) fn written_schema(schema: &SchemaRef) -> SchemaRef {
+    plain_schema(schema)
+}
+
 fn plain_schema(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()

@@ -154,6 +154,41 @@ pub async fn register(
     store: &Arc<dyn ObjectStore>,
     spec: &TableSpec,
 ) -> Result<bool> {
+    register_as(ctx, store, spec, known_schema(spec.name)).await
+}
+
+/// The table schema DataFusion infers from Parquet files written with
+/// `written`: its defaults read strings and binaries as views and drop
+/// metadata. A table registered with this schema plans exactly as one
+/// whose schema was inferred.
+pub(crate) fn as_inferred(written: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = written
+        .fields()
+        .iter()
+        .map(|f| {
+            let view = match f.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+                DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
+                other => other.clone(),
+            };
+            f.as_ref()
+                .clone()
+                .with_data_type(view)
+                .with_metadata(Default::default())
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// [`register`] with the schema of its files (without the partition
+/// columns) when known; without it, the schema is inferred from every
+/// file's footer.
+pub(crate) async fn register_as(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    spec: &TableSpec,
+    schema: Option<SchemaRef>,
+) -> Result<bool> {
     let has_files = crate::store::has_parquet(store, spec.prefix).await?;
     ctx.deregister_table(spec.name).map_err(query(spec.name))?;
     let partitions: Vec<(String, DataType)> = spec
@@ -162,6 +197,7 @@ pub async fn register(
         .map(|p| ((*p).to_string(), DataType::Utf8))
         .collect();
     if !has_files {
+        // Only tables whose schema is fixed are registered empty.
         let Some(schema) = known_schema(spec.name) else {
             return Ok(false);
         };
@@ -178,7 +214,6 @@ pub async fn register(
         return Ok(true);
     }
     let mut opts = ParquetReadOptions::default().table_partition_cols(partitions);
-    let schema = known_schema(spec.name);
     if let Some(s) = schema.as_ref() {
         opts = opts.schema(s);
     }
@@ -270,12 +305,15 @@ async fn register_some(
     registry: &Registry,
     specs: &[TableSpec],
 ) -> Result<Vec<&'static str>> {
-    let mut names = Vec::new();
-    for spec in specs {
-        if register(ctx, store, spec).await? {
-            names.push(spec.name);
-        }
-    }
+    // Together: each lists its prefix, and some read their files' footers.
+    let exists =
+        futures::future::try_join_all(specs.iter().map(|spec| register(ctx, store, spec))).await?;
+    let mut names: Vec<&'static str> = specs
+        .iter()
+        .zip(exists)
+        .filter(|(_, exists)| *exists)
+        .map(|(spec, _)| spec.name)
+        .collect();
     register_registry(ctx, registry)?;
     names.push("registry_grids");
     Ok(names)
