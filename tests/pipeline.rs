@@ -677,3 +677,56 @@ fn transpose(batches: &[RecordBatch]) -> String {
     }
     out
 }
+
+/// The `gridstat` binary pools zstd's contexts (`src/zstd_contexts.rs`),
+/// which this test binary does not: both must read the same raw files into
+/// the same curated and rollup bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_with_pooled_zstd_contexts_writes_the_same_bytes() {
+    let registry = Arc::new(Registry::jiangmen());
+    let msgs = messages(&registry);
+    let (library, binary) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [&library, &binary] {
+        ingest(
+            store(dir.path()),
+            Arc::clone(&registry),
+            &msgs,
+            "all.ndjson",
+        )
+        .await;
+    }
+    gridstat_aggregate::run(
+        store(library.path()),
+        &registry,
+        &AggregateOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridstat"))
+        .args(["aggregate", "--lake"])
+        .arg(binary.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = |dir: &Path| {
+        let mut files = rollup_files(dir);
+        for (k, v) in common::file_contents(&dir.join("curated")) {
+            files.insert(format!("curated/{k}"), v);
+        }
+        files
+    };
+    let (from_library, from_binary) = (written(library.path()), written(binary.path()));
+    assert!(from_library.len() > 20, "{:?}", from_library.keys());
+    assert_eq!(
+        from_library.keys().collect::<Vec<_>>(),
+        from_binary.keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in &from_library {
+        assert!(from_binary[path] == *bytes, "{path} differs");
+    }
+}
