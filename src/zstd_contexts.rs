@@ -14,8 +14,9 @@
 //!
 //! Only contexts made by `ZSTD_createCCtx`/`ZSTD_createDCtx` reach these
 //! destructors in this program (no custom allocators, no static contexts).
-//! The pool keeps a bounded number of contexts, none larger than
-//! [`LARGEST_POOLED`], so its memory stays small.
+//! A context that has compressed keeps its workspace (about a megabyte for
+//! a Parquet page), so each kind's pool is bounded in bytes
+//! ([`POOLED_BYTES`]) as well as in number ([`POOLED`]).
 #![allow(unsafe_code)]
 
 use std::sync::Mutex;
@@ -24,23 +25,41 @@ use zstd_sys::{ZSTD_CCtx, ZSTD_DCtx, ZSTD_ResetDirective};
 
 /// Most contexts of each kind kept for reuse.
 const POOLED: usize = 64;
-/// Larger contexts (a compression workspace for unusually large pages) are
-/// freed rather than kept.
-const LARGEST_POOLED: usize = 4 << 20;
+/// Most bytes of idle contexts of each kind.
+const POOLED_BYTES: usize = 32 << 20;
 
-/// Addresses of idle contexts (a raw pointer is not `Send`).
-static IDLE_CCTX: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-static IDLE_DCTX: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-fn take(pool: &Mutex<Vec<usize>>) -> Option<usize> {
-    pool.lock().unwrap_or_else(|e| e.into_inner()).pop()
+/// Idle contexts: their addresses (a raw pointer is not `Send`) and sizes,
+/// and the sum of the sizes.
+struct Idle {
+    contexts: Vec<(usize, usize)>,
+    bytes: usize,
 }
 
-/// Whether the pool took the context.
-fn keep(pool: &Mutex<Vec<usize>>, address: usize) -> bool {
+static IDLE_CCTX: Mutex<Idle> = Mutex::new(Idle::new());
+static IDLE_DCTX: Mutex<Idle> = Mutex::new(Idle::new());
+
+impl Idle {
+    const fn new() -> Self {
+        Self {
+            contexts: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+fn take(pool: &Mutex<Idle>) -> Option<usize> {
     let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
-    if idle.len() < POOLED {
-        idle.push(address);
+    let (address, size) = idle.contexts.pop()?;
+    idle.bytes -= size;
+    Some(address)
+}
+
+/// Whether the pool took the context of `size` bytes.
+fn keep(pool: &Mutex<Idle>, address: usize, size: usize) -> bool {
+    let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
+    if idle.contexts.len() < POOLED && idle.bytes + size <= POOLED_BYTES {
+        idle.contexts.push((address, size));
+        idle.bytes += size;
         true
     } else {
         false
@@ -76,8 +95,7 @@ unsafe extern "C" fn __wrap_ZSTD_freeCCtx(cctx: *mut ZSTD_CCtx) -> usize {
         let reset =
             zstd_sys::ZSTD_CCtx_reset(cctx, ZSTD_ResetDirective::ZSTD_reset_session_and_parameters);
         if zstd_sys::ZSTD_isError(reset) == 0
-            && zstd_sys::ZSTD_sizeof_CCtx(cctx) <= LARGEST_POOLED
-            && keep(&IDLE_CCTX, cctx as usize)
+            && keep(&IDLE_CCTX, cctx as usize, zstd_sys::ZSTD_sizeof_CCtx(cctx))
         {
             return 0;
         }
@@ -107,8 +125,7 @@ unsafe extern "C" fn __wrap_ZSTD_freeDCtx(dctx: *mut ZSTD_DCtx) -> usize {
         let reset =
             zstd_sys::ZSTD_DCtx_reset(dctx, ZSTD_ResetDirective::ZSTD_reset_session_and_parameters);
         if zstd_sys::ZSTD_isError(reset) == 0
-            && zstd_sys::ZSTD_sizeof_DCtx(dctx) <= LARGEST_POOLED
-            && keep(&IDLE_DCTX, dctx as usize)
+            && keep(&IDLE_DCTX, dctx as usize, zstd_sys::ZSTD_sizeof_DCtx(dctx))
         {
             return 0;
         }
