@@ -72,7 +72,6 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
-    keep_c_allocations_mapped();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let config = match cmd::config::config_path(&args)
         .map(|path| cmd::config::ConfigFile::load(&path))
@@ -134,24 +133,3 @@ fn disable_transparent_huge_pages() {
 
 #[cfg(not(target_os = "linux"))]
 fn disable_transparent_huge_pages() {}
-
-/// zstd (C) allocates its contexts with glibc's malloc, and parquet-rs makes
-/// a compression and a decompression context for every column chunk it
-/// writes or reads: thousands per ingest. Past glibc's adaptive mmap
-/// threshold each is a fresh mapping, zeroed page by page and unmapped on
-/// free. Fixed thresholds keep that memory in glibc's heap for the next
-/// context: ingest of 1.15M messages took 134–152k page faults instead of
-/// 186–207k (docs/BENCHMARKS.md). Rust's own allocations go to mimalloc.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn keep_c_allocations_mapped() {
-    // SAFETY: mallopt only sets allocator parameters; it is called before
-    // any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_c_allocations_mapped() {}
