@@ -35,34 +35,86 @@ struct Idle {
     bytes: usize,
 }
 
-static IDLE_CCTX: Mutex<Idle> = Mutex::new(Idle::new());
-static IDLE_DCTX: Mutex<Idle> = Mutex::new(Idle::new());
+/// One kind of context: its idle ones and zstd's functions for it.
+struct Pool<T> {
+    idle: Mutex<Idle>,
+    create: unsafe extern "C" fn() -> *mut T,
+    reset: unsafe extern "C" fn(*mut T, ZSTD_ResetDirective) -> usize,
+    size: unsafe extern "C" fn(*const T) -> usize,
+    free: unsafe extern "C" fn(*mut T) -> usize,
+}
 
-impl Idle {
-    const fn new() -> Self {
-        Self {
-            contexts: Vec::new(),
-            bytes: 0,
+static CCTX: Pool<ZSTD_CCtx> = Pool {
+    idle: Mutex::new(Idle {
+        contexts: Vec::new(),
+        bytes: 0,
+    }),
+    create: __real_ZSTD_createCCtx,
+    reset: zstd_sys::ZSTD_CCtx_reset,
+    size: zstd_sys::ZSTD_sizeof_CCtx,
+    free: __real_ZSTD_freeCCtx,
+};
+
+static DCTX: Pool<ZSTD_DCtx> = Pool {
+    idle: Mutex::new(Idle {
+        contexts: Vec::new(),
+        bytes: 0,
+    }),
+    create: __real_ZSTD_createDCtx,
+    reset: zstd_sys::ZSTD_DCtx_reset,
+    size: zstd_sys::ZSTD_sizeof_DCtx,
+    free: __real_ZSTD_freeDCtx,
+};
+
+impl<T> Pool<T> {
+    /// An idle context, or a new one.
+    fn create(&self) -> *mut T {
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.contexts.pop().map(|(address, size)| {
+                idle.bytes -= size;
+                address
+            })
+        };
+        match idle {
+            Some(address) => address as *mut T,
+            // SAFETY: the real constructor takes no arguments.
+            None => unsafe { (self.create)() },
         }
     }
-}
 
-fn take(pool: &Mutex<Idle>) -> Option<usize> {
-    let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
-    let (address, size) = idle.contexts.pop()?;
-    idle.bytes -= size;
-    Some(address)
-}
+    /// Reset `context` and keep it, or free it when the pool is full.
+    ///
+    /// # Safety
+    /// As zstd's destructor: `context` is null or a live context of this
+    /// kind from its constructor, not used again by the caller.
+    unsafe fn free(&self, context: *mut T) -> usize {
+        if context.is_null() {
+            return 0;
+        }
+        // SAFETY: `context` is a live context owned by this call.
+        unsafe {
+            let reset = (self.reset)(
+                context,
+                ZSTD_ResetDirective::ZSTD_reset_session_and_parameters,
+            );
+            if zstd_sys::ZSTD_isError(reset) == 0 && self.keep(context, (self.size)(context)) {
+                return 0;
+            }
+            (self.free)(context)
+        }
+    }
 
-/// Whether the pool took the context of `size` bytes.
-fn keep(pool: &Mutex<Idle>, address: usize, size: usize) -> bool {
-    let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
-    if idle.contexts.len() < POOLED && idle.bytes + size <= POOLED_BYTES {
-        idle.contexts.push((address, size));
-        idle.bytes += size;
-        true
-    } else {
-        false
+    /// Whether the pool took `context` of `size` bytes.
+    fn keep(&self, context: *mut T, size: usize) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.contexts.len() < POOLED && idle.bytes + size <= POOLED_BYTES {
+            idle.contexts.push((context as usize, size));
+            idle.bytes += size;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -75,60 +127,26 @@ extern "C" {
 
 #[no_mangle]
 extern "C" fn __wrap_ZSTD_createCCtx() -> *mut ZSTD_CCtx {
-    match take(&IDLE_CCTX) {
-        Some(address) => address as *mut ZSTD_CCtx,
-        // SAFETY: the real constructor takes no arguments.
-        None => unsafe { __real_ZSTD_createCCtx() },
-    }
+    CCTX.create()
 }
 
 /// # Safety
-/// As `ZSTD_freeCCtx`: `cctx` is null or a live context from
-/// `ZSTD_createCCtx`, not used again by the caller.
+/// As `ZSTD_freeCCtx`.
 #[no_mangle]
 unsafe extern "C" fn __wrap_ZSTD_freeCCtx(cctx: *mut ZSTD_CCtx) -> usize {
-    if cctx.is_null() {
-        return 0;
-    }
-    // SAFETY: `cctx` is a live context owned by this call.
-    unsafe {
-        let reset =
-            zstd_sys::ZSTD_CCtx_reset(cctx, ZSTD_ResetDirective::ZSTD_reset_session_and_parameters);
-        if zstd_sys::ZSTD_isError(reset) == 0
-            && keep(&IDLE_CCTX, cctx as usize, zstd_sys::ZSTD_sizeof_CCtx(cctx))
-        {
-            return 0;
-        }
-        __real_ZSTD_freeCCtx(cctx)
-    }
+    // SAFETY: the caller's, as `ZSTD_freeCCtx`'s.
+    unsafe { CCTX.free(cctx) }
 }
 
 #[no_mangle]
 extern "C" fn __wrap_ZSTD_createDCtx() -> *mut ZSTD_DCtx {
-    match take(&IDLE_DCTX) {
-        Some(address) => address as *mut ZSTD_DCtx,
-        // SAFETY: the real constructor takes no arguments.
-        None => unsafe { __real_ZSTD_createDCtx() },
-    }
+    DCTX.create()
 }
 
 /// # Safety
-/// As `ZSTD_freeDCtx`: `dctx` is null or a live context from
-/// `ZSTD_createDCtx`, not used again by the caller.
+/// As `ZSTD_freeDCtx`.
 #[no_mangle]
 unsafe extern "C" fn __wrap_ZSTD_freeDCtx(dctx: *mut ZSTD_DCtx) -> usize {
-    if dctx.is_null() {
-        return 0;
-    }
-    // SAFETY: `dctx` is a live context owned by this call.
-    unsafe {
-        let reset =
-            zstd_sys::ZSTD_DCtx_reset(dctx, ZSTD_ResetDirective::ZSTD_reset_session_and_parameters);
-        if zstd_sys::ZSTD_isError(reset) == 0
-            && keep(&IDLE_DCTX, dctx as usize, zstd_sys::ZSTD_sizeof_DCtx(dctx))
-        {
-            return 0;
-        }
-        __real_ZSTD_freeDCtx(dctx)
-    }
+    // SAFETY: the caller's, as `ZSTD_freeDCtx`'s.
+    unsafe { DCTX.free(dctx) }
 }
