@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{query, Result};
-use crate::store::{put_if_changed, write_parquet, written_schema, ParquetBody};
+use crate::store::{plain_schema, put_if_changed, write_parquet, ParquetBody};
 use crate::tables::{register_raw_day, Computed, RAW_CASES, RAW_VISITS};
 use gridstat_schemas::arrow_schema::{raw_cases_schema, raw_visits_schema};
 use gridstat_schemas::time::local_midnight;
@@ -206,8 +206,8 @@ pub(crate) async fn curate_days(
         day.counts.cases += rows;
     }
     let mut schemas: WrittenSchemas = vec![
-        ("curated_hardships", written_schema(&hardship_schema())),
-        ("curated_hazards", written_schema(&hazard_schema())),
+        ("curated_hardships", plain_schema(&hardship_schema())),
+        ("curated_hazards", plain_schema(&hazard_schema())),
     ];
     if let (Some(day), Some(cases)) = (files.first(), case_bodies.first()) {
         schemas.push(("curated_visits", Arc::clone(day.visits.schema())));

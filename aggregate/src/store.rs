@@ -349,13 +349,7 @@ pub(crate) async fn delete_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) ->
 
 /// The schema with string views as plain strings: what every reader of
 /// the lake (DuckDB, Spark, Polars, pandas) handles best.
-/// The schema an object written for batches of `schema` has (and a reader
-/// infers from it).
-pub(crate) fn written_schema(schema: &SchemaRef) -> SchemaRef {
-    plain_schema(schema)
-}
-
-fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+pub(crate) fn plain_schema(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()

@@ -158,26 +158,14 @@ pub async fn register(
 }
 
 /// The table schema DataFusion infers from Parquet files written with
-/// `written`: its defaults read strings and binaries as views and drop
-/// metadata. A table registered with this schema plans exactly as one
+/// `written`: with its defaults, strings and binaries read as views and
+/// no metadata. A table registered with this schema plans exactly as one
 /// whose schema was inferred.
 pub(crate) fn as_inferred(written: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = written
-        .fields()
-        .iter()
-        .map(|f| {
-            let view = match f.data_type() {
-                DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
-                DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
-                other => other.clone(),
-            };
-            f.as_ref()
-                .clone()
-                .with_data_type(view)
-                .with_metadata(Default::default())
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    Arc::new(
+        datafusion::datasource::physical_plan::parquet::transform_schema_to_view(written)
+            .with_metadata(Default::default()),
+    )
 }
 
 /// [`register`] with the schema of its files (without the partition
