@@ -7,8 +7,12 @@
 //! already sorted, was slower: reading them back cold from the heap and
 //! freeing them on another thread cost more than the `take`.)
 
-use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, UInt32Array};
+use arrow::buffer::OffsetBuffer;
+use arrow::compute::take;
+use arrow::datatypes::DataType;
 use chrono::NaiveDate;
 use gridstat_schemas::arrow_schema::{
     CaseBatchBuilder, Lineage, QuarantineBatchBuilder, QuarantineRow, VisitBatchBuilder,
@@ -242,5 +246,81 @@ fn in_grid_order(
     }
     let mut order: Vec<u32> = (0..u32::try_from(grid_ranks.len()).unwrap_or(u32::MAX)).collect();
     order.sort_by_key(|&i| grid_ranks[i as usize]);
-    take_record_batch(batch, &UInt32Array::from(order))
+    let order = UInt32Array::from(order);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match column.as_list_opt::<i32>() {
+            Some(list) if list.null_count() == 0 => take_list(list, &order),
+            _ => take(column, &order, None),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// `take` of a list column without nulls, by one `take` of its values.
+/// Arrow's own copies each row's values through `MutableArrayData`, which
+/// for the lists of structs (hazards, hardships) cost half the sort's time.
+fn take_list(list: &ListArray, order: &UInt32Array) -> Result<ArrayRef, arrow::error::ArrowError> {
+    let offsets = list.value_offsets();
+    let mut value_order = Vec::with_capacity(list.values().len());
+    let mut lengths = Vec::with_capacity(order.len());
+    for &row in order.values() {
+        let (start, end) = (offsets[row as usize], offsets[row as usize + 1]);
+        // Offsets of a valid list are non-negative and within i32.
+        value_order.extend(start as u32..end as u32);
+        lengths.push((end - start) as usize);
+    }
+    let values = take(list.values(), &UInt32Array::from(value_order), None)?;
+    let DataType::List(field) = list.data_type() else {
+        unreachable!("as_list_opt::<i32> returned a List");
+    };
+    Ok(Arc::new(ListArray::try_new(
+        Arc::clone(field),
+        OffsetBuffer::from_lengths(lengths),
+        values,
+        None,
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ListBuilder, StringBuilder, StructBuilder};
+    use arrow::compute::take_record_batch;
+    use arrow::datatypes::{Field, Fields};
+
+    /// The own list `take` gives what Arrow's does, lists of strings and
+    /// of structs, empty lists included.
+    #[test]
+    fn grid_order_equals_arrows_take() {
+        let fields = Fields::from(vec![Field::new("id", DataType::Utf8, true)]);
+        let mut strings = ListBuilder::new(StringBuilder::new());
+        let mut structs = ListBuilder::new(StructBuilder::from_fields(fields, 0));
+        let mut ids = StringBuilder::new();
+        let ranks = [3u32, 1, 2, 1, 0, 3, 2];
+        for (row, _) in ranks.iter().enumerate() {
+            ids.append_value(format!("row-{row}"));
+            for item in 0..row % 3 {
+                strings.values().append_value(format!("s{row}.{item}"));
+                let s = structs.values();
+                s.field_builder::<StringBuilder>(0)
+                    .expect("id")
+                    .append_option((item != 1).then(|| format!("h{row}.{item}")));
+                s.append(true);
+            }
+            strings.append(true);
+            structs.append(true);
+        }
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(ids.finish()) as ArrayRef),
+            ("strings", Arc::new(strings.finish())),
+            ("structs", Arc::new(structs.finish())),
+        ])
+        .unwrap();
+        let sorted = in_grid_order(&batch, &ranks).unwrap();
+        let expected =
+            take_record_batch(&batch, &UInt32Array::from(vec![4, 1, 3, 2, 6, 0, 5])).unwrap();
+        assert_eq!(sorted, expected);
+    }
 }
