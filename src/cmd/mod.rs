@@ -33,7 +33,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     tokio::runtime::Builder::new_multi_thread()
         // The blocking work here is CPU-bound (Parquet encoding) or reads
-        // from the page cache (local object store): threads beyond the
+        // from the page cache (local object store): many threads beyond the
         // cores only spread allocations over more per-thread heaps. Tokio's
         // default of 512 let an aggregate refresh start 30+ threads and
         // touch 30 % more fresh pages; a full rebuild peaked at 1.4–1.8 GiB
