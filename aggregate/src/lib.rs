@@ -101,8 +101,6 @@ impl AggregateReport {
     }
 }
 
-const RAW_PREFIXES: [&str; 3] = [lake::RAW_VISITS, lake::RAW_CASES, lake::QUARANTINE];
-
 /// Run the three steps against the lake in `store`.
 ///
 /// Incremental runs (the default) curate only the days whose raw files
@@ -120,12 +118,13 @@ pub async fn run(
 ) -> Result<AggregateReport> {
     let mut report = AggregateReport::default();
     let started = Instant::now();
-    let raw = RawListing::of(&store).await?;
-    let previous = if opts.full {
-        None
-    } else {
-        store::read_state(&store, lake::AGGREGATE_STATE).await?
-    };
+    let (raw, previous) = futures::try_join!(RawListing::of(&store), async {
+        if opts.full {
+            Ok(None)
+        } else {
+            store::read_state(&store, lake::AGGREGATE_STATE).await
+        }
+    })?;
     let changes = match &previous {
         None => Changes::everything(&raw.files),
         Some(prev) => Changes::between(&prev.files, &raw.files),
@@ -155,6 +154,7 @@ pub async fn run(
         tables::register_inputs(&ctx, &store, registry, false),
     )
     .await?;
+    raw.seed(&ctx);
     let t = Instant::now();
     progress.step("curate", changes.days.len() as u64);
     let mut written_schemas = curated::WrittenSchemas::new();
@@ -253,20 +253,32 @@ pub async fn run(
 struct RawListing {
     files: BTreeMap<String, store::Fingerprint>,
     days: BTreeSet<NaiveDate>,
+    /// The objects of each of [`tables::RAW_TABLES`], in its order.
+    metas: Vec<Vec<object_store::ObjectMeta>>,
 }
 
 impl RawListing {
     async fn of(store: &Arc<dyn ObjectStore>) -> Result<Self> {
-        let mut files = BTreeMap::new();
-        for prefix in RAW_PREFIXES {
-            files.extend(store::list(store, prefix).await?);
-        }
+        let metas = futures::future::try_join_all(
+            tables::RAW_TABLES.map(|table| store::list_parquet(store, table.prefix)),
+        )
+        .await?;
+        let files: BTreeMap<_, _> = metas.iter().flat_map(|m| store::fingerprints(m)).collect();
         let days = files
             .keys()
             .filter(|p| !p.starts_with(lake::QUARANTINE))
             .filter_map(|p| store::day_of(p))
             .collect();
-        Ok(Self { files, days })
+        Ok(Self { files, days, metas })
+    }
+
+    /// Hand the listing to the session's tables of raw files, so that
+    /// their queries read the files this run is based on without listing
+    /// the campaign's every raw file again.
+    fn seed(&self, ctx: &SessionContext) {
+        for (spec, metas) in tables::RAW_TABLES.iter().zip(&self.metas) {
+            tables::seed_listing(ctx, spec, metas.clone());
+        }
     }
 
     /// The last day with raw data, never before the campaign's start.
@@ -554,6 +566,7 @@ pub async fn rebuild_rollups(
     let last_day = raw.last_day(opts.campaign_start);
     let ctx = tables::session(Arc::clone(&store));
     tables::register_inputs(&ctx, &store, registry, true).await?;
+    raw.seed(&ctx);
     let plan = RollupPlan {
         continue_after: None,
         first_changed: None,

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use futures::TryStreamExt;
 use gridstat_schemas::lake::parse_dt_partition;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -113,32 +113,44 @@ pub(crate) fn registry_fingerprint(registry: &gridstat_schemas::Registry) -> Str
     format!("{:016x}", h.finish())
 }
 
-/// List every object under `prefix` with its fingerprint.
-pub(crate) async fn list(
+/// The Parquet objects under `prefix`, as the store describes them.
+pub(crate) async fn list_parquet(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
-) -> Result<BTreeMap<String, Fingerprint>> {
+) -> Result<Vec<ObjectMeta>> {
     let path = Path::from(prefix);
-    let metas: Vec<_> = store
+    store
         .list(Some(&path))
+        .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".parquet")))
         .try_collect()
         .await
         .map_err(|source| Error::Store {
             path: prefix.into(),
             source,
-        })?;
-    Ok(metas
-        .into_iter()
-        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+        })
+}
+
+/// Each object's path and fingerprint.
+pub(crate) fn fingerprints(metas: &[ObjectMeta]) -> BTreeMap<String, Fingerprint> {
+    metas
+        .iter()
         .map(|m| {
             let fp = Fingerprint {
                 size: m.size,
-                e_tag: m.e_tag,
+                e_tag: m.e_tag.clone(),
                 last_modified: m.last_modified.to_rfc3339(),
             };
             (m.location.to_string(), fp)
         })
-        .collect())
+        .collect()
+}
+
+/// List every Parquet object under `prefix` with its fingerprint.
+pub(crate) async fn list(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> Result<BTreeMap<String, Fingerprint>> {
+    Ok(fingerprints(&list_parquet(store, prefix).await?))
 }
 
 /// The `dt=` day of a path, if it has one.
@@ -320,14 +332,26 @@ pub(crate) async fn exists(store: &Arc<dyn ObjectStore>, path: &str) -> Result<b
 /// Whether any Parquet object lies under `prefix`, without listing them
 /// all (the raw prefixes hold thousands).
 pub(crate) async fn has_parquet(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<bool> {
-    let mut listed = store.list(Some(&Path::from(prefix)));
-    while let Some(meta) = listed.try_next().await.map_err(|source| Error::Store {
-        path: prefix.into(),
-        source,
-    })? {
-        if meta.location.as_ref().ends_with(".parquet") {
+    // Depth first, a directory level at a time, to stop at the first file:
+    // a plain listing walks a local table whole before the first answer
+    // (it stats entries a thousand at a time).
+    let mut pending = vec![Path::from(prefix)];
+    while let Some(dir) = pending.pop() {
+        let level = store
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|source| Error::Store {
+                path: dir.to_string(),
+                source,
+            })?;
+        if level
+            .objects
+            .iter()
+            .any(|m| m.location.as_ref().ends_with(".parquet"))
+        {
             return Ok(true);
         }
+        pending.extend(level.common_prefixes.into_iter().rev());
     }
     Ok(false)
 }

@@ -8,14 +8,17 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{Duration, NaiveDate};
+use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
+use datafusion::execution::cache::cache_manager::CachedFileList;
+use datafusion::execution::cache::TableScopedPath;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 use gridstat_schemas::arrow_schema::{quarantine_schema, raw_cases_schema, raw_visits_schema, TZ};
 use gridstat_schemas::lake;
 use gridstat_schemas::time::local_midnight;
 use gridstat_schemas::Registry;
-use object_store::ObjectStore;
+use object_store::{ObjectMeta, ObjectStore};
 use url::Url;
 
 use crate::error::{query, Result};
@@ -91,15 +94,21 @@ pub const RAW_CASES: TableSpec = TableSpec {
     partitions: &["dt", "county"],
 };
 
+/// `quarantine`, as ingest writes it.
+pub const QUARANTINE: TableSpec = TableSpec {
+    name: "quarantine",
+    prefix: lake::QUARANTINE,
+    partitions: &["dt"],
+};
+
+/// The tables ingest writes, which an aggregate run lists first.
+pub const RAW_TABLES: [TableSpec; 3] = [RAW_VISITS, RAW_CASES, QUARANTINE];
+
 /// Every Parquet table in the lake.
 pub const TABLES: &[TableSpec] = &[
     RAW_VISITS,
     RAW_CASES,
-    TableSpec {
-        name: "quarantine",
-        prefix: lake::QUARANTINE,
-        partitions: &["dt"],
-    },
+    QUARANTINE,
     TableSpec {
         name: "curated_visits",
         prefix: lake::CURATED_VISITS,
@@ -210,6 +219,20 @@ pub(crate) async fn register_as(
         .await
         .map_err(query(spec.name))?;
     Ok(true)
+}
+
+/// Give the registered table `spec` the listing `files` of its prefix,
+/// in the session's cache of listings, as if its first query had listed
+/// them. A table the session never cached (caching off, or over its
+/// limit) lists its files as usual.
+pub(crate) fn seed_listing(ctx: &SessionContext, spec: &TableSpec, files: Vec<ObjectMeta>) {
+    if let Some(cache) = ctx.runtime_env().cache_manager.get_list_files_cache() {
+        let key = TableScopedPath {
+            table: Some(TableReference::bare(spec.name)),
+            path: object_store::path::Path::from(spec.prefix),
+        };
+        cache.put(&key, CachedFileList::from(files));
+    }
 }
 
 /// Register the files of one day of the raw table `spec` as `name`, a
