@@ -208,12 +208,15 @@ fn reporters_sql(cumulative: bool, from: &str) -> String {
                     .collect();
                 // Only a reporter with a first day on or after `from` in
                 // some grid can have one in an area: a refresh groups those
-                // few instead of every reporter of the campaign.
+                // few instead of every reporter of the campaign. They are
+                // picked before the join with the grids, so that the few
+                // are what the semi-join hashes, not every reporter's grids.
                 format!(
                     "SELECT '{level}' AS rl, area AS ra, first_dt AS rdt {cols} FROM \
-                     (SELECT {key} AS area, reporter_id, reporter_role, MIN(f.first_dt) AS first_dt FROM reporter_firsts f \
+                     (SELECT {key} AS area, reporter_id, reporter_role, MIN(f.first_dt) AS first_dt FROM \
+                      (SELECT * FROM reporter_firsts WHERE reporter_id IN \
+                        (SELECT reporter_id FROM reporter_firsts WHERE first_dt >= '{from}')) f \
                       JOIN registry_grids g ON f.grid_id = g.grid_id \
-                      WHERE f.reporter_id IN (SELECT reporter_id FROM reporter_firsts WHERE first_dt >= '{from}') \
                       GROUP BY {key}, reporter_id, reporter_role \
                       HAVING MIN(f.first_dt) >= '{from}') GROUP BY area, first_dt"
                 )
