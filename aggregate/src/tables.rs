@@ -539,3 +539,79 @@ impl QueryTiming<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use object_store::local::LocalFileSystem;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    const DAYS: TableSpec = TableSpec {
+        name: "days_table",
+        prefix: "days",
+        partitions: &["dt"],
+    };
+
+    async fn put_rows(store: &Arc<dyn ObjectStore>, path: &str, rows: i64) {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(0..rows))],
+        )
+        .unwrap();
+        crate::store::write_parquet(store, path, schema, &[batch])
+            .await
+            .unwrap();
+    }
+
+    async fn count(ctx: &SessionContext, sql: &str) -> i64 {
+        let batch = query_batch(ctx, "count", sql).await.unwrap();
+        batch.column(0).as_primitive::<Int64Type>().value(0)
+    }
+
+    /// A table's queries read the listing it was seeded with, not the
+    /// store's: an aggregate run's queries see the raw files its scan saw.
+    #[tokio::test]
+    async fn a_seeded_table_reads_the_seeded_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        put_rows(&store, "days/dt=2022-11-25/a.parquet", 3).await;
+        let seeded = crate::store::list_parquet(&store, DAYS.prefix)
+            .await
+            .unwrap();
+        put_rows(&store, "days/dt=2022-11-26/b.parquet", 5).await;
+        let ctx = session(Arc::clone(&store));
+        assert!(register_as(&ctx, &store, &DAYS, None).await.unwrap());
+        seed_listing(&ctx, &DAYS, seeded);
+        let days = "SELECT COUNT(*) FROM days_table WHERE dt IN ('2022-11-25', '2022-11-26')";
+        assert_eq!(count(&ctx, days).await, 3);
+        assert_eq!(count(&ctx, "SELECT COUNT(*) FROM days_table").await, 3);
+        // Registered again, the table lists the store.
+        assert!(register_as(&ctx, &store, &DAYS, None).await.unwrap());
+        assert_eq!(count(&ctx, days).await, 8);
+    }
+
+    #[tokio::test]
+    async fn parquet_is_found_at_any_depth_and_only_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let has = |prefix: &'static str| {
+            let store = Arc::clone(&store);
+            async move { crate::store::has_parquet(&store, prefix).await.unwrap() }
+        };
+        assert!(!has("t").await, "no such prefix");
+        store
+            .put(&"t/dt=1/notes.txt".into(), PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        assert!(!has("t").await, "only other files");
+        put_rows(&store, "t/dt=2/county=9/p.parquet", 1).await;
+        assert!(has("t").await);
+        assert!(has("t/dt=2").await);
+        assert!(!has("t/dt=1").await);
+    }
+}
