@@ -448,37 +448,65 @@ fn bench_aggregate(
 /// What `gridstat aggregate` writes: curated tables, rollups, its state.
 const AGGREGATE_OUTPUTS: [&str; 3] = ["curated", "rollups", "_state"];
 
+/// Every object under [`AGGREGATE_OUTPUTS`].
+async fn aggregate_output_objects(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+) -> anyhow::Result<Vec<object_store::ObjectMeta>> {
+    use futures::TryStreamExt;
+    let mut objects = Vec::new();
+    for prefix in AGGREGATE_OUTPUTS {
+        objects.extend(
+            store
+                .list(Some(&prefix.into()))
+                .try_collect::<Vec<_>>()
+                .await?,
+        );
+    }
+    Ok(objects)
+}
+
 /// Every object under [`AGGREGATE_OUTPUTS`], with its bytes.
 async fn aggregate_outputs(
     store: &std::sync::Arc<dyn object_store::ObjectStore>,
 ) -> anyhow::Result<Vec<(object_store::path::Path, bytes::Bytes)>> {
-    use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     let mut outputs = Vec::new();
-    for prefix in AGGREGATE_OUTPUTS {
-        let listed: Vec<_> = store.list(Some(&prefix.into())).try_collect().await?;
-        for meta in listed {
-            let bytes = store.get(&meta.location).await?.bytes().await?;
-            outputs.push((meta.location, bytes));
-        }
+    for meta in aggregate_output_objects(store).await? {
+        let bytes = store.get(&meta.location).await?.bytes().await?;
+        outputs.push((meta.location, bytes));
     }
     Ok(outputs)
 }
 
 /// Put the lake's aggregate outputs back to `outputs` exactly: objects
-/// written since are deleted.
+/// written since are deleted, changed ones put back, and unchanged ones
+/// left alone (rewriting them all would leave the refresh timed next
+/// amid the write-back of a hundred megabytes).
 async fn restore_outputs(
     store: &std::sync::Arc<dyn object_store::ObjectStore>,
     outputs: &[(object_store::path::Path, bytes::Bytes)],
 ) -> anyhow::Result<()> {
     use object_store::ObjectStoreExt;
-    for (path, _) in aggregate_outputs(store).await? {
-        if !outputs.iter().any(|(kept, _)| *kept == path) {
-            store.delete(&path).await?;
+    let now: std::collections::HashMap<_, _> = aggregate_output_objects(store)
+        .await?
+        .into_iter()
+        .map(|meta| (meta.location, meta.size))
+        .collect();
+    for path in now.keys() {
+        if !outputs.iter().any(|(kept, _)| kept == path) {
+            store.delete(path).await?;
         }
     }
     for (path, bytes) in outputs {
-        store.put(path, bytes.clone().into()).await?;
+        let same = match now.get(path) {
+            Some(&size) if size == bytes.len() as u64 => {
+                store.get(path).await?.bytes().await? == *bytes
+            }
+            _ => false,
+        };
+        if !same {
+            store.put(path, bytes.clone().into()).await?;
+        }
     }
     Ok(())
 }
