@@ -723,7 +723,7 @@ fn encode_day(batches: &[RecordBatch], day: NaiveDate, path: &str) -> Result<Opt
     let Some(schema) = schema else {
         return Ok(None);
     };
-    let mut body = store::ParquetBody::new(path, &schema)?;
+    let mut body = store::ParquetBody::rollup(path, &schema)?;
     for b in &rows {
         body.write(b)?;
     }

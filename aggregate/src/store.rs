@@ -256,13 +256,33 @@ pub(crate) struct ParquetBody {
 
 impl ParquetBody {
     pub(crate) fn new(path: &str, schema: &SchemaRef) -> Result<Self> {
+        Self::with_properties(path, schema, writer_properties())
+    }
+
+    /// A rollup file: its numbers (counts and shares of a few thousand
+    /// areas) are smaller plain under zstd than dictionary-encoded, and
+    /// quicker to write (a scale-1.0 day's cumulative file: 176 KB against
+    /// 198 KB; a refresh's eight files encoded in 88 against 97 ms); the
+    /// text columns (level, codes, names) keep their dictionaries.
+    pub(crate) fn rollup(path: &str, schema: &SchemaRef) -> Result<Self> {
+        let mut builder = writer_properties_builder();
+        for field in schema.fields() {
+            if field.data_type().is_numeric() {
+                builder = builder
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+        }
+        Self::with_properties(path, schema, builder.build())
+    }
+
+    fn with_properties(path: &str, schema: &SchemaRef, props: WriterProperties) -> Result<Self> {
         let schema = plain_schema(schema);
-        let writer =
-            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties()))
-                .map_err(|source| Error::Parquet {
-                    what: path.into(),
-                    source,
-                })?;
+        let writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props)).map_err(
+            |source| Error::Parquet {
+                what: path.into(),
+                source,
+            },
+        )?;
         Ok(Self {
             path: path.into(),
             schema,
@@ -447,6 +467,11 @@ const UNSORTABLE_COLUMNS: &[&str] = &[
 /// smaller than level 3 (the scale-1.0 lake's curated tables: 102 MB
 /// against 106 MB) and no slower.
 fn writer_properties() -> WriterProperties {
+    writer_properties_builder().build()
+}
+
+/// [`writer_properties`], still open to per-column settings.
+fn writer_properties_builder() -> parquet::file::properties::WriterPropertiesBuilder {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -459,7 +484,7 @@ fn writer_properties() -> WriterProperties {
     for column in UNSORTABLE_COLUMNS {
         builder = builder.set_column_statistics_enabled(path(column), EnabledStatistics::None);
     }
-    builder.build()
+    builder
 }
 
 #[cfg(test)]
