@@ -492,10 +492,9 @@ async fn restore_outputs(
         .into_iter()
         .map(|meta| (meta.location, meta.size))
         .collect();
-    for path in now.keys() {
-        if !outputs.iter().any(|(kept, _)| kept == path) {
-            store.delete(path).await?;
-        }
+    let kept: std::collections::HashSet<_> = outputs.iter().map(|(path, _)| path).collect();
+    for path in now.keys().filter(|path| !kept.contains(path)) {
+        store.delete(path).await?;
     }
     for (path, bytes) in outputs {
         let same = match now.get(path) {
