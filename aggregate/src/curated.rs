@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
 use futures::{FutureExt, StreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::error::{query, Result};
 use crate::store::{plain_schema, put_if_changed, write_parquet, ParquetBody};
@@ -126,6 +126,16 @@ struct DayFiles {
 /// footer to infer them.
 pub(crate) type WrittenSchemas = Vec<(&'static str, SchemaRef)>;
 
+/// The run's listing of the raw tables, which curation's tables of one
+/// day each read instead of listing their day again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawDayListing<'a> {
+    /// Every object of `raw_visits`.
+    pub visits: &'a [ObjectMeta],
+    /// Every object of `raw_cases`.
+    pub cases: &'a [ObjectMeta],
+}
+
 /// Rebuild the curated tables of `days` (ascending), one query per table
 /// for all of them: a refresh's few small days cost one query's planning
 /// and fixed costs instead of one per day.
@@ -133,6 +143,7 @@ pub(crate) async fn curate_days(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &[NaiveDate],
+    listed: RawDayListing<'_>,
 ) -> Result<(Vec<CuratedDay>, WrittenSchemas)> {
     let names = |table: &str| -> Vec<String> {
         days.iter()
@@ -144,8 +155,8 @@ pub(crate) async fn curate_days(
     futures::future::try_join_all(days.iter().zip(&visit_tables).zip(&case_tables).flat_map(
         |((&day, visits), cases)| {
             [
-                register_raw_day(ctx, &RAW_VISITS, &raw_visits, day, visits).boxed(),
-                register_raw_day(ctx, &RAW_CASES, &raw_cases, day, cases).boxed(),
+                register_raw_day(ctx, &RAW_VISITS, &raw_visits, day, visits, listed.visits).boxed(),
+                register_raw_day(ctx, &RAW_CASES, &raw_cases, day, cases, listed.cases).boxed(),
             ]
         },
     ))

@@ -149,6 +149,18 @@ pub async fn run(
     }
 
     let ctx = tables::session(Arc::clone(&store));
+    // Where rollups will start (as `rollup_step` works it out), from
+    // which the run reads every day's data.
+    let recompute_from = match continue_after {
+        Some(through) => {
+            let next = through + chrono::Days::new(1);
+            changes.days.first().map_or(next, |day| (*day).min(next))
+        }
+        None => opts.campaign_start,
+    };
+    if raw.bytes_from(recompute_from) <= SMALL_RUN_BYTES {
+        tables::without_dynamic_filters(&ctx)?;
+    }
     timed(
         "register tables",
         tables::register_inputs(&ctx, &store, registry, false),
@@ -165,7 +177,8 @@ pub async fn run(
             clear_curated(&store, day).await?;
         }
         if !with_raw.is_empty() {
-            let (days, schemas) = curated::curate_days(&ctx, &store, &with_raw).await?;
+            let (days, schemas) =
+                curated::curate_days(&ctx, &store, &with_raw, raw.day_listing()).await?;
             for d in days {
                 report.files_written += d.files_written;
                 report.visits_curated += d.visits;
@@ -254,15 +267,15 @@ struct RawListing {
     files: BTreeMap<String, store::Fingerprint>,
     days: BTreeSet<NaiveDate>,
     /// The objects of each of [`tables::RAW_TABLES`], in its order.
-    metas: Vec<Vec<object_store::ObjectMeta>>,
+    metas: [Vec<object_store::ObjectMeta>; 3],
 }
 
 impl RawListing {
     async fn of(store: &Arc<dyn ObjectStore>) -> Result<Self> {
-        let metas = futures::future::try_join_all(
-            tables::RAW_TABLES.map(|table| store::list_parquet(store, table.prefix)),
-        )
-        .await?;
+        let [visits, cases, quarantine] =
+            tables::RAW_TABLES.map(|t| store::list_parquet(store, t.prefix));
+        let (visits, cases, quarantine) = futures::try_join!(visits, cases, quarantine)?;
+        let metas = [visits, cases, quarantine];
         let files: BTreeMap<_, _> = metas.iter().flat_map(|m| store::fingerprints(m)).collect();
         let days = files
             .keys()
@@ -270,6 +283,12 @@ impl RawListing {
             .filter_map(|p| store::day_of(p))
             .collect();
         Ok(Self { files, days, metas })
+    }
+
+    /// The raw tables' objects, for curation's tables of one day each.
+    fn day_listing(&self) -> curated::RawDayListing<'_> {
+        let [visits, cases, _] = &self.metas;
+        curated::RawDayListing { visits, cases }
     }
 
     /// Hand the listing to the session's tables of raw files, so that
@@ -292,6 +311,16 @@ impl RawListing {
 
     fn has_quarantine(&self) -> bool {
         self.files.keys().any(|p| p.starts_with(lake::QUARANTINE))
+    }
+
+    /// Raw bytes of the visits and cases of `day` and every day after.
+    fn bytes_from(&self, day: NaiveDate) -> u64 {
+        self.files
+            .iter()
+            .filter(|(p, _)| !p.starts_with(lake::QUARANTINE))
+            .filter(|(p, _)| store::day_of(p).is_some_and(|d| d >= day))
+            .map(|(_, f)| f.size)
+            .sum()
     }
 
     /// Raw bytes of one day's visits and cases.
@@ -327,6 +356,10 @@ impl RawListing {
         groups
     }
 }
+
+/// Most raw bytes of the days a run recomputes for it to count as small:
+/// queried without dynamic filters ([`tables::without_dynamic_filters`]).
+const SMALL_RUN_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Most days curated by one query.
 const CURATE_AT_ONCE: usize = 4;
