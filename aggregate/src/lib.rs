@@ -149,16 +149,8 @@ pub async fn run(
     }
 
     let ctx = tables::session(Arc::clone(&store));
-    // Where rollups will start (as `rollup_step` works it out), from
-    // which the run reads every day's data.
-    let recompute_from = match continue_after {
-        Some(through) => {
-            let next = through + chrono::Days::new(1);
-            changes.days.first().map_or(next, |day| (*day).min(next))
-        }
-        None => opts.campaign_start,
-    };
-    if raw.bytes_from(recompute_from) <= SMALL_RUN_BYTES {
+    let rollups_from = rollups_from(continue_after, changes.days.first().copied(), opts);
+    if raw.bytes_from(rollups_from) <= SMALL_RUN_BYTES {
         tables::without_dynamic_filters(&ctx)?;
     }
     timed(
@@ -313,24 +305,24 @@ impl RawListing {
         self.files.keys().any(|p| p.starts_with(lake::QUARANTINE))
     }
 
-    /// Raw bytes of the visits and cases of `day` and every day after.
-    fn bytes_from(&self, day: NaiveDate) -> u64 {
+    /// Raw bytes of the visits and cases of the days `days` admits.
+    fn bytes_of(&self, days: impl Fn(NaiveDate) -> bool) -> u64 {
         self.files
             .iter()
             .filter(|(p, _)| !p.starts_with(lake::QUARANTINE))
-            .filter(|(p, _)| store::day_of(p).is_some_and(|d| d >= day))
+            .filter(|(p, _)| store::day_of(p).is_some_and(&days))
             .map(|(_, f)| f.size)
             .sum()
     }
 
+    /// Raw bytes of the visits and cases of `day` and every day after.
+    fn bytes_from(&self, day: NaiveDate) -> u64 {
+        self.bytes_of(|d| d >= day)
+    }
+
     /// Raw bytes of one day's visits and cases.
     fn day_bytes(&self, day: NaiveDate) -> u64 {
-        self.files
-            .iter()
-            .filter(|(p, _)| !p.starts_with(lake::QUARANTINE))
-            .filter(|(p, _)| store::day_of(p) == Some(day))
-            .map(|(_, f)| f.size)
-            .sum()
+        self.bytes_of(|d| d == day)
     }
 
     /// `days` in order, cut into groups curated by one query each: small
@@ -454,6 +446,25 @@ enum CaseStateWork {
     Update(BTreeSet<NaiveDate>),
 }
 
+/// The first day rollups are recomputed from: the day after those the
+/// previous rollups continue to (`continue_after`), or the first day
+/// whose raw files changed if earlier; without previous rollups, the
+/// campaign's start.
+fn rollups_from(
+    continue_after: Option<NaiveDate>,
+    first_changed: Option<NaiveDate>,
+    opts: &AggregateOptions,
+) -> NaiveDate {
+    match continue_after {
+        Some(through) => {
+            let next = through + chrono::Days::new(1);
+            first_changed.map_or(next, |day| day.min(next))
+        }
+        None => opts.campaign_start,
+    }
+    .max(opts.campaign_start)
+}
+
 /// Step 2 (and the quality table). Returns whether rollups now cover
 /// every day up to `plan.last_day` (false when there are no curated visits).
 async fn rollup_step(
@@ -468,14 +479,7 @@ async fn rollup_step(
         return Ok(false);
     }
     let last_day = plan.last_day;
-    let from = match plan.continue_after {
-        Some(through) => {
-            let next = through + chrono::Days::new(1);
-            plan.first_changed.map_or(next, |day| day.min(next))
-        }
-        None => opts.campaign_start,
-    }
-    .max(opts.campaign_start);
+    let from = rollups_from(plan.continue_after, plan.first_changed, opts);
     let mut start = timed(
         "rollup start",
         rollup_start(ctx, store, opts, from, last_day),

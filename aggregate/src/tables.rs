@@ -603,6 +603,13 @@ mod tests {
             .unwrap();
     }
 
+    /// A store over a new temporary directory (kept while the guard lives).
+    fn local_store() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        (dir, store)
+    }
+
     async fn count(ctx: &SessionContext, sql: &str) -> i64 {
         let batch = query_batch(ctx, "count", sql).await.unwrap();
         batch.column(0).as_primitive::<Int64Type>().value(0)
@@ -612,9 +619,7 @@ mod tests {
     /// store's: an aggregate run's queries see the raw files its scan saw.
     #[tokio::test]
     async fn a_seeded_table_reads_the_seeded_listing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let (_dir, store) = local_store();
         put_rows(&store, "days/dt=2022-11-25/a.parquet", 3).await;
         let seeded = crate::store::list_parquet(&store, DAYS.prefix)
             .await
@@ -635,9 +640,7 @@ mod tests {
     /// listing: not a file put since, nor another day's.
     #[tokio::test]
     async fn a_raw_day_reads_its_day_of_the_listing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let (_dir, store) = local_store();
         put_rows(&store, "days/dt=2022-11-25/county=1/a.parquet", 3).await;
         put_rows(&store, "days/dt=2022-11-26/county=1/b.parquet", 5).await;
         let listed = crate::store::list_parquet(&store, DAYS.prefix)
@@ -660,9 +663,7 @@ mod tests {
 
     #[tokio::test]
     async fn parquet_is_found_at_any_depth_and_only_parquet() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let (_dir, store) = local_store();
         let has = |prefix: &'static str| {
             let store = Arc::clone(&store);
             async move { crate::store::has_parquet(&store, prefix).await.unwrap() }
