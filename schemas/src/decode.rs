@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
 use serde::Deserialize;
 
 use crate::error::DecodeError;
+use crate::fast_json;
 use crate::record::{
     CaseUpdate, Submission, TargetKind, Visit, CASE_SCHEMA_V1, KNOWN_SCHEMAS, VISIT_SCHEMA_V1,
 };
@@ -109,8 +110,14 @@ pub fn decode_placed<'a>(
         None => parse::<Probe<'_>>(text)?.schema,
     };
     let submission = match schema.as_deref() {
-        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(parse::<Visit>(text)?)),
-        Some(CASE_SCHEMA_V1) => Submission::Case(parse::<CaseUpdate>(text)?),
+        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(match fast_json::visit(text) {
+            Some(visit) => visit,
+            None => parse::<Visit>(text)?,
+        })),
+        Some(CASE_SCHEMA_V1) => Submission::Case(match fast_json::case(text) {
+            Some(case) => case,
+            None => parse::<CaseUpdate>(text)?,
+        }),
         Some(other) => {
             return Err(DecodeError::UnknownSchema {
                 found: other.to_string(),

@@ -26,6 +26,7 @@
 pub mod arrow_schema;
 pub mod decode;
 pub mod error;
+mod fast_json;
 pub mod generate;
 pub mod lake;
 pub mod record;

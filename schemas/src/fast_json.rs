@@ -1,0 +1,565 @@
+//! A fast path for decoding the plain shape of a message.
+//!
+//! Nearly every message is a flat object of known keys with unescaped
+//! strings, small integers and RFC 3339 times. This reader takes exactly
+//! that shape, in any key order, straight into the record types. Whenever
+//! it meets anything else — an escape, an unknown or repeated key, a
+//! missing field, a float, a `null` — it answers `None` and serde decides,
+//! so it never accepts what serde would reject and every error is still
+//! named by the strict path. The unit tests check both properties.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::record::{
+    CaseKind, CaseStatus, CaseUpdate, Hardship, HardshipCategory, Hazard, HazardKind, ReporterRole,
+    SafetyCheck, SpecialGroup, TargetKind, Urgency, Visit,
+};
+use crate::time::parse_rfc3339_fast;
+
+/// Reads an object of the named keys, each value by its expression over
+/// the reader `r` into its slot. Keys are tried in the order given (the
+/// producers' order) before any search.
+macro_rules! read_object {
+    ($reader:expr, |$r:ident| { $($name:literal => $slot:ident = $read:expr),+ $(,)? }) => {{
+        const KEYS: &[&str] = &[$($name),+];
+        $reader.object(KEYS, |$r, index| {
+            let mut _at = 0usize;
+            $(
+                if index == _at {
+                    return once(&mut $slot, $read);
+                }
+                _at += 1;
+            )+
+            None
+        })
+    }};
+}
+
+/// A visit, when `text` has the plain shape of a valid one.
+pub(crate) fn visit(text: &str) -> Option<Visit<'_>> {
+    let mut r = Reader::new(text);
+    let mut schema = None;
+    let mut submission_id = None;
+    let mut sent_at = None;
+    let mut visited_at = None;
+    let mut reporter_id = None;
+    let mut reporter_role = None;
+    let mut grid_id = None;
+    let mut target_kind = None;
+    let mut target_id = None;
+    let mut residents_recorded = None;
+    let mut residents_present = None;
+    let mut newcomers_registered = None;
+    let mut residents_tested = None;
+    let mut residents_vaccinated = None;
+    let mut special_groups = None;
+    let mut safety_checks = None;
+    let mut hazards = None;
+    let mut hardships = None;
+    let mut enlisted_building_leads = None;
+    let mut enlisted_volunteers = None;
+    read_object!(r, |r| {
+        "schema" => schema = r.borrowed()?,
+        "submission_id" => submission_id = r.borrowed()?,
+        "sent_at" => sent_at = r.time()?,
+        "visited_at" => visited_at = r.time()?,
+        "reporter_id" => reporter_id = r.borrowed()?,
+        "reporter_role" => reporter_role = r.variant()?,
+        "grid_id" => grid_id = r.borrowed()?,
+        "target_kind" => target_kind = r.variant()?,
+        "target_id" => target_id = r.borrowed()?,
+        "residents_recorded" => residents_recorded = r.u32()?,
+        "residents_present" => residents_present = r.u32()?,
+        "newcomers_registered" => newcomers_registered = r.u32()?,
+        "residents_tested" => residents_tested = r.u32()?,
+        "residents_vaccinated" => residents_vaccinated = r.u32()?,
+        "special_groups" => special_groups = r.array(Reader::variant)?,
+        "safety_checks" => safety_checks = r.array(Reader::variant)?,
+        "hazards" => hazards = r.array(Reader::hazard)?,
+        "hardships" => hardships = r.array(Reader::hardship)?,
+        "enlisted_building_leads" => enlisted_building_leads = r.u32()?,
+        "enlisted_volunteers" => enlisted_volunteers = r.u32()?,
+    })?;
+    r.end()?;
+    Some(Visit {
+        schema: schema?,
+        submission_id: submission_id?,
+        sent_at: sent_at?,
+        visited_at: visited_at?,
+        reporter_id: reporter_id?,
+        reporter_role: reporter_role?,
+        grid_id: grid_id?,
+        target_kind: target_kind?,
+        target_id: target_id?,
+        residents_recorded: residents_recorded?,
+        residents_present: residents_present?,
+        newcomers_registered: newcomers_registered?,
+        residents_tested: residents_tested?,
+        residents_vaccinated: residents_vaccinated?,
+        special_groups: special_groups.unwrap_or_default(),
+        safety_checks: safety_checks.unwrap_or_default(),
+        hazards: hazards.unwrap_or_default(),
+        hardships: hardships.unwrap_or_default(),
+        enlisted_building_leads: enlisted_building_leads?,
+        enlisted_volunteers: enlisted_volunteers?,
+    })
+}
+
+/// A case update, when `text` has the plain shape of a valid one.
+pub(crate) fn case(text: &str) -> Option<CaseUpdate<'_>> {
+    let mut r = Reader::new(text);
+    let mut schema = None;
+    let mut submission_id = None;
+    let mut sent_at = None;
+    let mut case_id = None;
+    let mut case_kind = None;
+    let mut grid_id = None;
+    let mut status = None;
+    let mut updated_at = None;
+    let mut handler_id = None;
+    read_object!(r, |r| {
+        "schema" => schema = r.borrowed()?,
+        "submission_id" => submission_id = r.borrowed()?,
+        "sent_at" => sent_at = r.time()?,
+        "case_id" => case_id = r.borrowed()?,
+        "case_kind" => case_kind = r.variant()?,
+        "grid_id" => grid_id = r.borrowed()?,
+        "status" => status = r.variant()?,
+        "updated_at" => updated_at = r.time()?,
+        "handler_id" => handler_id = r.borrowed()?,
+    })?;
+    r.end()?;
+    Some(CaseUpdate {
+        schema: schema?,
+        submission_id: submission_id?,
+        sent_at: sent_at?,
+        case_id: case_id?,
+        case_kind: case_kind?,
+        grid_id: grid_id?,
+        status: status?,
+        updated_at: updated_at?,
+        handler_id: handler_id?,
+    })
+}
+
+/// Sets a field seen for the first time; a repeated key is serde's to
+/// reject.
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value);
+    Some(())
+}
+
+/// Length of the run of bytes before the first quote, backslash or control
+/// character, eight bytes at a time (the usual SWAR test for a byte below a
+/// bound: only the lowest flagged byte is exact, and only it is used).
+fn plain_run(b: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let below = |v: u64, bound: u8| v.wrapping_sub(ONES * u64::from(bound)) & !v & HIGH;
+    let mut at = 0;
+    while let Some(chunk) = b.get(at..at + 8) {
+        let v = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let hits = below(v ^ (ONES * u64::from(b'"')), 1)
+            | below(v ^ (ONES * u64::from(b'\\')), 1)
+            | below(v, 0x20);
+        if hits != 0 {
+            return at + (hits.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + b[at..]
+        .iter()
+        .take_while(|&&c| c != b'"' && c != b'\\' && c >= 0x20)
+        .count()
+}
+
+/// The enums whose wire names the reader matches.
+trait Variants: Copy + 'static {
+    const ALL: &'static [Self];
+    fn wire_name(self) -> &'static str;
+}
+
+macro_rules! variants {
+    ($($ty:ty),+) => { $(impl Variants for $ty {
+        const ALL: &'static [Self] = <$ty>::ALL;
+        fn wire_name(self) -> &'static str { self.as_str() }
+    })+ };
+}
+
+variants!(
+    ReporterRole,
+    TargetKind,
+    SpecialGroup,
+    SafetyCheck,
+    HazardKind,
+    HardshipCategory,
+    Urgency,
+    CaseKind,
+    CaseStatus
+);
+
+struct Reader<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, at: 0 }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte after JSON whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        let b = self.bytes();
+        while let Some(&c) = b.get(self.at) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(c);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    fn eat(&mut self, expected: u8) -> Option<()> {
+        (self.peek()? == expected).then(|| self.at += 1)
+    }
+
+    /// Only whitespace may follow the message, as `serde_json` requires.
+    fn end(&mut self) -> Option<()> {
+        self.peek().is_none().then_some(())
+    }
+
+    /// A string without escapes or control characters (which serde would
+    /// unescape or reject).
+    fn str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let b = self.bytes();
+        self.at += plain_run(&b[start..]);
+        if *b.get(self.at)? != b'"' {
+            return None;
+        }
+        let s = self.text.get(start..self.at)?;
+        self.at += 1;
+        Some(s)
+    }
+
+    fn borrowed(&mut self) -> Option<Cow<'a, str>> {
+        self.str().map(Cow::Borrowed)
+    }
+
+    fn time(&mut self) -> Option<DateTime<FixedOffset>> {
+        parse_rfc3339_fast(self.str()?)
+    }
+
+    fn variant<T: Variants>(&mut self) -> Option<T> {
+        let s = self.str()?;
+        T::ALL.iter().copied().find(|v| v.wire_name() == s)
+    }
+
+    fn bool(&mut self) -> Option<bool> {
+        self.peek()?;
+        let rest = &self.bytes()[self.at..];
+        let (value, len) = if rest.starts_with(b"true") {
+            (true, 4)
+        } else if rest.starts_with(b"false") {
+            (false, 5)
+        } else {
+            return None;
+        };
+        self.at += len;
+        Some(value)
+    }
+
+    /// A plain non-negative integer that fits `u32`: no sign, fraction,
+    /// exponent or leading zero.
+    fn u32(&mut self) -> Option<u32> {
+        self.peek()?;
+        let b = self.bytes();
+        let start = self.at;
+        let mut n: u64 = 0;
+        while let Some(&c) = b.get(self.at) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            n = n * 10 + u64::from(c - b'0');
+            self.at += 1;
+            if self.at - start > 10 {
+                return None;
+            }
+        }
+        let len = self.at - start;
+        if len == 0 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        u32::try_from(n).ok()
+    }
+
+    /// An object of `keys`, handing the index of each key to `field`,
+    /// which reads its value. An unknown key ends the fast path.
+    fn object(
+        &mut self,
+        keys: &[&str],
+        mut field: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        let mut expected = 0;
+        loop {
+            let index = self.key(keys, expected)?;
+            self.eat(b':')?;
+            field(self, index)?;
+            expected = index + 1;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The index in `keys` of the key here. The `expected` one is checked
+    /// first, in place, so keys in the usual order are never scanned.
+    fn key(&mut self, keys: &[&str], expected: usize) -> Option<usize> {
+        self.peek()?;
+        if let Some(key) = keys.get(expected) {
+            let len = key.len();
+            let rest = &self.bytes()[self.at..];
+            if rest.get(1..=len) == Some(key.as_bytes())
+                && rest.first() == Some(&b'"')
+                && rest.get(len + 1) == Some(&b'"')
+            {
+                self.at += len + 2;
+                return Some(expected);
+            }
+        }
+        let name = self.str()?;
+        keys.iter().position(|key| *key == name)
+    }
+
+    fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.eat(b'[')?;
+        let mut items = Vec::new();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(items);
+        }
+        loop {
+            items.push(item(self)?);
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(items);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn hazard(&mut self) -> Option<Hazard<'a>> {
+        let (mut hazard_id, mut kind, mut fixed_on_spot) = (None, None, None);
+        read_object!(self, |r| {
+            "hazard_id" => hazard_id = r.borrowed()?,
+            "kind" => kind = r.variant()?,
+            "fixed_on_spot" => fixed_on_spot = r.bool()?,
+        })?;
+        Some(Hazard {
+            hazard_id: hazard_id?,
+            kind: kind?,
+            fixed_on_spot: fixed_on_spot?,
+        })
+    }
+
+    fn hardship(&mut self) -> Option<Hardship<'a>> {
+        let (mut case_id, mut category, mut urgency, mut note) = (None, None, None, None);
+        read_object!(self, |r| {
+            "case_id" => case_id = r.borrowed()?,
+            "category" => category = r.variant()?,
+            "urgency" => urgency = r.variant()?,
+            "note" => note = r.borrowed()?,
+        })?;
+        Some(Hardship {
+            case_id: case_id?,
+            category: category?,
+            urgency: urgency?,
+            note: note?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::generate::{GenOptions, Generator};
+    use crate::Registry;
+
+    /// Generated messages, valid and invalid alike.
+    fn generated(count: usize) -> Vec<Vec<u8>> {
+        let registry = Registry::jiangmen();
+        let opts = GenOptions {
+            scale: 0.002,
+            ..GenOptions::default()
+        };
+        Generator::new(&registry, opts)
+            .take(count)
+            .map(|m| m.bytes)
+            .collect()
+    }
+
+    /// The fast path must agree with serde: the same record when it
+    /// answers, and no answer where serde fails.
+    fn agrees_with_serde(bytes: &[u8]) -> Result<bool, TestCaseError> {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Ok(false);
+        };
+        let strict_visit = serde_json::from_str::<Visit>(text).ok();
+        let strict_case = serde_json::from_str::<CaseUpdate>(text).ok();
+        let fast_visit = visit(text);
+        let fast_case = case(text);
+        if let Some(v) = &fast_visit {
+            prop_assert_eq!(Some(v), strict_visit.as_ref(), "{}", text);
+        }
+        if let Some(c) = &fast_case {
+            prop_assert_eq!(Some(c), strict_case.as_ref(), "{}", text);
+        }
+        Ok(fast_visit.is_some() || fast_case.is_some())
+    }
+
+    #[test]
+    fn plain_generated_messages_take_the_fast_path() {
+        let messages = generated(3000);
+        let mut fast = 0;
+        let mut plain = 0;
+        for bytes in &messages {
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                continue;
+            };
+            let is_plain = !text.contains('\\')
+                && (serde_json::from_str::<Visit>(text).is_ok()
+                    || serde_json::from_str::<CaseUpdate>(text).is_ok());
+            plain += usize::from(is_plain);
+            fast += usize::from(agrees_with_serde(bytes).unwrap());
+        }
+        assert!(plain > 2500, "only {plain} plain messages generated");
+        assert_eq!(fast, plain, "every plain valid message is read fast");
+    }
+
+    const VISIT: &str = r#"{"schema":"gridstat.visit/1","submission_id":"s-1","sent_at":"2022-11-26T10:20:00+08:00","visited_at":"2022-11-26T10:05:00+08:00","reporter_id":"rp-1","reporter_role":"cadre","grid_id":"44070300210101","target_kind":"household","target_id":"hh-1","residents_recorded":4,"residents_present":3,"newcomers_registered":1,"residents_tested":4,"residents_vaccinated":3,"special_groups":["elderly_alone"],"safety_checks":["gas","fire"],"hazards":[{"hazard_id":"hz-1","kind":"gas","fixed_on_spot":false}],"hardships":[{"case_id":"hs-1","category":"medical","urgency":"urgent","note":"需要代购药品"}],"enlisted_building_leads":0,"enlisted_volunteers":1}"#;
+
+    const CASE: &str = r#"{"schema":"gridstat.case/1","submission_id":"s","sent_at":"2022-11-27T09:00:00+08:00","case_id":"c","case_kind":"hazard","grid_id":"g","status":"resolved","updated_at":"2022-11-27T08:00:00+08:00","handler_id":"h"}"#;
+
+    /// `base` with its first `from` replaced by `to`.
+    fn edited(base: &str, from: &str, to: &str) -> String {
+        assert!(base.contains(from), "{from}");
+        base.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn odd_but_valid_shapes_agree() {
+        let accepted = [
+            VISIT.to_string(),
+            CASE.to_string(),
+            format!(" {}\n", CASE.replace("\",", "\" ,\t").replace("\":", "\" : ")),
+            edited(VISIT, ":4,", ":4294967295,"),
+            edited(VISIT, r#""hazards":[{"hazard_id":"hz-1","kind":"gas","fixed_on_spot":false}],"#, ""),
+            edited(VISIT, r#""special_groups":["elderly_alone"]"#, r#""special_groups":[ ]"#),
+            edited(CASE, "09:00:00+08:00", "09:00:00.25-01:30"),
+            r#"{"handler_id":"h","updated_at":"2022-11-27T08:00:00+08:00","status":"assigned","grid_id":"g","case_kind":"hardship","case_id":"c","sent_at":"2022-11-27T09:00:00+08:00","submission_id":"s","schema":"x"}"#.to_string(),
+        ];
+        for text in &accepted {
+            assert!(agrees_with_serde(text.as_bytes()).unwrap(), "{text}");
+        }
+        let number = r#""residents_recorded":4,"#;
+        let rejected = [
+            edited(number, ":4", ":04"),
+            edited(number, ":4", ":-4"),
+            edited(number, ":4", ":4.0"),
+            edited(number, ":4", ":4e0"),
+            edited(number, ":4", ":4294967296"),
+            edited(number, ":4", ":null"),
+            edited(number, ":4", r#":"4""#),
+            edited(number, ":4", ":true"),
+            edited(number, ",", ",,"),
+            edited(number, ",", r#","residents_recorded":4,"#),
+            edited(number, ",", r#","extra":1,"#),
+            edited(number, ",", ""),
+            r#""fixed_on_spot":0"#.to_string(),
+            r#""fixed_on_spot":False"#.to_string(),
+            r#""fixed_on_spot":null"#.to_string(),
+            r#""kind":"Gas""#.to_string(),
+            r#""note":"a\"b""#.to_string(),
+            "\"note\":\"a\u{1}b\"".to_string(),
+            r#""safety_checks":["gas","fire",]"#.to_string(),
+            r#""safety_checks":null"#.to_string(),
+            r#""hardships":[{"case_id":"hs-1","category":"medical","urgency":"urgent"}]"#
+                .to_string(),
+        ];
+        let originals = [
+            number,
+            r#""fixed_on_spot":false"#,
+            r#""kind":"gas""#,
+            r#""note":"需要代购药品""#,
+            r#""safety_checks":["gas","fire"]"#,
+            r#""hardships":[{"case_id":"hs-1","category":"medical","urgency":"urgent","note":"需要代购药品"}]"#,
+        ];
+        for bad in &rejected {
+            let from = originals
+                .iter()
+                .find(|o| o.split(':').next() == bad.split(':').next())
+                .unwrap();
+            let text = edited(VISIT, from, bad);
+            assert!(!agrees_with_serde(text.as_bytes()).unwrap(), "{text}");
+        }
+        for text in [
+            format!("{CASE} x"),
+            format!("{CASE}}}"),
+            edited(CASE, r#""s","#, r#""s\u0041","#),
+            edited(CASE, "09:00:00+08:00", "09:00:00Z"),
+            edited(CASE, ",\"handler_id\":\"h\"", ""),
+        ] {
+            assert!(!agrees_with_serde(text.as_bytes()).unwrap(), "{text}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// One byte changed, inserted or removed anywhere in a generated
+        /// message: where the fast path answers, serde answers the same.
+        #[test]
+        fn mutated_messages_agree_with_serde(
+            pick in 0usize..400,
+            at in 0usize..2000,
+            byte in prop::sample::select(b"\"\\{}[],:0123456789 \t\n.-+eEtrufalsn\x01\xe6x".to_vec()),
+            how in 0u8..3,
+        ) {
+            thread_local!(static MESSAGES: Vec<Vec<u8>> = generated(400));
+            let mut bytes = MESSAGES.with(|m| m[pick % m.len()].clone());
+            let at = at % bytes.len();
+            match how {
+                0 => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => { bytes.remove(at); }
+            }
+            agrees_with_serde(&bytes)?;
+        }
+    }
+}
