@@ -23,8 +23,8 @@ use crate::time::parse_rfc3339_fast;
 /// producers' order) before any search.
 macro_rules! read_object {
     ($reader:expr, |$r:ident| { $($name:literal => $slot:ident = $read:expr),+ $(,)? }) => {{
-        const KEYS: &[&str] = &[$($name),+];
-        $reader.object(KEYS, |$r, index| {
+        const QUOTED_KEYS: &[&str] = &[$(concat!("\"", $name, "\"")),+];
+        $reader.object(QUOTED_KEYS, |$r, index| {
             let mut _at = 0usize;
             $(
                 if index == _at {
@@ -162,7 +162,7 @@ fn plain_run(b: &[u8]) -> usize {
     const HIGH: u64 = ONES << 7;
     let below = |v: u64, bound: u8| v.wrapping_sub(ONES * u64::from(bound)) & !v & HIGH;
     let mut at = 0;
-    while let Some(chunk) = b.get(at..at + 8) {
+    for chunk in b.chunks_exact(8) {
         let v = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
         let hits = below(v ^ (ONES * u64::from(b'"')), 1)
             | below(v ^ (ONES * u64::from(b'\\')), 1)
@@ -304,11 +304,12 @@ impl<'a> Reader<'a> {
         u32::try_from(n).ok()
     }
 
-    /// An object of `keys`, handing the index of each key to `field`,
-    /// which reads its value. An unknown key ends the fast path.
+    /// An object of `quoted_keys`, handing the index of each key to
+    /// `field`, which reads its value. An unknown key, or one with an
+    /// escape, ends the fast path.
     fn object(
         &mut self,
-        keys: &[&str],
+        quoted_keys: &[&str],
         mut field: impl FnMut(&mut Self, usize) -> Option<()>,
     ) -> Option<()> {
         self.eat(b'{')?;
@@ -318,7 +319,7 @@ impl<'a> Reader<'a> {
         }
         let mut expected = 0;
         loop {
-            let index = self.key(keys, expected)?;
+            let index = self.key(quoted_keys, expected)?;
             self.eat(b':')?;
             field(self, index)?;
             expected = index + 1;
@@ -333,23 +334,17 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The index in `keys` of the key here. The `expected` one is checked
-    /// first, in place, so keys in the usual order are never scanned.
-    fn key(&mut self, keys: &[&str], expected: usize) -> Option<usize> {
+    /// The index in `quoted_keys` of the key here, compared in place from
+    /// `expected` on: keys in the producers' order match at the first try.
+    fn key(&mut self, quoted_keys: &[&str], expected: usize) -> Option<usize> {
         self.peek()?;
-        if let Some(key) = keys.get(expected) {
-            let len = key.len();
-            let rest = &self.bytes()[self.at..];
-            if rest.get(1..=len) == Some(key.as_bytes())
-                && rest.first() == Some(&b'"')
-                && rest.get(len + 1) == Some(&b'"')
-            {
-                self.at += len + 2;
-                return Some(expected);
-            }
-        }
-        let name = self.str()?;
-        keys.iter().position(|key| *key == name)
+        let rest = &self.bytes()[self.at..];
+        let matches = |i: &usize| rest.starts_with(quoted_keys[*i].as_bytes());
+        let index = (expected..quoted_keys.len())
+            .find(matches)
+            .or_else(|| (0..expected).find(matches))?;
+        self.at += quoted_keys[index].len();
+        Some(index)
     }
 
     fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
