@@ -66,17 +66,17 @@ pub(crate) fn visit(text: &str) -> Option<Visit<'_>> {
         "sent_at" => sent_at = r.time()?,
         "visited_at" => visited_at = r.time()?,
         "reporter_id" => reporter_id = r.borrowed()?,
-        "reporter_role" => reporter_role = r.variant()?,
+        "reporter_role" => reporter_role = r.variant(ReporterRole::from_wire)?,
         "grid_id" => grid_id = r.borrowed()?,
-        "target_kind" => target_kind = r.variant()?,
+        "target_kind" => target_kind = r.variant(TargetKind::from_wire)?,
         "target_id" => target_id = r.borrowed()?,
         "residents_recorded" => residents_recorded = r.u32()?,
         "residents_present" => residents_present = r.u32()?,
         "newcomers_registered" => newcomers_registered = r.u32()?,
         "residents_tested" => residents_tested = r.u32()?,
         "residents_vaccinated" => residents_vaccinated = r.u32()?,
-        "special_groups" => special_groups = r.array(Reader::variant)?,
-        "safety_checks" => safety_checks = r.array(Reader::variant)?,
+        "special_groups" => special_groups = r.array(|r| r.variant(SpecialGroup::from_wire))?,
+        "safety_checks" => safety_checks = r.array(|r| r.variant(SafetyCheck::from_wire))?,
         "hazards" => hazards = r.array(Reader::hazard)?,
         "hardships" => hardships = r.array(Reader::hardship)?,
         "enlisted_building_leads" => enlisted_building_leads = r.u32()?,
@@ -124,9 +124,9 @@ pub(crate) fn case(text: &str) -> Option<CaseUpdate<'_>> {
         "submission_id" => submission_id = r.borrowed()?,
         "sent_at" => sent_at = r.time()?,
         "case_id" => case_id = r.borrowed()?,
-        "case_kind" => case_kind = r.variant()?,
+        "case_kind" => case_kind = r.variant(CaseKind::from_wire)?,
         "grid_id" => grid_id = r.borrowed()?,
-        "status" => status = r.variant()?,
+        "status" => status = r.variant(CaseStatus::from_wire)?,
         "updated_at" => updated_at = r.time()?,
         "handler_id" => handler_id = r.borrowed()?,
     })?;
@@ -177,31 +177,6 @@ fn plain_run(b: &[u8]) -> usize {
         .take_while(|&&c| c != b'"' && c != b'\\' && c >= 0x20)
         .count()
 }
-
-/// The enums whose wire names the reader matches.
-trait Variants: Copy + 'static {
-    const ALL: &'static [Self];
-    fn wire_name(self) -> &'static str;
-}
-
-macro_rules! variants {
-    ($($ty:ty),+) => { $(impl Variants for $ty {
-        const ALL: &'static [Self] = <$ty>::ALL;
-        fn wire_name(self) -> &'static str { self.as_str() }
-    })+ };
-}
-
-variants!(
-    ReporterRole,
-    TargetKind,
-    SpecialGroup,
-    SafetyCheck,
-    HazardKind,
-    HardshipCategory,
-    Urgency,
-    CaseKind,
-    CaseStatus
-);
 
 struct Reader<'a> {
     text: &'a str,
@@ -261,9 +236,8 @@ impl<'a> Reader<'a> {
         parse_rfc3339_fast(self.str()?)
     }
 
-    fn variant<T: Variants>(&mut self) -> Option<T> {
-        let s = self.str()?;
-        T::ALL.iter().copied().find(|v| v.wire_name() == s)
+    fn variant<T>(&mut self, from_wire: fn(&str) -> Option<T>) -> Option<T> {
+        from_wire(self.str()?)
     }
 
     fn bool(&mut self) -> Option<bool> {
@@ -371,7 +345,7 @@ impl<'a> Reader<'a> {
         let (mut hazard_id, mut kind, mut fixed_on_spot) = (None, None, None);
         read_object!(self, |r| {
             "hazard_id" => hazard_id = r.borrowed()?,
-            "kind" => kind = r.variant()?,
+            "kind" => kind = r.variant(HazardKind::from_wire)?,
             "fixed_on_spot" => fixed_on_spot = r.bool()?,
         })?;
         Some(Hazard {
@@ -385,8 +359,8 @@ impl<'a> Reader<'a> {
         let (mut case_id, mut category, mut urgency, mut note) = (None, None, None, None);
         read_object!(self, |r| {
             "case_id" => case_id = r.borrowed()?,
-            "category" => category = r.variant()?,
-            "urgency" => urgency = r.variant()?,
+            "category" => category = r.variant(HardshipCategory::from_wire)?,
+            "urgency" => urgency = r.variant(Urgency::from_wire)?,
             "note" => note = r.borrowed()?,
         })?;
         Some(Hardship {

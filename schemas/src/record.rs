@@ -324,6 +324,10 @@ macro_rules! impl_as_str {
             }
             /// Every value, in order.
             pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+            /// The value of a wire name.
+            pub fn from_wire(name: &str) -> Option<Self> {
+                match name { $($s => Some(Self::$variant),)+ _ => None }
+            }
         }
     };
 }
