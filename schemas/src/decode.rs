@@ -1,8 +1,10 @@
 //! Strict decoding of one message: bytes → validated [`Submission`].
 //!
-//! Pure and panic-free on any input. Structural errors come from serde
-//! (with the path of the field, via `serde_path_to_error`); semantic checks
-//! (registry, numbers, times) follow.
+//! Pure and panic-free on any input. The plain shape of a valid message is
+//! read by a reader of its own (`fast_json`); anything else goes to serde,
+//! whose structural errors name the path of the field (via
+//! `serde_path_to_error`). Semantic checks (registry, numbers, times)
+//! follow either way.
 
 use std::borrow::Cow;
 
