@@ -131,7 +131,7 @@ fn independent(
         }
         match s {
             Submission::Visit(v) => visits.push(*v),
-            Submission::Case(c) => updates.push(c),
+            Submission::Case(c) => updates.push(*c),
         }
     }
     let start = campaign().start;

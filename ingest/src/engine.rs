@@ -11,7 +11,6 @@
 //! same `end`, so its files overwrite whatever a crashed run left.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -539,49 +538,47 @@ impl Decoder {
     /// Decode the records marked in `wanted` (others yield `None`), split
     /// over up to `threads` threads, results in input order.
     fn decode_where<'a>(&self, recs: &[SourceRecord<'a>], wanted: &[bool]) -> Vec<Decoded<'a>> {
-        let decode = |recs: &[SourceRecord<'a>], wanted: &[bool]| {
-            recs.iter()
-                .zip(wanted)
-                .map(|(rec, &wanted)| {
-                    wanted.then(|| {
-                        decode_placed(rec.payload, &self.registry, &self.opts, rec.timestamp)
-                    })
-                })
-                .collect::<Vec<_>>()
+        let decode = |recs: &[SourceRecord<'a>], wanted: &[bool], out: &mut [Decoded<'a>]| {
+            for ((rec, &wanted), slot) in recs.iter().zip(wanted).zip(out) {
+                if wanted {
+                    *slot = Some(decode_placed(
+                        rec.payload,
+                        &self.registry,
+                        &self.opts,
+                        rec.timestamp,
+                    ));
+                }
+            }
         };
+        // Decoded in place into one vector sized up front: collecting each
+        // chunk's results and copying them together cost a copy of every
+        // result and fresh pages for both.
+        let mut out: Vec<Decoded<'a>> = Vec::with_capacity(recs.len());
+        out.resize_with(recs.len(), || None);
         let threads = self.threads.min(recs.len() / MIN_RECORDS_PER_THREAD).max(1);
         if threads == 1 {
-            return decode(recs, wanted);
+            decode(recs, wanted, &mut out);
+            return out;
         }
         // Threads claim small chunks in turn rather than a fixed share each:
         // the cores are shared with segment encoding, and a thread that gets
         // less of a core would otherwise keep the others waiting.
-        let chunks: Vec<_> = recs
-            .chunks(DECODE_CHUNK)
-            .zip(wanted.chunks(DECODE_CHUNK))
-            .collect();
-        let next = AtomicUsize::new(0);
-        let claim = |_: usize| {
-            let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((recs, wanted)) = chunks.get(i) else {
-                    return done;
-                };
-                done.push((i, decode(recs, wanted)));
-            }
+        let chunks = std::sync::Mutex::new(
+            recs.chunks(DECODE_CHUNK)
+                .zip(wanted.chunks(DECODE_CHUNK))
+                .zip(out.chunks_mut(DECODE_CHUNK)),
+        );
+        let claim = |_: usize| loop {
+            let next = chunks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next();
+            let Some(((recs, wanted), out)) = next else {
+                return;
+            };
+            decode(recs, wanted, out);
         };
-        let mut done: Vec<_> = in_parallel((0..threads).collect(), claim)
-            .into_iter()
-            .flatten()
-            .collect();
-        done.sort_unstable_by_key(|(i, _)| *i);
-        // Sized up front: growing a block's results by doubling copied
-        // them and faulted in fresh pages at every step.
-        let mut out = Vec::with_capacity(recs.len());
-        for (_, decoded) in done {
-            out.extend(decoded);
-        }
+        in_parallel((0..threads).collect(), claim);
         out
     }
 }

@@ -116,10 +116,10 @@ pub fn decode_placed<'a>(
             Some(visit) => visit,
             None => parse::<Visit>(text)?,
         })),
-        Some(CASE_SCHEMA_V1) => Submission::Case(match fast_json::case(text) {
+        Some(CASE_SCHEMA_V1) => Submission::Case(Box::new(match fast_json::case(text) {
             Some(case) => case,
             None => parse::<CaseUpdate>(text)?,
-        }),
+        })),
         Some(other) => {
             return Err(DecodeError::UnknownSchema {
                 found: other.to_string(),

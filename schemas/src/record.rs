@@ -285,8 +285,9 @@ pub struct CaseUpdate<'a> {
 pub enum Submission<'a> {
     /// A visit.
     Visit(Box<Visit<'a>>),
-    /// A case update.
-    Case(CaseUpdate<'a>),
+    /// A case update (boxed too: decoded batches hold a submission per
+    /// record, and a small one copies less).
+    Case(Box<CaseUpdate<'a>>),
 }
 
 impl Submission<'_> {
