@@ -18,130 +18,77 @@ use crate::record::{
 };
 use crate::time::parse_rfc3339_fast;
 
-/// Reads an object of the named keys, each value by its expression over
-/// the reader `r` into its slot. Keys are tried in the order given (the
+/// Reads one object into a record: each field's key is its name, its value
+/// is read by its expression over the reader `r`, and a field marked
+/// `default` may be missing. Keys are tried in the order listed (the
 /// producers' order) before any search.
-macro_rules! read_object {
-    ($reader:expr, |$r:ident| { $($name:literal => $slot:ident = $read:expr),+ $(,)? }) => {{
-        const QUOTED_KEYS: &[&str] = &[$(concat!("\"", $name, "\"")),+];
+macro_rules! read_record {
+    (@value $field:ident) => { $field? };
+    (@value $field:ident default) => { $field.unwrap_or_default() };
+    ($reader:expr, |$r:ident| $record:ident {
+        $($field:ident $($default:ident)?: $read:expr),+ $(,)?
+    }) => {{
+        $(let mut $field = None;)+
+        const QUOTED_KEYS: &[&str] = &[$(concat!("\"", stringify!($field), "\"")),+];
         $reader.object(QUOTED_KEYS, |$r, index| {
             let mut _at = 0usize;
             $(
                 if index == _at {
-                    return once(&mut $slot, $read);
+                    return once(&mut $field, $read);
                 }
                 _at += 1;
             )+
             None
-        })
+        })?;
+        $record { $($field: read_record!(@value $field $($default)?)),+ }
     }};
 }
 
 /// A visit, when `text` has the plain shape of a valid one.
 pub(crate) fn visit(text: &str) -> Option<Visit<'_>> {
     let mut r = Reader::new(text);
-    let mut schema = None;
-    let mut submission_id = None;
-    let mut sent_at = None;
-    let mut visited_at = None;
-    let mut reporter_id = None;
-    let mut reporter_role = None;
-    let mut grid_id = None;
-    let mut target_kind = None;
-    let mut target_id = None;
-    let mut residents_recorded = None;
-    let mut residents_present = None;
-    let mut newcomers_registered = None;
-    let mut residents_tested = None;
-    let mut residents_vaccinated = None;
-    let mut special_groups = None;
-    let mut safety_checks = None;
-    let mut hazards = None;
-    let mut hardships = None;
-    let mut enlisted_building_leads = None;
-    let mut enlisted_volunteers = None;
-    read_object!(r, |r| {
-        "schema" => schema = r.borrowed()?,
-        "submission_id" => submission_id = r.borrowed()?,
-        "sent_at" => sent_at = r.time()?,
-        "visited_at" => visited_at = r.time()?,
-        "reporter_id" => reporter_id = r.borrowed()?,
-        "reporter_role" => reporter_role = r.variant(ReporterRole::from_wire)?,
-        "grid_id" => grid_id = r.borrowed()?,
-        "target_kind" => target_kind = r.variant(TargetKind::from_wire)?,
-        "target_id" => target_id = r.borrowed()?,
-        "residents_recorded" => residents_recorded = r.u32()?,
-        "residents_present" => residents_present = r.u32()?,
-        "newcomers_registered" => newcomers_registered = r.u32()?,
-        "residents_tested" => residents_tested = r.u32()?,
-        "residents_vaccinated" => residents_vaccinated = r.u32()?,
-        "special_groups" => special_groups = r.array(|r| r.variant(SpecialGroup::from_wire))?,
-        "safety_checks" => safety_checks = r.array(|r| r.variant(SafetyCheck::from_wire))?,
-        "hazards" => hazards = r.array(Reader::hazard)?,
-        "hardships" => hardships = r.array(Reader::hardship)?,
-        "enlisted_building_leads" => enlisted_building_leads = r.u32()?,
-        "enlisted_volunteers" => enlisted_volunteers = r.u32()?,
-    })?;
+    let visit = read_record!(r, |r| Visit {
+        schema: r.borrowed()?,
+        submission_id: r.borrowed()?,
+        sent_at: r.time()?,
+        visited_at: r.time()?,
+        reporter_id: r.borrowed()?,
+        reporter_role: r.variant(ReporterRole::from_wire)?,
+        grid_id: r.borrowed()?,
+        target_kind: r.variant(TargetKind::from_wire)?,
+        target_id: r.borrowed()?,
+        residents_recorded: r.u32()?,
+        residents_present: r.u32()?,
+        newcomers_registered: r.u32()?,
+        residents_tested: r.u32()?,
+        residents_vaccinated: r.u32()?,
+        special_groups default: r.array(|r| r.variant(SpecialGroup::from_wire))?,
+        safety_checks default: r.array(|r| r.variant(SafetyCheck::from_wire))?,
+        hazards default: r.array(Reader::hazard)?,
+        hardships default: r.array(Reader::hardship)?,
+        enlisted_building_leads: r.u32()?,
+        enlisted_volunteers: r.u32()?,
+    });
     r.end()?;
-    Some(Visit {
-        schema: schema?,
-        submission_id: submission_id?,
-        sent_at: sent_at?,
-        visited_at: visited_at?,
-        reporter_id: reporter_id?,
-        reporter_role: reporter_role?,
-        grid_id: grid_id?,
-        target_kind: target_kind?,
-        target_id: target_id?,
-        residents_recorded: residents_recorded?,
-        residents_present: residents_present?,
-        newcomers_registered: newcomers_registered?,
-        residents_tested: residents_tested?,
-        residents_vaccinated: residents_vaccinated?,
-        special_groups: special_groups.unwrap_or_default(),
-        safety_checks: safety_checks.unwrap_or_default(),
-        hazards: hazards.unwrap_or_default(),
-        hardships: hardships.unwrap_or_default(),
-        enlisted_building_leads: enlisted_building_leads?,
-        enlisted_volunteers: enlisted_volunteers?,
-    })
+    Some(visit)
 }
 
 /// A case update, when `text` has the plain shape of a valid one.
 pub(crate) fn case(text: &str) -> Option<CaseUpdate<'_>> {
     let mut r = Reader::new(text);
-    let mut schema = None;
-    let mut submission_id = None;
-    let mut sent_at = None;
-    let mut case_id = None;
-    let mut case_kind = None;
-    let mut grid_id = None;
-    let mut status = None;
-    let mut updated_at = None;
-    let mut handler_id = None;
-    read_object!(r, |r| {
-        "schema" => schema = r.borrowed()?,
-        "submission_id" => submission_id = r.borrowed()?,
-        "sent_at" => sent_at = r.time()?,
-        "case_id" => case_id = r.borrowed()?,
-        "case_kind" => case_kind = r.variant(CaseKind::from_wire)?,
-        "grid_id" => grid_id = r.borrowed()?,
-        "status" => status = r.variant(CaseStatus::from_wire)?,
-        "updated_at" => updated_at = r.time()?,
-        "handler_id" => handler_id = r.borrowed()?,
-    })?;
+    let case = read_record!(r, |r| CaseUpdate {
+        schema: r.borrowed()?,
+        submission_id: r.borrowed()?,
+        sent_at: r.time()?,
+        case_id: r.borrowed()?,
+        case_kind: r.variant(CaseKind::from_wire)?,
+        grid_id: r.borrowed()?,
+        status: r.variant(CaseStatus::from_wire)?,
+        updated_at: r.time()?,
+        handler_id: r.borrowed()?,
+    });
     r.end()?;
-    Some(CaseUpdate {
-        schema: schema?,
-        submission_id: submission_id?,
-        sent_at: sent_at?,
-        case_id: case_id?,
-        case_kind: case_kind?,
-        grid_id: grid_id?,
-        status: status?,
-        updated_at: updated_at?,
-        handler_id: handler_id?,
-    })
+    Some(case)
 }
 
 /// Sets a field seen for the first time; a repeated key is serde's to
@@ -342,33 +289,20 @@ impl<'a> Reader<'a> {
     }
 
     fn hazard(&mut self) -> Option<Hazard<'a>> {
-        let (mut hazard_id, mut kind, mut fixed_on_spot) = (None, None, None);
-        read_object!(self, |r| {
-            "hazard_id" => hazard_id = r.borrowed()?,
-            "kind" => kind = r.variant(HazardKind::from_wire)?,
-            "fixed_on_spot" => fixed_on_spot = r.bool()?,
-        })?;
-        Some(Hazard {
-            hazard_id: hazard_id?,
-            kind: kind?,
-            fixed_on_spot: fixed_on_spot?,
-        })
+        Some(read_record!(self, |r| Hazard {
+            hazard_id: r.borrowed()?,
+            kind: r.variant(HazardKind::from_wire)?,
+            fixed_on_spot: r.bool()?,
+        }))
     }
 
     fn hardship(&mut self) -> Option<Hardship<'a>> {
-        let (mut case_id, mut category, mut urgency, mut note) = (None, None, None, None);
-        read_object!(self, |r| {
-            "case_id" => case_id = r.borrowed()?,
-            "category" => category = r.variant(HardshipCategory::from_wire)?,
-            "urgency" => urgency = r.variant(Urgency::from_wire)?,
-            "note" => note = r.borrowed()?,
-        })?;
-        Some(Hardship {
-            case_id: case_id?,
-            category: category?,
-            urgency: urgency?,
-            note: note?,
-        })
+        Some(read_record!(self, |r| Hardship {
+            case_id: r.borrowed()?,
+            category: r.variant(HardshipCategory::from_wire)?,
+            urgency: r.variant(Urgency::from_wire)?,
+            note: r.borrowed()?,
+        }))
     }
 }
 
