@@ -63,6 +63,10 @@ pub(crate) struct Segment {
     pub(crate) rows: usize,
     pub(crate) bytes: usize,
     files: Vec<OpenFile>,
+    /// For each table × county, the index in `files` of its last record's
+    /// file: records of one day come in runs, so this usually finds the
+    /// file without scanning the segment's hundred or so.
+    recent: Vec<usize>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -96,11 +100,12 @@ impl Segment {
             rows: 0,
             bytes: 0,
             files: Vec::new(),
+            recent: Vec::new(),
         }
     }
 
-    /// The open file of a record; a segment has a few dozen at most, so a
-    /// scan beats hashing or ordering the keys.
+    /// The open file of a record: the table × county's last one if it is
+    /// of the same day, else found by a scan (or opened).
     fn file(
         &mut self,
         table: Table,
@@ -108,6 +113,13 @@ impl Segment {
         county: Option<usize>,
         registry: &Registry,
     ) -> &mut OpenFile {
+        let slot = county.map_or(0, |c| c + 1) * 3 + table as usize;
+        if let Some(&i) = self.recent.get(slot) {
+            // `i` indexes `files`, which only grows; usize::MAX is no file yet.
+            if self.files.get(i).is_some_and(|f| f.dt == dt) {
+                return &mut self.files[i];
+            }
+        }
         let found = self
             .files
             .iter()
@@ -132,6 +144,10 @@ impl Segment {
             });
             self.files.len() - 1
         });
+        if self.recent.len() <= slot {
+            self.recent.resize(slot + 1, usize::MAX);
+        }
+        self.recent[slot] = i;
         &mut self.files[i]
     }
 
