@@ -20,8 +20,10 @@ use crate::time::parse_rfc3339_fast;
 
 /// Reads one object into a record: each field's key is its name, its value
 /// is read by its expression over the reader `r`, and a field marked
-/// `default` may be missing. Keys are tried in the order listed (the
-/// producers' order) before any search.
+/// `default` may be missing. Keys in the order listed (the producers'
+/// order, optional ones left out or not) are read straight through, each
+/// compared with its own literal; from the first key out of that order on
+/// (or a repeated or unknown one), the rest goes through a general loop.
 macro_rules! read_record {
     (@value $field:ident) => { $field? };
     (@value $field:ident default) => { $field.unwrap_or_default() };
@@ -29,17 +31,28 @@ macro_rules! read_record {
         $($field:ident $($default:ident)?: $read:expr),+ $(,)?
     }) => {{
         $(let mut $field = None;)+
-        const QUOTED_KEYS: &[&str] = &[$(concat!("\"", stringify!($field), "\"")),+];
-        $reader.object(QUOTED_KEYS, |$r, index| {
-            let mut _at = 0usize;
-            $(
-                if index == _at {
-                    return once(&mut $field, $read);
-                }
-                _at += 1;
-            )+
-            None
-        })?;
+        let mut open = $reader.open_object()?;
+        $(
+            if open && $reader.key_here(concat!("\"", stringify!($field), "\"")) {
+                $reader.eat(b':')?;
+                let $r = &mut $reader;
+                $field = Some($read);
+                open = $r.next_member()?;
+            }
+        )+
+        if open {
+            const QUOTED_KEYS: &[&str] = &[$(concat!("\"", stringify!($field), "\"")),+];
+            $reader.members(QUOTED_KEYS, |$r, index| {
+                let mut _at = 0usize;
+                $(
+                    if index == _at {
+                        return once(&mut $field, $read);
+                    }
+                    _at += 1;
+                )+
+                None
+            })?;
+        }
         $record { $($field: read_record!(@value $field $($default)?)),+ }
     }};
 }
@@ -172,7 +185,7 @@ mod sse2 {
 /// Whether `text` starts with `prefix`, compared eight bytes at a time
 /// (the last word overlapping the one before) instead of by a `memcmp` call:
 /// keys are short, and the call cost more than the comparison.
-#[inline]
+#[inline(always)]
 fn has_prefix(text: &[u8], prefix: &[u8]) -> bool {
     let n = prefix.len();
     if text.len() < n {
@@ -293,32 +306,61 @@ impl<'a> Reader<'a> {
         u32::try_from(n).ok()
     }
 
-    /// An object of `quoted_keys`, handing the index of each key to
-    /// `field`, which reads its value. An unknown key, or one with an
-    /// escape, ends the fast path.
-    fn object(
+    /// Enters an object: false when it is empty (and already closed).
+    fn open_object(&mut self) -> Option<bool> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// Takes `quoted_key` if it is the next key.
+    #[inline(always)]
+    fn key_here(&mut self, quoted_key: &str) -> bool {
+        if self.peek().is_none() {
+            return false;
+        }
+        let found = has_prefix(&self.bytes()[self.at..], quoted_key.as_bytes());
+        if found {
+            self.at += quoted_key.len();
+        }
+        found
+    }
+
+    /// After a member's value: true if another member follows (the comma
+    /// taken), false if the object ends here (closed).
+    fn next_member(&mut self) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(true)
+            }
+            b'}' => {
+                self.at += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// The rest of an object's members, from a key on, handing the index
+    /// of each key in `quoted_keys` to `field`, which reads its value. An
+    /// unknown key, or one with an escape, ends the fast path.
+    fn members(
         &mut self,
         quoted_keys: &[&str],
         mut field: impl FnMut(&mut Self, usize) -> Option<()>,
     ) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
         let mut expected = 0;
         loop {
             let index = self.key(quoted_keys, expected)?;
             self.eat(b':')?;
             field(self, index)?;
             expected = index + 1;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.next_member()? {
+                return Some(());
             }
         }
     }
@@ -357,7 +399,7 @@ impl<'a> Reader<'a> {
     }
 
     fn hazard(&mut self) -> Option<Hazard<'a>> {
-        Some(read_record!(self, |r| Hazard {
+        Some(read_record!(*self, |r| Hazard {
             hazard_id: r.borrowed()?,
             kind: r.variant(HazardKind::from_wire)?,
             fixed_on_spot: r.bool()?,
@@ -365,7 +407,7 @@ impl<'a> Reader<'a> {
     }
 
     fn hardship(&mut self) -> Option<Hardship<'a>> {
-        Some(read_record!(self, |r| Hardship {
+        Some(read_record!(*self, |r| Hardship {
             case_id: r.borrowed()?,
             category: r.variant(HardshipCategory::from_wire)?,
             urgency: r.variant(Urgency::from_wire)?,
