@@ -287,7 +287,9 @@ fn check_id(field: &str, value: &str) -> Result<(), DecodeError> {
 /// `field` names the id only when it is wrong: valid messages (nearly all)
 /// allocate nothing here.
 fn check_id_in(field: impl FnOnce() -> String, value: &str) -> Result<(), DecodeError> {
-    if value.trim().is_empty() || value.len() > 128 {
+    // All whitespace, as `trim().is_empty()`, but stopping at the first
+    // other character instead of trimming both ends.
+    if value.chars().all(char::is_whitespace) || value.len() > 128 {
         return Err(DecodeError::WrongType {
             field: field(),
             reason: format!(

@@ -204,6 +204,12 @@ fn every_error_class_names_its_field() {
             Some("submission_id"),
         ),
         (
+            "blank id",
+            with(valid_visit(), &["target_id"], Some(json!(" \t\u{3000}"))),
+            ErrorClass::WrongType,
+            Some("target_id"),
+        ),
+        (
             "unknown grid",
             with(valid_visit(), &["grid_id"], Some(json!("44070399999999"))),
             ErrorClass::UnknownGrid,
