@@ -87,6 +87,9 @@ pub(crate) enum Filed {
     Quarantined(gridstat_schemas::ErrorClass),
 }
 
+/// Tables a segment files into (visits, cases, quarantine).
+const TABLES: usize = 3;
+
 /// Bytes a buffered record is counted as beyond its message size: Arrow
 /// offsets, lineage columns and its grid rank.
 const ROW_OVERHEAD_BYTES: usize = 200;
@@ -113,10 +116,14 @@ impl Segment {
         county: Option<usize>,
         registry: &Registry,
     ) -> &mut OpenFile {
-        let slot = county.map_or(0, |c| c + 1) * 3 + table as usize;
+        let slot = county.map_or(0, |c| c + 1) * TABLES + table as usize;
         if let Some(&i) = self.recent.get(slot) {
             // `i` indexes `files`, which only grows; usize::MAX is no file yet.
-            if self.files.get(i).is_some_and(|f| f.dt == dt) {
+            if self
+                .files
+                .get(i)
+                .is_some_and(|f| f.dt == dt && f.table == table && f.county == county)
+            {
                 return &mut self.files[i];
             }
         }
