@@ -365,17 +365,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The index in `quoted_keys` of the key here, compared in place from
-    /// `expected` on: keys in the producers' order match at the first try.
+    /// The index in `quoted_keys` of the key here (taken), tried from
+    /// `expected` on and then from the start.
     fn key(&mut self, quoted_keys: &[&str], expected: usize) -> Option<usize> {
-        self.peek()?;
-        let rest = &self.bytes()[self.at..];
-        let matches = |i: &usize| has_prefix(rest, quoted_keys[*i].as_bytes());
-        let index = (expected..quoted_keys.len())
-            .find(matches)
-            .or_else(|| (0..expected).find(matches))?;
-        self.at += quoted_keys[index].len();
-        Some(index)
+        (expected..quoted_keys.len())
+            .chain(0..expected)
+            .find(|&i| self.key_here(quoted_keys[i]))
     }
 
     fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
