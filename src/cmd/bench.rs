@@ -161,14 +161,12 @@ fn bench_ingest(
     );
     let (mut ours, mut duck) = (Vec::new(), Vec::new());
     let mut report = None;
-    // Each run writes a lake of its own, and all are removed after the
-    // last: ext4 searches past inodes freed in the last minute when it
-    // creates a file, which cost a run started right after deleting the
-    // previous run's 400 files 3 % of its time.
+    // Each run writes a lake of its own (`empty_lake` clears one left by
+    // an earlier invocation), and all are removed after the last: ext4
+    // searches past inodes freed in the last minute when it creates a
+    // file, which cost a run started right after deleting the previous
+    // run's 400 files 3 % of its time.
     let lakes = dir.join("lake");
-    if lakes.exists() {
-        std::fs::remove_dir_all(&lakes)?;
-    }
     for run in 0..runs.max(1) {
         let store = empty_lake(&lakes.join(format!("run-{run}")))?;
         let started = Instant::now();
