@@ -620,7 +620,10 @@ async fn duckdb_computes_the_same_rollups() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("daily:") && said.contains("cumulative:") && said.contains("quality:"),
+        said.contains("daily:")
+            && said.contains("cumulative:")
+            && said.contains("quality:")
+            && said.contains("raw cases:"),
         "{said}"
     );
 }
