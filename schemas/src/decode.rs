@@ -92,6 +92,24 @@ pub fn decode_placed<'a>(
             limit: opts.max_message_bytes,
         });
     }
+    // Producers write `schema` first: read it from the prefix and try the
+    // fast path straight on the bytes (it checks its strings as UTF-8, so
+    // the line is not checked whole first); anything else is probed.
+    let fast = match schema_prefix(bytes) {
+        Some(VISIT_SCHEMA_V1) => fast_json::visit(bytes).map(|v| Submission::Visit(Box::new(v))),
+        Some(CASE_SCHEMA_V1) => fast_json::case(bytes).map(|c| Submission::Case(Box::new(c))),
+        _ => None,
+    };
+    let submission = match fast {
+        Some(submission) => submission,
+        None => decode_strict(bytes)?,
+    };
+    let grid = validate(&submission, registry, opts, received_at)?;
+    Ok(Placed { submission, grid })
+}
+
+/// Decoding by serde, which names every error.
+fn decode_strict(bytes: &[u8]) -> Result<Submission<'_>, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
@@ -105,18 +123,18 @@ pub fn decode_placed<'a>(
             },
         });
     }
-    // Producers write `schema` first: read it from the prefix and skip a
-    // whole probing parse; anything else is probed.
-    let schema = match schema_prefix(text) {
+    let schema = match schema_prefix(bytes) {
         Some(s) => Some(Cow::Borrowed(s)),
         None => parse::<Probe<'_>>(text)?.schema,
     };
-    let submission = match schema.as_deref() {
-        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(match fast_json::visit(text) {
+    // The fast path again: it reads any key order, so a message whose
+    // `schema` is not first is read fast too.
+    Ok(match schema.as_deref() {
+        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(match fast_json::visit(bytes) {
             Some(visit) => visit,
             None => parse::<Visit>(text)?,
         })),
-        Some(CASE_SCHEMA_V1) => Submission::Case(Box::new(match fast_json::case(text) {
+        Some(CASE_SCHEMA_V1) => Submission::Case(Box::new(match fast_json::case(bytes) {
             Some(case) => case,
             None => parse::<CaseUpdate>(text)?,
         })),
@@ -131,17 +149,15 @@ pub fn decode_placed<'a>(
                 field: "schema".into(),
             })
         }
-    };
-    let grid = validate(&submission, registry, opts, received_at)?;
-    Ok(Placed { submission, grid })
+    })
 }
 
 /// The schema name when the object starts with `{"schema":"<known>",`.
-fn schema_prefix(text: &str) -> Option<&'static str> {
-    let rest = text.strip_prefix("{\"schema\":\"")?;
+fn schema_prefix(bytes: &[u8]) -> Option<&'static str> {
+    let rest = bytes.strip_prefix(b"{\"schema\":\"")?;
     KNOWN_SCHEMAS.iter().copied().find(|known| {
-        rest.strip_prefix(known)
-            .is_some_and(|after| after.starts_with("\","))
+        rest.strip_prefix(known.as_bytes())
+            .is_some_and(|after| after.starts_with(b"\","))
     })
 }
 

@@ -7,6 +7,10 @@
 //! missing field, a float, a `null` — it answers `None` and serde decides,
 //! so it never accepts what serde would reject and every error is still
 //! named by the strict path. The unit tests check both properties.
+//!
+//! It reads bytes, not a `str`: the whole line is never checked as UTF-8.
+//! Outside strings it takes ASCII only, and each string is checked as it
+//! is scanned, so what it accepts is valid UTF-8 throughout.
 
 use std::borrow::Cow;
 
@@ -58,7 +62,7 @@ macro_rules! read_record {
 }
 
 /// A visit, when `text` has the plain shape of a valid one.
-pub(crate) fn visit(text: &str) -> Option<Visit<'_>> {
+pub(crate) fn visit(text: &[u8]) -> Option<Visit<'_>> {
     let mut r = Reader::new(text);
     let visit = read_record!(r, |r| Visit {
         schema: r.borrowed()?,
@@ -87,7 +91,7 @@ pub(crate) fn visit(text: &str) -> Option<Visit<'_>> {
 }
 
 /// A case update, when `text` has the plain shape of a valid one.
-pub(crate) fn case(text: &str) -> Option<CaseUpdate<'_>> {
+pub(crate) fn case(text: &[u8]) -> Option<CaseUpdate<'_>> {
     let mut r = Reader::new(text);
     let case = read_record!(r, |r| CaseUpdate {
         schema: r.borrowed()?,
@@ -114,8 +118,8 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     Some(())
 }
 
-/// Length of the run of bytes before the first quote, backslash or control
-/// character.
+/// Length of the run of bytes before the first quote, backslash, control
+/// character or non-ASCII byte.
 fn plain_run(b: &[u8]) -> usize {
     let mut at = 0;
     #[cfg(target_arch = "x86_64")]
@@ -138,20 +142,21 @@ fn plain_run(b: &[u8]) -> usize {
     }
     at + b[at..]
         .iter()
-        .take_while(|&&c| c != b'"' && c != b'\\' && c >= 0x20)
+        .take_while(|&&c| c != b'"' && c != b'\\' && (0x20..0x80).contains(&c))
         .count()
 }
 
-/// The index of the first quote, backslash or control character among
-/// eight bytes (the usual SWAR test for a byte below a bound: only the
-/// lowest flagged byte is exact, and only it is used).
+/// The index of the first quote, backslash, control character or
+/// non-ASCII byte among eight bytes (the usual SWAR test for a byte below a
+/// bound: only the lowest flagged byte is exact, and only it is used).
 fn swar_first_special(v: u64) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     let below = |v: u64, bound: u8| v.wrapping_sub(ONES * u64::from(bound)) & !v & HIGH;
     let hits = below(v ^ (ONES * u64::from(b'"')), 1)
         | below(v ^ (ONES * u64::from(b'\\')), 1)
-        | below(v, 0x20);
+        | below(v, 0x20)
+        | (v & HIGH);
     (hits != 0).then(|| (hits.trailing_zeros() / 8) as usize)
 }
 
@@ -163,8 +168,8 @@ mod sse2 {
         _mm_set_epi64x,
     };
 
-    /// The index of the first quote, backslash or control character in
-    /// `chunk` (16 bytes).
+    /// The index of the first quote, backslash, control character or
+    /// non-ASCII byte in `chunk` (16 bytes).
     #[inline]
     #[target_feature(enable = "sse2")]
     pub(super) fn first_special(chunk: &[u8]) -> Option<usize> {
@@ -177,7 +182,11 @@ mod sse2 {
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // Below 0x20 exactly when the unsigned minimum with 0x1f is itself.
         let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control));
+        // The byte mask takes each byte's top bit: set on non-ASCII bytes.
+        let mask = _mm_movemask_epi8(_mm_or_si128(
+            _mm_or_si128(quote, backslash),
+            _mm_or_si128(control, v),
+        ));
         (mask != 0).then(|| mask.trailing_zeros() as usize)
     }
 }
@@ -206,17 +215,17 @@ fn has_prefix(text: &[u8], prefix: &[u8]) -> bool {
 }
 
 struct Reader<'a> {
-    text: &'a str,
+    text: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: &'a [u8]) -> Self {
         Self { text, at: 0 }
     }
 
     fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
+        self.text
     }
 
     /// The next byte after JSON whitespace, not consumed.
@@ -241,17 +250,37 @@ impl<'a> Reader<'a> {
     }
 
     /// A string without escapes or control characters (which serde would
-    /// unescape or reject).
+    /// unescape or reject), and valid UTF-8.
     #[inline]
     fn str(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
         let b = self.bytes();
         self.at += plain_run(&b[start..]);
+        if *b.get(self.at)? == b'"' {
+            let ascii = &b[start..self.at];
+            self.at += 1;
+            // SAFETY: `plain_run` stops at the first byte outside ASCII, so
+            // every byte of `ascii` is ASCII, which is valid UTF-8.
+            #[allow(unsafe_code)]
+            return Some(unsafe { std::str::from_utf8_unchecked(ascii) });
+        }
+        self.non_ascii_str(start)
+    }
+
+    /// The rest of a string that `str` found a non-ASCII byte in: up to
+    /// its closing quote, checked as UTF-8 whole.
+    #[cold]
+    fn non_ascii_str(&mut self, start: usize) -> Option<&'a str> {
+        let b = self.bytes();
+        self.at += b[self.at..]
+            .iter()
+            .take_while(|&&c| c != b'"' && c != b'\\' && c >= 0x20)
+            .count();
         if *b.get(self.at)? != b'"' {
             return None;
         }
-        let s = self.text.get(start..self.at)?;
+        let s = std::str::from_utf8(&b[start..self.at]).ok()?;
         self.at += 1;
         Some(s)
     }
@@ -433,15 +462,17 @@ mod tests {
     }
 
     /// The fast path must agree with serde: the same record when it
-    /// answers, and no answer where serde fails.
+    /// answers, and no answer where serde fails (nor where the bytes are
+    /// not UTF-8, which serde is never asked to read).
     fn agrees_with_serde(bytes: &[u8]) -> Result<bool, TestCaseError> {
+        let fast_visit = visit(bytes);
+        let fast_case = case(bytes);
         let Ok(text) = std::str::from_utf8(bytes) else {
+            prop_assert!(fast_visit.is_none() && fast_case.is_none(), "{:?}", bytes);
             return Ok(false);
         };
         let strict_visit = serde_json::from_str::<Visit>(text).ok();
         let strict_case = serde_json::from_str::<CaseUpdate>(text).ok();
-        let fast_visit = visit(text);
-        let fast_case = case(text);
         if let Some(v) = &fast_visit {
             prop_assert_eq!(Some(v), strict_visit.as_ref(), "{}", text);
         }
@@ -547,6 +578,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn strings_are_checked_as_utf8() {
+        assert!(
+            visit(VISIT.as_bytes()).is_some(),
+            "non-ASCII note read fast"
+        );
+        let note = VISIT.find('需').unwrap();
+        for (at, byte) in [(note + 1, b'x'), (note, 0x80), (note + 2, 0xff)] {
+            let mut bytes = VISIT.as_bytes().to_vec();
+            bytes[at] = byte;
+            assert!(std::str::from_utf8(&bytes).is_err());
+            assert!(visit(&bytes).is_none(), "broken UTF-8 at byte {at}");
+        }
+        let mut bytes = VISIT.as_bytes().to_vec();
+        let key = VISIT.find("\"enlisted_volunteers").unwrap();
+        bytes.insert(key, 0xe6);
+        assert!(visit(&bytes).is_none(), "a non-ASCII byte between members");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -566,7 +616,7 @@ mod tests {
             }
             let expected = bytes
                 .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
                 .unwrap_or(len);
             prop_assert_eq!(plain_run(&bytes), expected);
         }
@@ -577,7 +627,7 @@ mod tests {
         fn mutated_messages_agree_with_serde(
             pick in 0usize..400,
             at in 0usize..2000,
-            byte in prop::sample::select(b"\"\\{}[],:0123456789 \t\n.-+eEtrufalsn\x01\xe6x".to_vec()),
+            byte in prop::sample::select(b"\"\\{}[],:0123456789 \t\n.-+eEtrufalsn\x01\xe6\x80\xffx".to_vec()),
             how in 0u8..3,
         ) {
             thread_local!(static MESSAGES: Vec<Vec<u8>> = generated(400));
