@@ -95,21 +95,26 @@ pub fn decode_placed<'a>(
     // Producers write `schema` first: read it from the prefix and try the
     // fast path straight on the bytes (it checks its strings as UTF-8, so
     // the line is not checked whole first); anything else is probed.
-    let fast = match schema_prefix(bytes) {
+    let prefix = schema_prefix(bytes);
+    let fast = match prefix {
         Some(VISIT_SCHEMA_V1) => fast_json::visit(bytes).map(|v| Submission::Visit(Box::new(v))),
         Some(CASE_SCHEMA_V1) => fast_json::case(bytes).map(|c| Submission::Case(Box::new(c))),
         _ => None,
     };
     let submission = match fast {
         Some(submission) => submission,
-        None => decode_strict(bytes)?,
+        None => decode_strict(bytes, prefix)?,
     };
     let grid = validate(&submission, registry, opts, received_at)?;
     Ok(Placed { submission, grid })
 }
 
-/// Decoding by serde, which names every error.
-fn decode_strict(bytes: &[u8]) -> Result<Submission<'_>, DecodeError> {
+/// Decoding by serde, which names every error. `prefix` is the schema read
+/// from the message's start, whose fast path has already been tried.
+fn decode_strict<'a>(
+    bytes: &'a [u8],
+    prefix: Option<&'static str>,
+) -> Result<Submission<'a>, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
@@ -123,21 +128,26 @@ fn decode_strict(bytes: &[u8]) -> Result<Submission<'_>, DecodeError> {
             },
         });
     }
-    let schema = match schema_prefix(bytes) {
+    let schema = match prefix {
         Some(s) => Some(Cow::Borrowed(s)),
         None => parse::<Probe<'_>>(text)?.schema,
     };
-    // The fast path again: it reads any key order, so a message whose
-    // `schema` is not first is read fast too.
+    // A probed schema has not had the fast path yet: it reads any key
+    // order, so a message whose `schema` is not first is read fast too.
+    let probed = prefix.is_none();
     Ok(match schema.as_deref() {
-        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(match fast_json::visit(bytes) {
-            Some(visit) => visit,
-            None => parse::<Visit>(text)?,
-        })),
-        Some(CASE_SCHEMA_V1) => Submission::Case(Box::new(match fast_json::case(bytes) {
-            Some(case) => case,
-            None => parse::<CaseUpdate>(text)?,
-        })),
+        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(
+            match probed.then(|| fast_json::visit(bytes)).flatten() {
+                Some(visit) => visit,
+                None => parse::<Visit>(text)?,
+            },
+        )),
+        Some(CASE_SCHEMA_V1) => Submission::Case(Box::new(
+            match probed.then(|| fast_json::case(bytes)).flatten() {
+                Some(case) => case,
+                None => parse::<CaseUpdate>(text)?,
+            },
+        )),
         Some(other) => {
             return Err(DecodeError::UnknownSchema {
                 found: other.to_string(),

@@ -142,8 +142,14 @@ fn plain_run(b: &[u8]) -> usize {
     }
     at + b[at..]
         .iter()
-        .take_while(|&&c| c != b'"' && c != b'\\' && (0x20..0x80).contains(&c))
+        .take_while(|&&c| c.is_ascii() && !ends_plain_string(c))
         .count()
+}
+
+/// A quote, backslash or control character: where a string without
+/// escapes stops.
+fn ends_plain_string(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
 }
 
 /// The index of the first quote, backslash, control character or
@@ -275,7 +281,7 @@ impl<'a> Reader<'a> {
         let b = self.bytes();
         self.at += b[self.at..]
             .iter()
-            .take_while(|&&c| c != b'"' && c != b'\\' && c >= 0x20)
+            .take_while(|&&c| !ends_plain_string(c))
             .count();
         if *b.get(self.at)? != b'"' {
             return None;
