@@ -319,9 +319,11 @@ impl IngestEngine {
                 None
             }
             Some(Ok(placed)) => {
-                slot.last_day = Some(local_date(&placed.submission.event_time()));
+                let day = local_date(&placed.submission.event_time());
+                slot.last_day = Some(day);
                 Some(seg.add_valid(
                     placed,
+                    day,
                     &self.registry,
                     &self.grid_ranks,
                     &lineage,

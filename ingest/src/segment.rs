@@ -158,9 +158,11 @@ impl Segment {
         &mut self.files[i]
     }
 
+    /// File a valid record under `dt`, the local date of its event.
     pub(crate) fn add_valid(
         &mut self,
         placed: &Placed<'_>,
+        dt: NaiveDate,
         registry: &Registry,
         ranks: &GridRanks,
         lineage: &Lineage<'_>,
@@ -169,7 +171,6 @@ impl Segment {
         let s = &placed.submission;
         let county = registry.grids[placed.grid].county;
         let grid_rank = ranks.0[placed.grid];
-        let dt = local_date(&s.event_time());
         let filed = match s {
             Submission::Visit(v) => {
                 let file = self.file(Table::Visits, dt, Some(county), registry);

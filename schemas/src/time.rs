@@ -204,6 +204,22 @@ mod tests {
                 serde_json::from_str::<DateTime<FixedOffset>>(&json).map_err(|e| e.to_string());
             assert_eq!(ours, theirs, "{text}");
         }
+        // The common shape takes the fast path, at the calendar's edges too.
+        for text in [
+            "2022-11-26T10:05:00+08:00",
+            "2022-11-30T23:59:59.999-00:30",
+            "2024-02-29T00:00:00+08:00",
+            "2000-02-29T12:00:00+14:00",
+            "0000-01-01T00:00:00+08:00",
+            "9999-12-31T23:59:59-12:00",
+        ] {
+            let fast = parse_rfc3339_fast(text);
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast, text.parse::<DateTime<FixedOffset>>().ok(), "{text}");
+        }
+        for not_a_day in ["1900-02-29T00:00:00+08:00", "2023-04-31T00:00:00+08:00"] {
+            assert_eq!(parse_rfc3339_fast(not_a_day), None, "{not_a_day}");
+        }
         let mut de = serde_json::Deserializer::from_str("5");
         let ours = deserialize_rfc3339(&mut de).unwrap_err().to_string();
         let theirs = serde_json::from_str::<DateTime<FixedOffset>>("5")
