@@ -37,10 +37,11 @@ impl GridRanks {
     }
 }
 
+/// Boxed: a builder holds dozens of column builders, a segment a hundred files.
 enum Builder {
     Visits(Box<VisitBatchBuilder>),
-    Cases(CaseBatchBuilder),
-    Quarantine(QuarantineBatchBuilder),
+    Cases(Box<CaseBatchBuilder>),
+    Quarantine(Box<QuarantineBatchBuilder>),
 }
 
 /// One output file of the segment. `county` is the registry's index, so
@@ -144,8 +145,8 @@ impl Segment {
                 },
                 builder: match table {
                     Table::Visits => Builder::Visits(Box::new(VisitBatchBuilder::new())),
-                    Table::Cases => Builder::Cases(CaseBatchBuilder::new()),
-                    Table::Quarantine => Builder::Quarantine(QuarantineBatchBuilder::new()),
+                    Table::Cases => Builder::Cases(Box::default()),
+                    Table::Quarantine => Builder::Quarantine(Box::default()),
                 },
                 grid_ranks: Vec::new(),
             });

@@ -11,10 +11,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
-    StringBuilder, StructBuilder, TimestampMillisecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder,
+    PrimitiveArray, RecordBatch, StringBuilder, StructBuilder, TimestampMillisecondArray,
+    TimestampMillisecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Fields, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
+    TimestampMillisecondType,
+};
 use arrow::error::ArrowError;
 use chrono::{DateTime, FixedOffset};
 
@@ -148,8 +152,8 @@ fn int(n: u32) -> i32 {
 
 struct LineageBuilder {
     topic: StringBuilder,
-    partition: Int32Builder,
-    offset: Int64Builder,
+    partition: Column<Int32Type>,
+    offset: Column<Int64Type>,
     received_at: TimestampMillisecondBuilder,
 }
 
@@ -157,15 +161,15 @@ impl LineageBuilder {
     fn new() -> Self {
         Self {
             topic: StringBuilder::new(),
-            partition: Int32Builder::new(),
-            offset: Int64Builder::new(),
+            partition: Column::new(),
+            offset: Column::new(),
             received_at: ts_builder(),
         }
     }
     fn append(&mut self, l: &Lineage<'_>) {
         self.topic.append_value(l.topic);
-        self.partition.append_value(l.partition);
-        self.offset.append_value(l.offset);
+        self.partition.push(l.partition);
+        self.offset.push(l.offset);
         self.received_at
             .append_option(l.received_at.map(|t| t.timestamp_millis()));
     }
@@ -181,18 +185,60 @@ fn ts_builder() -> TimestampMillisecondBuilder {
     TimestampMillisecondBuilder::new().with_timezone(TZ)
 }
 
+/// A primitive column without nulls. Appending is a `Vec::push` that the
+/// compiler inlines, where Arrow's builder is a call that also counts
+/// validity (25 instructions a value, 2 % of an ingest's); finishing hands
+/// the vector to the array without a copy.
+struct Column<T: ArrowPrimitiveType> {
+    values: Vec<T::Native>,
+}
+
+impl<T: ArrowPrimitiveType> Column<T> {
+    /// Arrow's builders start at 1024 values too.
+    fn new() -> Self {
+        Self {
+            values: Vec::with_capacity(1024),
+        }
+    }
+
+    fn push(&mut self, value: T::Native) {
+        self.values.push(value);
+    }
+
+    fn finish(&mut self) -> PrimitiveArray<T> {
+        PrimitiveArray::new(std::mem::take(&mut self.values).into(), None)
+    }
+}
+
+/// A timestamp column without nulls, in the lake's time zone.
+struct TimeColumn(Column<TimestampMillisecondType>);
+
+impl TimeColumn {
+    fn new() -> Self {
+        Self(Column::new())
+    }
+
+    fn push(&mut self, t: &DateTime<FixedOffset>) {
+        self.0.push(t.timestamp_millis());
+    }
+
+    fn finish(&mut self) -> TimestampMillisecondArray {
+        self.0.finish().with_timezone(TZ)
+    }
+}
+
 /// Accumulates visits into a `raw/visits` record batch.
 #[allow(missing_debug_implementations)]
 pub struct VisitBatchBuilder {
     submission_id: StringBuilder,
-    sent_at: TimestampMillisecondBuilder,
-    visited_at: TimestampMillisecondBuilder,
+    sent_at: TimeColumn,
+    visited_at: TimeColumn,
     reporter_id: StringBuilder,
     reporter_role: StringBuilder,
     grid_id: StringBuilder,
     target_kind: StringBuilder,
     target_id: StringBuilder,
-    ints: [Int32Builder; 10],
+    ints: [Column<Int32Type>; 10],
     special_groups: ListBuilder<StringBuilder>,
     safety_checks: ListBuilder<StringBuilder>,
     hazards: ListBuilder<StructBuilder>,
@@ -212,14 +258,14 @@ impl VisitBatchBuilder {
     pub fn new() -> Self {
         Self {
             submission_id: StringBuilder::new(),
-            sent_at: ts_builder(),
-            visited_at: ts_builder(),
+            sent_at: TimeColumn::new(),
+            visited_at: TimeColumn::new(),
             reporter_id: StringBuilder::new(),
             reporter_role: StringBuilder::new(),
             grid_id: StringBuilder::new(),
             target_kind: StringBuilder::new(),
             target_id: StringBuilder::new(),
-            ints: std::array::from_fn(|_| Int32Builder::new()),
+            ints: std::array::from_fn(|_| Column::new()),
             special_groups: ListBuilder::new(StringBuilder::new()),
             safety_checks: ListBuilder::new(StringBuilder::new()),
             hazards: ListBuilder::new(StructBuilder::from_fields(hazard_fields(), 0)),
@@ -242,9 +288,8 @@ impl VisitBatchBuilder {
     /// Append one visit.
     pub fn append(&mut self, v: &Visit, lineage: &Lineage<'_>) {
         self.submission_id.append_value(&v.submission_id);
-        self.sent_at.append_value(v.sent_at.timestamp_millis());
-        self.visited_at
-            .append_value(v.visited_at.timestamp_millis());
+        self.sent_at.push(&v.sent_at);
+        self.visited_at.push(&v.visited_at);
         self.reporter_id.append_value(&v.reporter_id);
         self.reporter_role.append_value(v.reporter_role.as_str());
         self.grid_id.append_value(&v.grid_id);
@@ -263,8 +308,8 @@ impl VisitBatchBuilder {
             count(fixed),
             count(v.hardships.len()),
         ];
-        for (b, n) in self.ints.iter_mut().zip(ints) {
-            b.append_value(n);
+        for (column, n) in self.ints.iter_mut().zip(ints) {
+            column.push(n);
         }
         for g in &v.special_groups {
             self.special_groups.values().append_value(g.as_str());
@@ -346,8 +391,8 @@ impl VisitBatchBuilder {
 #[allow(missing_debug_implementations)]
 pub struct CaseBatchBuilder {
     strings: [StringBuilder; 6],
-    sent_at: TimestampMillisecondBuilder,
-    updated_at: TimestampMillisecondBuilder,
+    sent_at: TimeColumn,
+    updated_at: TimeColumn,
     lineage: LineageBuilder,
     rows: usize,
 }
@@ -363,8 +408,8 @@ impl CaseBatchBuilder {
     pub fn new() -> Self {
         Self {
             strings: std::array::from_fn(|_| StringBuilder::new()),
-            sent_at: ts_builder(),
-            updated_at: ts_builder(),
+            sent_at: TimeColumn::new(),
+            updated_at: TimeColumn::new(),
             lineage: LineageBuilder::new(),
             rows: 0,
         }
@@ -389,9 +434,8 @@ impl CaseBatchBuilder {
         grid.append_value(&c.grid_id);
         status.append_value(c.status.as_str());
         handler.append_value(&c.handler_id);
-        self.sent_at.append_value(c.sent_at.timestamp_millis());
-        self.updated_at
-            .append_value(c.updated_at.timestamp_millis());
+        self.sent_at.push(&c.sent_at);
+        self.updated_at.push(&c.updated_at);
         self.lineage.append(lineage);
         self.rows += 1;
     }
