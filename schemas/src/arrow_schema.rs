@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListArray, ListBuilder,
     PrimitiveArray, RecordBatch, StringArray, StringBuilder, StructBuilder,
     TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
@@ -259,6 +259,45 @@ impl StrColumn {
     }
 }
 
+/// A column of lists of strings, without nulls at either level, appended
+/// inline like [`StrColumn`] (the raw tables' enum lists).
+struct StrListColumn {
+    items: StrColumn,
+    offsets: Vec<i32>,
+}
+
+impl StrListColumn {
+    fn new() -> Self {
+        let mut offsets = Vec::with_capacity(1025);
+        offsets.push(0);
+        Self {
+            items: StrColumn::new(),
+            offsets,
+        }
+    }
+
+    /// Append one row: a list of `items`.
+    fn push<'s>(&mut self, items: impl IntoIterator<Item = &'s str>) {
+        for item in items {
+            self.items.push(item);
+        }
+        // The items' own offsets overflow first: finishing them fails then.
+        let count = i32::try_from(self.items.offsets.len() - 1).unwrap_or(i32::MAX);
+        self.offsets.push(count);
+    }
+
+    fn finish(&mut self) -> Result<ListArray, ArrowError> {
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let items = self.items.finish()?;
+        ListArray::try_new(
+            Arc::new(Field::new("item", DataType::Utf8, true)),
+            OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            Arc::new(items),
+            None,
+        )
+    }
+}
+
 /// A timestamp column without nulls, in the lake's time zone.
 struct TimeColumn(Column<TimestampMillisecondType>);
 
@@ -288,8 +327,8 @@ pub struct VisitBatchBuilder {
     target_kind: StrColumn,
     target_id: StrColumn,
     ints: [Column<Int32Type>; 10],
-    special_groups: ListBuilder<StringBuilder>,
-    safety_checks: ListBuilder<StringBuilder>,
+    special_groups: StrListColumn,
+    safety_checks: StrListColumn,
     hazards: ListBuilder<StructBuilder>,
     hardships: ListBuilder<StructBuilder>,
     lineage: LineageBuilder,
@@ -315,8 +354,8 @@ impl VisitBatchBuilder {
             target_kind: StrColumn::new(),
             target_id: StrColumn::new(),
             ints: std::array::from_fn(|_| Column::new()),
-            special_groups: ListBuilder::new(StringBuilder::new()),
-            safety_checks: ListBuilder::new(StringBuilder::new()),
+            special_groups: StrListColumn::new(),
+            safety_checks: StrListColumn::new(),
             hazards: ListBuilder::new(StructBuilder::from_fields(hazard_fields(), 0)),
             hardships: ListBuilder::new(StructBuilder::from_fields(hardship_fields(), 0)),
             lineage: LineageBuilder::new(),
@@ -360,14 +399,10 @@ impl VisitBatchBuilder {
         for (column, n) in self.ints.iter_mut().zip(ints) {
             column.push(n);
         }
-        for g in &v.special_groups {
-            self.special_groups.values().append_value(g.as_str());
-        }
-        self.special_groups.append(true);
-        for c in &v.safety_checks {
-            self.safety_checks.values().append_value(c.as_str());
-        }
-        self.safety_checks.append(true);
+        self.special_groups
+            .push(v.special_groups.iter().map(|g| g.as_str()));
+        self.safety_checks
+            .push(v.safety_checks.iter().map(|c| c.as_str()));
         for h in &v.hazards {
             let s = self.hazards.values();
             s.field_builder::<StringBuilder>(0)
@@ -420,8 +455,8 @@ impl VisitBatchBuilder {
             Arc::new(newc.finish()),
             Arc::new(test.finish()),
             Arc::new(vacc.finish()),
-            Arc::new(self.special_groups.finish()),
-            Arc::new(self.safety_checks.finish()),
+            Arc::new(self.special_groups.finish()?),
+            Arc::new(self.safety_checks.finish()?),
             Arc::new(self.hazards.finish()),
             Arc::new(self.hardships.finish()),
             Arc::new(leads.finish()),
@@ -645,6 +680,20 @@ mod tests {
         assert_eq!(column.finish().unwrap().len(), 1);
         column.push("b");
         assert_eq!(column.finish().unwrap(), StringArray::from(vec!["b"]));
+    }
+
+    #[test]
+    fn string_list_column_equals_arrows_builder() {
+        let rows: [&[&str]; 4] = [&["gas", "fire"], &[], &["独居老人"], &[]];
+        let mut ours = StrListColumn::new();
+        let mut theirs = ListBuilder::new(StringBuilder::new());
+        for row in rows {
+            ours.push(row.iter().copied());
+            theirs.append_value(row.iter().map(|item| Some(*item)));
+        }
+        let ours = ours.finish().unwrap();
+        ours.to_data().validate_full().unwrap();
+        assert_eq!(ours, theirs.finish());
     }
 
     #[test]
