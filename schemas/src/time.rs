@@ -229,6 +229,31 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A valid time with any one or two characters replaced (digits,
+        /// separators, letters, a multi-byte one): what the fast reader
+        /// accepts, chrono reads the same.
+        #[test]
+        fn fast_rfc3339_agrees_with_chrono_on_edited_times(
+            edits in proptest::collection::vec(
+                (0usize..25, proptest::sample::select(
+                    vec!['0', '3', '9', '-', ':', 'T', 't', ' ', '+', '.', 'Z', '/', 'é'],
+                )),
+                1..=2,
+            ),
+        ) {
+            let mut text: Vec<char> = "2022-11-26T10:05:00+08:00".chars().collect();
+            for (at, c) in edits {
+                text[at] = c;
+            }
+            let text: String = text.into_iter().collect();
+            if let Some(fast) = parse_rfc3339_fast(&text) {
+                let chrono = text.parse::<DateTime<FixedOffset>>();
+                proptest::prop_assert_eq!(Ok(fast), chrono);
+                let chrono = chrono.unwrap();
+                proptest::prop_assert_eq!(fast.offset(), chrono.offset());
+            }
+        }
+
         /// Any digits in the common shape, in and out of range, with or
         /// without a fraction: the fast reader answers exactly as chrono,
         /// or leaves the text to it.
