@@ -264,6 +264,8 @@ impl StrColumn {
 struct StrListColumn {
     items: StrColumn,
     offsets: Vec<i32>,
+    /// Set once the items outnumber `i32` offsets; finishing then fails.
+    overflowed: bool,
 }
 
 impl StrListColumn {
@@ -273,6 +275,7 @@ impl StrListColumn {
         Self {
             items: StrColumn::new(),
             offsets,
+            overflowed: false,
         }
     }
 
@@ -281,14 +284,20 @@ impl StrListColumn {
         for item in items {
             self.items.push(item);
         }
-        // The items' own offsets overflow first: finishing them fails then.
-        let count = i32::try_from(self.items.offsets.len() - 1).unwrap_or(i32::MAX);
+        let count = i32::try_from(self.items.offsets.len() - 1).unwrap_or_else(|_| {
+            self.overflowed = true;
+            i32::MAX
+        });
         self.offsets.push(count);
     }
 
     fn finish(&mut self) -> Result<ListArray, ArrowError> {
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let count = self.items.offsets.len() - 1;
         let items = self.items.finish()?;
+        if std::mem::take(&mut self.overflowed) {
+            return Err(ArrowError::OffsetOverflowError(count));
+        }
         ListArray::try_new(
             Arc::new(Field::new("item", DataType::Utf8, true)),
             OffsetBuffer::new(ScalarBuffer::from(offsets)),
