@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
 use serde::Deserialize;
 
 use crate::error::DecodeError;
@@ -17,7 +17,7 @@ use crate::record::{
     CaseUpdate, Submission, TargetKind, Visit, CASE_SCHEMA_V1, KNOWN_SCHEMAS, VISIT_SCHEMA_V1,
 };
 use crate::registry::Registry;
-use crate::time::SHANGHAI_OFFSET_SECS;
+use crate::time::local_midnight;
 
 /// Default size limit of one message, in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -402,9 +402,8 @@ fn check_times(
         reference,
         tolerance_minutes,
     };
-    // Differences and whole seconds instead of shifted instants: every
-    // message takes these checks, and chrono's date arithmetic (a possible
-    // day carry) cost more than the decoding of a number.
+    // Differences instead of shifted instants: `instant + skew` is chrono's
+    // date arithmetic (a possible day carry) on every message.
     if let Some(received) = received_at {
         if sent_at.signed_duration_since(received) > opts.max_clock_skew {
             return Err(future("sent_at", sent_at, received));
@@ -413,14 +412,7 @@ fn check_times(
     if event_at.signed_duration_since(sent_at) > opts.max_clock_skew {
         return Err(future(event_field, event_at, sent_at));
     }
-    // Midnight is a whole second: an event before it is in an earlier second.
-    let start_secs = opts
-        .campaign_start
-        .and_time(NaiveTime::MIN)
-        .and_utc()
-        .timestamp()
-        - i64::from(SHANGHAI_OFFSET_SECS);
-    if event_at.timestamp() < start_secs {
+    if event_at < local_midnight(opts.campaign_start) {
         return Err(DecodeError::BeforeCampaign {
             field: event_field.into(),
             time: event_at,
