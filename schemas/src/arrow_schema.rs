@@ -212,48 +212,66 @@ impl<T: ArrowPrimitiveType> Column<T> {
     }
 }
 
+/// The `i32` end offsets of a string or list column's values, starting
+/// at 0. An end past `i32::MAX` is kept saturated; [`finish`](Self::finish)
+/// then fails, as the final length says so (ends only grow).
+struct Offsets(Vec<i32>);
+
+impl Offsets {
+    fn new() -> Self {
+        let mut ends = Vec::with_capacity(1025);
+        ends.push(0);
+        Self(ends)
+    }
+
+    fn push(&mut self, end: usize) {
+        self.0.push(i32::try_from(end).unwrap_or(i32::MAX));
+    }
+
+    /// Values appended so far.
+    fn len(&self) -> usize {
+        self.0.len() - 1
+    }
+
+    /// The offsets over `values` values (or bytes); reset for the next batch.
+    fn finish(&mut self, values: usize) -> Result<OffsetBuffer<i32>, ArrowError> {
+        let ends = std::mem::replace(&mut self.0, vec![0]);
+        if i32::try_from(values).is_err() {
+            return Err(ArrowError::OffsetOverflowError(values));
+        }
+        Ok(OffsetBuffer::new(ScalarBuffer::from(ends)))
+    }
+}
+
 /// A string column without nulls, appended as [`Column`] is: bytes and an
 /// offset pushed inline, where Arrow's builder is a call that also counts
 /// validity. The bytes come from `&str`s, so finishing does not check them
 /// as UTF-8 again (that check cost what the inline appends saved).
 struct StrColumn {
     bytes: Vec<u8>,
-    offsets: Vec<i32>,
-    /// Set once the bytes outgrow `i32` offsets; finishing then fails.
-    overflowed: bool,
+    offsets: Offsets,
 }
 
 impl StrColumn {
     fn new() -> Self {
-        let mut offsets = Vec::with_capacity(1025);
-        offsets.push(0);
         Self {
             bytes: Vec::with_capacity(1024),
-            offsets,
-            overflowed: false,
+            offsets: Offsets::new(),
         }
     }
 
     fn push(&mut self, value: &str) {
         self.bytes.extend_from_slice(value.as_bytes());
-        let end = i32::try_from(self.bytes.len()).unwrap_or_else(|_| {
-            self.overflowed = true;
-            i32::MAX
-        });
-        self.offsets.push(end);
+        self.offsets.push(self.bytes.len());
     }
 
     fn finish(&mut self) -> Result<StringArray, ArrowError> {
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         let bytes = std::mem::take(&mut self.bytes);
-        if std::mem::take(&mut self.overflowed) {
-            return Err(ArrowError::OffsetOverflowError(bytes.len()));
-        }
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let offsets = self.offsets.finish(bytes.len())?;
         // SAFETY: the bytes are `&str`s appended whole, so they are valid
         // UTF-8 and every offset (each one's end) is a character boundary;
         // offsets start at 0, never decrease (`OffsetBuffer::new` checks),
-        // and the last is the bytes' length, as nothing overflowed.
+        // and the last is the bytes' length, which fits `i32`.
         #[allow(unsafe_code)]
         Ok(unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(bytes), None) })
     }
@@ -263,19 +281,14 @@ impl StrColumn {
 /// inline like [`StrColumn`] (the raw tables' enum lists).
 struct StrListColumn {
     items: StrColumn,
-    offsets: Vec<i32>,
-    /// Set once the items outnumber `i32` offsets; finishing then fails.
-    overflowed: bool,
+    offsets: Offsets,
 }
 
 impl StrListColumn {
     fn new() -> Self {
-        let mut offsets = Vec::with_capacity(1025);
-        offsets.push(0);
         Self {
             items: StrColumn::new(),
-            offsets,
-            overflowed: false,
+            offsets: Offsets::new(),
         }
     }
 
@@ -284,24 +297,15 @@ impl StrListColumn {
         for item in items {
             self.items.push(item);
         }
-        let count = i32::try_from(self.items.offsets.len() - 1).unwrap_or_else(|_| {
-            self.overflowed = true;
-            i32::MAX
-        });
-        self.offsets.push(count);
+        self.offsets.push(self.items.offsets.len());
     }
 
     fn finish(&mut self) -> Result<ListArray, ArrowError> {
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
-        let count = self.items.offsets.len() - 1;
-        let items = self.items.finish()?;
-        if std::mem::take(&mut self.overflowed) {
-            return Err(ArrowError::OffsetOverflowError(count));
-        }
+        let offsets = self.offsets.finish(self.items.offsets.len())?;
         ListArray::try_new(
             Arc::new(Field::new("item", DataType::Utf8, true)),
-            OffsetBuffer::new(ScalarBuffer::from(offsets)),
-            Arc::new(items),
+            offsets,
+            Arc::new(self.items.finish()?),
             None,
         )
     }
@@ -689,6 +693,22 @@ mod tests {
         assert_eq!(column.finish().unwrap().len(), 1);
         column.push("b");
         assert_eq!(column.finish().unwrap(), StringArray::from(vec!["b"]));
+    }
+
+    /// Values past `i32` offsets fail the batch instead of wrapping.
+    #[test]
+    fn offsets_past_i32_fail_the_batch() {
+        let too_far = i32::MAX as usize + 1;
+        let mut offsets = Offsets::new();
+        offsets.push(3);
+        offsets.push(too_far);
+        assert!(matches!(
+            offsets.finish(too_far),
+            Err(ArrowError::OffsetOverflowError(n)) if n == too_far
+        ));
+        // Reset for the next batch either way.
+        offsets.push(2);
+        assert_eq!(offsets.finish(2).unwrap().as_ref(), &[0, 2]);
     }
 
     #[test]
