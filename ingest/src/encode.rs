@@ -90,24 +90,23 @@ const UNSORTABLE_COLUMNS: &[&str] = &[
     "raw",
 ];
 
-/// Columns of a few values (roles, kinds, categories) that every page
-/// holds most of: their min/max prune nothing either, and keeping them cost
-/// a byte-string comparison per value — 3.9 % of the ingest's instructions
-/// (callgrind, first 100k messages), more than the dictionary encoding they
-/// also go through. Readers that filter on them can still skip row groups
-/// by dictionary (Spark does). `grid_id` and `source_topic` keep theirs:
-/// files are sorted by grid, and hold one topic.
-const FEW_VALUED_COLUMNS: &[&str] = &[
-    "reporter_role",
-    "target_kind",
-    "special_groups.list.item",
-    "safety_checks.list.item",
-    "hazards.list.item.kind",
-    "hardships.list.item.category",
-    "hardships.list.item.urgency",
-    "case_kind",
-    "status",
-];
+/// The dictionary columns that keep min/max statistics: files are sorted
+/// by grid, hold one topic, and quarantine files a few error classes. The
+/// other dictionary columns hold a few values (roles, kinds, categories)
+/// that every page holds most of, so their min/max prune nothing either,
+/// and keeping them cost a byte-string comparison per value — 3.9 % of the
+/// ingest's instructions (callgrind, first 100k messages), more than the
+/// dictionary encoding itself. Readers that filter on them can still skip
+/// row groups by dictionary (Spark does).
+const PRUNING_DICTIONARY_COLUMNS: &[&str] =
+    &["grid_id", "source_topic", "error_class", "error_field"];
+
+/// The dictionary columns of a few values, without statistics.
+fn few_valued_columns() -> impl Iterator<Item = &'static &'static str> {
+    DICTIONARY_COLUMNS
+        .iter()
+        .filter(|column| !PRUNING_DICTIONARY_COLUMNS.contains(column))
+}
 
 /// String columns of random ids of one fixed length, written with their
 /// lengths apart from their bytes (`DELTA_LENGTH_BYTE_ARRAY`). In plain
@@ -134,7 +133,7 @@ pub fn writer_properties(row_group_rows: usize, zstd_level: i32) -> WriterProper
     for column in DICTIONARY_COLUMNS {
         builder = builder.set_column_dictionary_enabled(column_path(column), true);
     }
-    for column in UNSORTABLE_COLUMNS.iter().chain(FEW_VALUED_COLUMNS) {
+    for column in UNSORTABLE_COLUMNS.iter().chain(few_valued_columns()) {
         builder =
             builder.set_column_statistics_enabled(column_path(column), EnabledStatistics::None);
     }
@@ -218,7 +217,7 @@ mod tests {
             .collect();
         for named in UNSORTABLE_COLUMNS
             .iter()
-            .chain(FEW_VALUED_COLUMNS)
+            .chain(PRUNING_DICTIONARY_COLUMNS)
             .chain(DICTIONARY_COLUMNS)
             .chain(DELTA_LENGTH_COLUMNS)
         {
@@ -243,7 +242,7 @@ mod tests {
             assert_eq!(has_min_max(pruning), Some(true), "{pruning}");
         }
         let mut checked = 0;
-        for unprunable in UNSORTABLE_COLUMNS.iter().chain(FEW_VALUED_COLUMNS) {
+        for unprunable in UNSORTABLE_COLUMNS.iter().chain(few_valued_columns()) {
             if let Some(has) = has_min_max(unprunable) {
                 assert!(!has, "{unprunable} has statistics");
                 checked += 1;
