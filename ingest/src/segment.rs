@@ -144,7 +144,7 @@ impl Segment {
                     county: code,
                 },
                 builder: match table {
-                    Table::Visits => Builder::Visits(Box::new(VisitBatchBuilder::new())),
+                    Table::Visits => Builder::Visits(Box::default()),
                     Table::Cases => Builder::Cases(Box::default()),
                     Table::Quarantine => Builder::Quarantine(Box::default()),
                 },
