@@ -130,8 +130,8 @@ fn independent(
             continue; // first received wins
         }
         match s {
-            Submission::Visit(v) => visits.push(*v),
-            Submission::Case(c) => updates.push(*c),
+            Submission::Visit(v) => visits.push(v),
+            Submission::Case(c) => updates.push(c),
         }
     }
     let start = campaign().start;

@@ -97,8 +97,8 @@ pub fn decode_placed<'a>(
     // the line is not checked whole first); anything else is probed.
     let prefix = schema_prefix(bytes);
     let fast = match prefix {
-        Some(VISIT_SCHEMA_V1) => fast_json::visit(bytes).map(|v| Submission::Visit(Box::new(v))),
-        Some(CASE_SCHEMA_V1) => fast_json::case(bytes).map(|c| Submission::Case(Box::new(c))),
+        Some(VISIT_SCHEMA_V1) => fast_json::visit(bytes).map(Submission::Visit),
+        Some(CASE_SCHEMA_V1) => fast_json::case(bytes).map(Submission::Case),
         _ => None,
     };
     let submission = match fast {
@@ -136,18 +136,18 @@ fn decode_strict<'a>(
     // order, so a message whose `schema` is not first is read fast too.
     let probed = prefix.is_none();
     Ok(match schema.as_deref() {
-        Some(VISIT_SCHEMA_V1) => Submission::Visit(Box::new(
-            match probed.then(|| fast_json::visit(bytes)).flatten() {
+        Some(VISIT_SCHEMA_V1) => {
+            Submission::Visit(match probed.then(|| fast_json::visit(bytes)).flatten() {
                 Some(visit) => visit,
                 None => parse::<Visit>(text)?,
-            },
-        )),
-        Some(CASE_SCHEMA_V1) => Submission::Case(Box::new(
-            match probed.then(|| fast_json::case(bytes)).flatten() {
+            })
+        }
+        Some(CASE_SCHEMA_V1) => {
+            Submission::Case(match probed.then(|| fast_json::case(bytes)).flatten() {
                 Some(case) => case,
                 None => parse::<CaseUpdate>(text)?,
-            },
-        )),
+            })
+        }
         Some(other) => {
             return Err(DecodeError::UnknownSchema {
                 found: other.to_string(),

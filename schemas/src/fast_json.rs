@@ -220,6 +220,23 @@ fn has_prefix(text: &[u8], prefix: &[u8]) -> bool {
     word(text, n - 8) == word(prefix, n - 8)
 }
 
+/// A list that [`Reader::array`] fills: a vector, or flags held inline.
+trait List<T>: Default {
+    fn push_item(&mut self, item: T);
+}
+
+impl<T> List<T> for Vec<T> {
+    fn push_item(&mut self, item: T) {
+        self.push(item);
+    }
+}
+
+impl<A: smallvec::Array> List<A::Item> for smallvec::SmallVec<A> {
+    fn push_item(&mut self, item: A::Item) {
+        self.push(item);
+    }
+}
+
 struct Reader<'a> {
     text: &'a [u8],
     at: usize,
@@ -408,15 +425,15 @@ impl<'a> Reader<'a> {
             .find(|&i| self.key_here(quoted_keys[i]))
     }
 
-    fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    fn array<T, C: List<T>>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<C> {
         self.eat(b'[')?;
-        let mut items = Vec::new();
+        let mut items = C::default();
         if self.peek()? == b']' {
             self.at += 1;
             return Some(items);
         }
         loop {
-            items.push(item(self)?);
+            items.push_item(item(self)?);
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => {

@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use crate::error::ErrorClass;
 use crate::record::{
-    CaseKind, CaseStatus, CaseUpdate, Hardship, HardshipCategory, Hazard, HazardKind, ReporterRole,
-    SafetyCheck, SpecialGroup, TargetKind, Urgency, Visit, CASE_SCHEMA_V1, VISIT_SCHEMA_V1,
+    CaseKind, CaseStatus, CaseUpdate, FlagList, Hardship, HardshipCategory, Hazard, HazardKind,
+    ReporterRole, SafetyCheck, SpecialGroup, TargetKind, Urgency, Visit, CASE_SCHEMA_V1,
+    VISIT_SCHEMA_V1,
 };
 use crate::registry::Registry;
 use crate::time::local_midnight;
@@ -281,7 +282,7 @@ impl<'r> Generator<'r> {
         } else {
             0
         };
-        let mut special_groups = Vec::new();
+        let mut special_groups = FlagList::new();
         if kind == TargetKind::Household {
             for (sg, p) in [
                 (SpecialGroup::ElderlyAlone, 0.04),
@@ -297,12 +298,12 @@ impl<'r> Generator<'r> {
             }
         }
         let safety_checks = match kind {
-            TargetKind::Household => vec![
+            TargetKind::Household => smallvec::smallvec![
                 SafetyCheck::Gas,
                 SafetyCheck::Electricity,
                 SafetyCheck::Fire,
             ],
-            _ => vec![
+            _ => smallvec::smallvec![
                 SafetyCheck::Electricity,
                 SafetyCheck::Fire,
                 SafetyCheck::Production,
