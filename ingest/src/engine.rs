@@ -17,7 +17,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use gridstat_schemas::arrow_schema::Lineage;
-use gridstat_schemas::time::local_date;
 use gridstat_schemas::{decode_placed, DecodeError, DecodeOptions, ErrorClass, Placed, Registry};
 
 use crate::config::IngestOptions;
@@ -319,11 +318,9 @@ impl IngestEngine {
                 None
             }
             Some(Ok(placed)) => {
-                let day = local_date(&placed.submission.event_time());
-                slot.last_day = Some(day);
+                slot.last_day = Some(placed.day);
                 Some(seg.add_valid(
                     placed,
-                    day,
                     &self.registry,
                     &self.grid_ranks,
                     &lineage,

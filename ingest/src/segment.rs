@@ -159,11 +159,10 @@ impl Segment {
         &mut self.files[i]
     }
 
-    /// File a valid record under `dt`, the local date of its event.
+    /// File a valid record under its event's local day.
     pub(crate) fn add_valid(
         &mut self,
         placed: &Placed<'_>,
-        dt: NaiveDate,
         registry: &Registry,
         ranks: &GridRanks,
         lineage: &Lineage<'_>,
@@ -172,6 +171,7 @@ impl Segment {
         let s = &placed.submission;
         let county = registry.grids[placed.grid].county;
         let grid_rank = ranks.0[placed.grid];
+        let dt = placed.day;
         let filed = match s {
             Submission::Visit(v) => {
                 let file = self.file(Table::Visits, dt, Some(county), registry);

@@ -17,7 +17,7 @@ use crate::record::{
     CaseUpdate, Submission, TargetKind, Visit, CASE_SCHEMA_V1, KNOWN_SCHEMAS, VISIT_SCHEMA_V1,
 };
 use crate::registry::Registry;
-use crate::time::local_midnight;
+use crate::time::local_date;
 
 /// Default size limit of one message, in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -76,6 +76,9 @@ pub struct Placed<'a> {
     pub submission: Submission<'a>,
     /// Where its grid is in the registry (validation looked it up).
     pub grid: usize,
+    /// The local (Asia/Shanghai) day of its event, which the lake files it
+    /// under (validation computed it for the campaign-start check).
+    pub day: NaiveDate,
 }
 
 /// [`decode_submission`], also returning where the submission's grid is
@@ -105,8 +108,12 @@ pub fn decode_placed<'a>(
         Some(submission) => submission,
         None => decode_strict(bytes, prefix)?,
     };
-    let grid = validate(&submission, registry, opts, received_at)?;
-    Ok(Placed { submission, grid })
+    let (grid, day) = validate(&submission, registry, opts, received_at)?;
+    Ok(Placed {
+        submission,
+        grid,
+        day,
+    })
 }
 
 /// Decoding by serde, which names every error. `prefix` is the schema read
@@ -278,7 +285,7 @@ fn validate(
     registry: &Registry,
     opts: &DecodeOptions,
     received_at: Option<DateTime<FixedOffset>>,
-) -> Result<usize, DecodeError> {
+) -> Result<(usize, NaiveDate), DecodeError> {
     match s {
         Submission::Visit(v) => {
             check_id("submission_id", &v.submission_id)?;
@@ -292,16 +299,16 @@ fn validate(
             }
             let grid = check_grid(registry, &v.grid_id)?;
             check_visit_numbers(v)?;
-            check_times(opts, received_at, v.sent_at, "visited_at", v.visited_at)?;
-            Ok(grid)
+            let day = check_times(opts, received_at, v.sent_at, "visited_at", v.visited_at)?;
+            Ok((grid, day))
         }
         Submission::Case(c) => {
             check_id("submission_id", &c.submission_id)?;
             check_id("case_id", &c.case_id)?;
             check_id("handler_id", &c.handler_id)?;
             let grid = check_grid(registry, &c.grid_id)?;
-            check_times(opts, received_at, c.sent_at, "updated_at", c.updated_at)?;
-            Ok(grid)
+            let day = check_times(opts, received_at, c.sent_at, "updated_at", c.updated_at)?;
+            Ok((grid, day))
         }
     }
 }
@@ -388,13 +395,14 @@ fn check_visit_numbers(v: &Visit) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Check a submission's times; answer its event's local day.
 fn check_times(
     opts: &DecodeOptions,
     received_at: Option<DateTime<FixedOffset>>,
     sent_at: DateTime<FixedOffset>,
     event_field: &str,
     event_at: DateTime<FixedOffset>,
-) -> Result<(), DecodeError> {
+) -> Result<NaiveDate, DecodeError> {
     let tolerance_minutes = opts.max_clock_skew.num_minutes();
     let future = |field: &str, time, reference| DecodeError::FutureTime {
         field: field.into(),
@@ -412,12 +420,14 @@ fn check_times(
     if event_at.signed_duration_since(sent_at) > opts.max_clock_skew {
         return Err(future(event_field, event_at, sent_at));
     }
-    if event_at < local_midnight(opts.campaign_start) {
+    // Before the campaign's first local midnight is on a local day before it.
+    let day = local_date(&event_at);
+    if day < opts.campaign_start {
         return Err(DecodeError::BeforeCampaign {
             field: event_field.into(),
             time: event_at,
             campaign_start: opts.campaign_start,
         });
     }
-    Ok(())
+    Ok(day)
 }

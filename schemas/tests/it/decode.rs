@@ -363,3 +363,25 @@ proptest! {
         let _ = decode(&bytes[..at]);
     }
 }
+
+/// A record's day is its event's local (Asia/Shanghai) day, whatever offset
+/// it was sent with, and the campaign starts at its first local midnight.
+#[test]
+fn placed_records_carry_their_local_day() {
+    let at = |visited: &str| {
+        let mut v = with_sent("2022-11-26T10:20:00+08:00");
+        v["visited_at"] = json!(visited);
+        serde_json::to_vec(&v).unwrap()
+    };
+    fn place(bytes: &[u8]) -> Result<gridstat_schemas::Placed<'_>, gridstat_schemas::DecodeError> {
+        gridstat_schemas::decode_placed(bytes, registry(), &DecodeOptions::default(), None)
+    }
+    let day = |bytes: &[u8]| place(bytes).map(|p| p.day.to_string());
+    // 16:00 UTC is the next local midnight.
+    assert_eq!(day(&at("2022-11-25T15:59:59Z")).unwrap(), "2022-11-25");
+    assert_eq!(day(&at("2022-11-25T16:00:00Z")).unwrap(), "2022-11-26");
+    assert_eq!(day(&at("2022-11-24T16:00:00Z")).unwrap(), "2022-11-25");
+    let before = place(&at("2022-11-24T15:59:59Z")).unwrap_err();
+    assert_eq!(before.class(), ErrorClass::BeforeCampaign);
+    assert_eq!(before.field(), Some("visited_at"));
+}
