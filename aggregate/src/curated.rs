@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::error::{query, Result};
-use crate::store::{plain_schema, put_if_changed, write_parquet, ParquetBody};
+use crate::store::{plain_schema, put_if_changed, write_parquet, ParquetBody, WriteGate};
 use crate::tables::{register_raw_day, Computed, RAW_CASES, RAW_VISITS};
 use gridstat_schemas::arrow_schema::{raw_cases_schema, raw_visits_schema};
 use gridstat_schemas::time::local_midnight;
@@ -612,11 +612,12 @@ fn epoch_ms(e: &str) -> String {
 pub(crate) async fn case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
+    gate: WriteGate,
 ) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     register_reopened(ctx, &opened_sql(None)).await?;
     let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, Scope::All);
-    hold_case_state(ctx, store, &sql, None).await
+    hold_case_state(ctx, store, &sql, None, gate).await
 }
 
 /// The cases an update of `case_state` recomputes.
@@ -639,19 +640,22 @@ struct Affected {
 /// Run `sql` (a new `case_state`), register its rows in memory as
 /// `case_state` and write them to the lake in the background: every
 /// opening day's object for a rebuild (`affected` is `None`), else those
-/// of the days the affected cases were opened on, before or now. The
-/// rollup step scans the table several times: from memory it skips
-/// decoding the objects again each time, and encoding overlaps those scans.
+/// of the days the affected cases were opened on, before or now, once
+/// `gate` opens. The rollup step scans the table several times: from
+/// memory it skips decoding the objects again each time, and encoding
+/// overlaps those scans.
 async fn hold_case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     sql: &str,
     affected: Option<Affected>,
+    gate: WriteGate,
 ) -> Result<crate::store::BackgroundWrite> {
     let (schema, batches) = crate::tables::run_query(ctx, "case_state", sql).await?;
     crate::tables::register_batches(ctx, CASE_STATE_TABLE, Arc::clone(&schema), batches.clone())?;
     let store = Arc::clone(store);
     Ok(tokio::spawn(async move {
+        gate.passed().await;
         let legacy = legacy_case_state_path();
         // A lake from before the split holds every row in one object: all
         // days are written then, and the object removed.
@@ -920,6 +924,7 @@ pub(crate) async fn update_case_state(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     days: &BTreeSet<NaiveDate>,
+    gate: WriteGate,
 ) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     let affected = register_affected(ctx, days).await?;
@@ -928,6 +933,7 @@ pub(crate) async fn update_case_state(
         store,
         &updated_case_state_sql(cases_exist),
         Some(affected),
+        gate,
     )
     .await
 }

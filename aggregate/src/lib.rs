@@ -489,16 +489,23 @@ async fn rollup_step(
     // `case_state` is updated: both are mostly fixed per-query costs. A
     // rebuild does one after the other, so that peak memory stays that of
     // the larger.
+    // A refresh holds its background writes until its rollup queries run
+    // one at a time ([`rollup::compute`] opens the gate); a rebuild lets
+    // them go at once.
+    let (gate, writes) = store::WriteGate::closed();
+    if !start.has_previous {
+        writes.open();
+    }
     let case_state = async {
         Ok(match &plan.case_state {
             CaseStateWork::Keep => None,
             CaseStateWork::Rebuild => {
-                Some(timed("case_state", curated::case_state(ctx, store)).await?)
+                Some(timed("case_state", curated::case_state(ctx, store, gate.clone())).await?)
             }
             CaseStateWork::Update(days) => Some(
                 timed(
                     "case_state update",
-                    curated::update_case_state(ctx, store, days),
+                    curated::update_case_state(ctx, store, days, gate.clone()),
                 )
                 .await?,
             ),
@@ -562,18 +569,19 @@ async fn rollup_step(
         // rollups are computed.
         background.push((
             rollup::REPORTER_FIRSTS,
-            rollup::write_reporter_firsts(ctx, store),
+            rollup::write_reporter_firsts(ctx, store, gate.clone()),
         ));
         background.push((
             target_firsts::TARGET_FIRSTS,
-            target_firsts::write(store, target_firsts),
+            target_firsts::write(store, target_firsts, gate),
         ));
     }
     let rollups = if days.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        Box::pin(rollup::compute(ctx, &days, continuing)).await?
+        Box::pin(rollup::compute(ctx, &days, continuing, &writes)).await?
     };
+    writes.open();
     // The quality table's queries overlap the encoding of rollup files.
     let (rollup_files, quality_files) = futures::try_join!(
         write_rollups(store, &days, rollups, progress),

@@ -810,11 +810,13 @@ pub(crate) async fn materialize_visit_tables(
 /// include a `dt` column. The [`VISIT_TABLES`] must have been built for
 /// the same days ([`materialize_visit_tables`]). With `has_previous`, the
 /// table `previous_cumulative` holds the cumulative rollups of the day
-/// before the first.
+/// before the first. A refresh opens `writes` once its queries run one
+/// at a time.
 pub(crate) async fn compute(
     ctx: &SessionContext,
     days: &[NaiveDate],
     has_previous: bool,
+    writes: &crate::store::GateOpener,
 ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
     let Some(first) = days.first() else {
         return Ok((Vec::new(), Vec::new()));
@@ -831,19 +833,20 @@ pub(crate) async fn compute(
         take_chain(&mut tables, &["grid_day", "area_day"], |_, sql| vec![sql]),
     );
     debug_assert!(tables.is_empty(), "every table is in a chain: {tables:?}");
-    let areas = async {
-        materialize_open_cases(ctx, &day_table).await?;
-        areas.await
-    };
+    let open_cases = materialize_open_cases(ctx, &day_table);
     let hours = materialize_hours(ctx, &day_table);
-    // Two independent chains of small queries, mostly planning: a refresh
-    // runs them together; a rebuild one after the other, so that peak
-    // memory stays that of the larger.
+    // Independent tables of few rows, mostly planning: a refresh builds
+    // the open cases and resolve times together, then the area tables
+    // one query at a time beside its background writes; a rebuild one
+    // after the other, so that peak memory stays that of the largest.
     if has_previous {
-        // Boxed: chains side by side make a future too large for a
+        // Boxed: tables side by side make a future too large for a
         // thread's stack in a debug build.
-        futures::try_join!(Box::pin(areas), Box::pin(hours))?;
+        futures::try_join!(Box::pin(open_cases), Box::pin(hours))?;
+        writes.open();
+        areas.await?;
     } else {
+        open_cases.await?;
         areas.await?;
         hours.await?;
     }
@@ -873,13 +876,16 @@ pub(crate) async fn compute(
 }
 
 /// Rewrite the reporters' first days ([`REPORTER_FIRSTS`]) from the
-/// materialized `reporter_firsts` table, in the background.
+/// materialized `reporter_firsts` table, in the background once `gate`
+/// opens.
 pub(crate) fn write_reporter_firsts(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
+    gate: crate::store::WriteGate,
 ) -> crate::store::BackgroundWrite {
     let (ctx, store) = (ctx.clone(), Arc::clone(store));
     tokio::spawn(async move {
+        gate.passed().await;
         let (_, wrote) = crate::store::write_query(
             &ctx,
             &store,

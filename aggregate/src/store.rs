@@ -223,6 +223,38 @@ pub(crate) async fn write_parquet(
 /// object.
 pub(crate) type BackgroundWrite = tokio::task::JoinHandle<Result<bool>>;
 
+/// Holds background writes back until it opens, or its [`GateOpener`] is
+/// dropped. A refresh opens it once its rollup queries run one at a time:
+/// they are mostly planning, on one core, so the writes' encoding then
+/// uses the other instead of slowing the two query chains before.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteGate(tokio::sync::watch::Receiver<bool>);
+
+/// Opens a [`WriteGate`].
+#[derive(Debug)]
+pub(crate) struct GateOpener(tokio::sync::watch::Sender<bool>);
+
+impl WriteGate {
+    /// A gate that stays closed until `GateOpener::open`.
+    pub(crate) fn closed() -> (Self, GateOpener) {
+        let (opener, gate) = tokio::sync::watch::channel(false);
+        (Self(gate), GateOpener(opener))
+    }
+
+    /// Wait until the gate is open.
+    pub(crate) async fn passed(mut self) {
+        // An error means the opener is gone: its step ended, so go on.
+        let _ = self.0.wait_for(|open| *open).await;
+    }
+}
+
+impl GateOpener {
+    /// Let every write waiting at the gate go on (again: a no-op).
+    pub(crate) fn open(&self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// Run `sql` and write its result as the one Parquet object at `path`
 /// (see [`write_parquet`]), encoding batches as they come. Returns the rows
 /// and whether it wrote.

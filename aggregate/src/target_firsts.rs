@@ -336,14 +336,17 @@ fn encode(path: &str, keys: &[u128]) -> Result<Bytes> {
     writer.into_inner().map(Bytes::from).map_err(parquet_err)
 }
 
-/// Write the state of the recomputed days in the background, and delete
-/// that of any later day (a lake whose raw files were removed).
+/// Write the state of the recomputed days in the background once `gate`
+/// opens, and delete that of any later day (a lake whose raw files were
+/// removed).
 pub(crate) fn write(
     store: &Arc<dyn ObjectStore>,
     firsts: NewFirsts,
+    gate: crate::store::WriteGate,
 ) -> crate::store::BackgroundWrite {
     let store = Arc::clone(store);
     tokio::spawn(async move {
+        gate.passed().await;
         let Some(&from) = firsts.days.first() else {
             return Ok(false);
         };
