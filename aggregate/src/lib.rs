@@ -485,10 +485,6 @@ async fn rollup_step(
         rollup_start(ctx, store, opts, from, last_day),
     )
     .await?;
-    // On a refresh, the tables of visits alone are built while
-    // `case_state` is updated: both are mostly fixed per-query costs. A
-    // rebuild does one after the other, so that peak memory stays that of
-    // the larger.
     // A refresh holds its background writes until its rollup queries run
     // one at a time ([`rollup::compute`] opens the gate); a rebuild lets
     // them go at once.
@@ -496,6 +492,10 @@ async fn rollup_step(
     if !start.has_previous {
         writes.open();
     }
+    // On a refresh, the tables of visits alone are built while
+    // `case_state` is updated: both are mostly fixed per-query costs. A
+    // rebuild does one after the other, so that peak memory stays that of
+    // the larger.
     let case_state = async {
         Ok(match &plan.case_state {
             CaseStateWork::Keep => None,
