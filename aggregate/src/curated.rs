@@ -654,8 +654,7 @@ async fn hold_case_state(
     let (schema, batches) = crate::tables::run_query(ctx, "case_state", sql).await?;
     crate::tables::register_batches(ctx, CASE_STATE_TABLE, Arc::clone(&schema), batches.clone())?;
     let store = Arc::clone(store);
-    Ok(tokio::spawn(async move {
-        gate.passed().await;
+    Ok(gate.spawn(async move {
         let legacy = legacy_case_state_path();
         // A lake from before the split holds every row in one object: all
         // days are written then, and the object removed.

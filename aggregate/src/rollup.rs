@@ -884,8 +884,7 @@ pub(crate) fn write_reporter_firsts(
     gate: crate::store::WriteGate,
 ) -> crate::store::BackgroundWrite {
     let (ctx, store) = (ctx.clone(), Arc::clone(store));
-    tokio::spawn(async move {
-        gate.passed().await;
+    gate.spawn(async move {
         let (_, wrote) = crate::store::write_query(
             &ctx,
             &store,

@@ -241,10 +241,16 @@ impl WriteGate {
         (Self(gate), GateOpener(opener))
     }
 
-    /// Wait until the gate is open.
-    pub(crate) async fn passed(mut self) {
-        // An error means the opener is gone: its step ended, so go on.
-        let _ = self.0.wait_for(|open| *open).await;
+    /// Run `write` in the background once the gate is open.
+    pub(crate) fn spawn(
+        mut self,
+        write: impl std::future::Future<Output = Result<bool>> + Send + 'static,
+    ) -> BackgroundWrite {
+        tokio::spawn(async move {
+            // An error means the opener is gone: its step ended, so go on.
+            let _ = self.0.wait_for(|open| *open).await;
+            write.await
+        })
     }
 }
 
@@ -530,5 +536,33 @@ mod tests {
             NaiveDate::from_ymd_opt(2022, 11, 26)
         );
         assert_eq!(day_of("raw/visits/p.parquet"), None);
+    }
+
+    /// A write behind a closed gate waits for `open`, or for its opener to
+    /// go (a step that failed must not leave writes waiting forever).
+    #[tokio::test]
+    async fn writes_wait_at_a_closed_gate() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::Duration;
+        for drop_opener in [false, true] {
+            let (gate, opener) = WriteGate::closed();
+            let ran = Arc::new(AtomicBool::new(false));
+            let write = gate.spawn({
+                let ran = Arc::clone(&ran);
+                async move {
+                    ran.store(true, Ordering::SeqCst);
+                    Ok(true)
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!ran.load(Ordering::SeqCst), "ran before the gate opened");
+            if drop_opener {
+                drop(opener);
+            } else {
+                opener.open();
+            }
+            assert!(write.await.unwrap().unwrap());
+            assert!(ran.load(Ordering::SeqCst));
+        }
     }
 }

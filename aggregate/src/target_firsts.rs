@@ -345,8 +345,7 @@ pub(crate) fn write(
     gate: crate::store::WriteGate,
 ) -> crate::store::BackgroundWrite {
     let store = Arc::clone(store);
-    tokio::spawn(async move {
-        gate.passed().await;
+    gate.spawn(async move {
         let Some(&from) = firsts.days.first() else {
             return Ok(false);
         };
