@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
-pub use smallvec::SmallVec;
+use smallvec::SmallVec;
 
 /// A list of one-byte flags held inline: every visit carries its safety
 /// checks, and a heap vector each cost an allocation when decoded and a
