@@ -428,22 +428,35 @@ fn explode(batch: &RecordBatch, list_column: &str, schema: SchemaRef) -> Result<
 }
 
 /// Every opening of a case: a hardship raised, or a hazard handed on;
-/// with `only`, just the openings of the cases listed in that table.
-fn opened_sql(only: Option<&str>) -> String {
-    let (hardships, hazards) = match only {
-        None => (String::new(), String::new()),
-        Some(table) => (
-            format!(" WHERE {}", listed_in("case_id", table)),
-            format!(" AND {}", listed_in("hazard_id", table)),
-        ),
+/// with `only`, just the openings of the cases listed in that table; with
+/// `on`, just those on these days (a SQL list of quoted dates).
+fn opened_sql(only: Option<&str>, on: Option<&str>) -> String {
+    let mut hardships = Vec::new();
+    let mut hazards = vec!["NOT fixed_on_spot".to_string()];
+    if let Some(table) = only {
+        hardships.push(listed_in("case_id", table));
+        hazards.push(listed_in("hazard_id", table));
+    }
+    if let Some(days) = on {
+        hardships.push(format!("dt IN ({days})"));
+        hazards.push(format!("dt IN ({days})"));
+    }
+    let filter = |conditions: Vec<String>| {
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        }
     };
     format!(
         "SELECT case_id, 'hardship' AS case_kind, category, urgency, grid_id, town_code, county_code, \
            visited_at AS opened_at, dt AS opened_dt \
-         FROM curated_hardships{hardships} \
+         FROM curated_hardships{} \
          UNION ALL \
          SELECT hazard_id, 'hazard', kind, CAST(NULL AS VARCHAR), grid_id, town_code, county_code, visited_at, dt \
-         FROM curated_hazards WHERE NOT fixed_on_spot{hazards}"
+         FROM curated_hazards{}",
+        filter(hardships),
+        filter(hazards)
     )
 }
 
@@ -453,13 +466,9 @@ fn listed_in(column: &str, table: &str) -> String {
 }
 
 /// Cases opened more than once among the rows of `openings` (a query
-/// with the columns of [`opened_sql`]), with the first and last day they
-/// were opened on.
+/// with the columns of [`opened_sql`]).
 fn reopened_sql(openings: &str) -> String {
-    format!(
-        "SELECT case_id, CAST(MIN(opened_dt) AS VARCHAR) AS first_dt, CAST(MAX(opened_dt) AS VARCHAR) AS last_dt \
-         FROM ({openings}) GROUP BY case_id HAVING COUNT(*) > 1"
-    )
+    format!("SELECT case_id FROM ({openings}) GROUP BY case_id HAVING COUNT(*) > 1")
 }
 
 /// Which cases a `case_state` query covers.
@@ -491,36 +500,11 @@ const CASE_STATE_TABLE: &str = crate::tables::CASE_STATE.name;
 const CASE_STATE_ORDER: &str = "county_code, town_code, grid_id, opened_at, case_id";
 
 /// Build [`REOPENED_TABLE`] from `openings` (as in [`reopened_sql`]) for
-/// `case_state_sql` with [`Computed::InMemory`]; returns its rows.
-async fn register_reopened(ctx: &SessionContext, openings: &str) -> Result<RecordBatch> {
+/// `case_state_sql` with [`Computed::InMemory`].
+async fn register_reopened(ctx: &SessionContext, openings: &str) -> Result<()> {
     let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql(openings)).await?;
-    crate::tables::register_batches(
-        ctx,
-        REOPENED_TABLE,
-        reopened.schema(),
-        vec![reopened.clone()],
-    )?;
-    Ok(reopened)
-}
-
-/// Every day from the first to the last opening of the cases in
-/// `reopened` (rows of [`reopened_sql`]).
-fn opening_spans(reopened: &RecordBatch) -> Result<BTreeSet<String>> {
-    let mut days = BTreeSet::new();
-    let first = arrow::compute::cast(reopened.column(1), &DataType::Utf8)?;
-    let last = arrow::compute::cast(reopened.column(2), &DataType::Utf8)?;
-    let parse = |d: Option<&str>| d.and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-    for (first, last) in first.as_string::<i32>().iter().zip(last.as_string::<i32>()) {
-        if let (Some(first), Some(last)) = (parse(first), parse(last)) {
-            days.extend(
-                first
-                    .iter_days()
-                    .take_while(|d| *d <= last)
-                    .map(|d| d.format("%Y-%m-%d").to_string()),
-            );
-        }
-    }
-    Ok(days)
+    crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])?;
+    Ok(())
 }
 
 /// The query behind `case_state`; `epoch_ms` turns a timestamp expression
@@ -537,7 +521,7 @@ pub(crate) fn case_state_sql(
     scope: Scope,
 ) -> String {
     let (opened, only) = match scope {
-        Scope::All => (opened_sql(None), None),
+        Scope::All => (opened_sql(None, None), None),
         Scope::Listed(table) => (format!("SELECT * FROM {OPENED_TABLE}"), Some(table)),
     };
     let reopened = match computed {
@@ -615,26 +599,22 @@ pub(crate) async fn case_state(
     gate: WriteGate,
 ) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
-    register_reopened(ctx, &opened_sql(None)).await?;
+    register_reopened(ctx, &opened_sql(None, None)).await?;
     let sql = case_state_sql(cases_exist, &epoch_ms, Computed::InMemory, Scope::All);
     hold_case_state(ctx, store, &sql, None, gate).await
 }
 
 /// The cases an update of `case_state` recomputes.
-///
-/// Their objects to rewrite are those of the days each case is opened on
-/// now and was before. The old day needs no look-up in the old rows: if
-/// the old first opening lay in a recurated day, that day is in
-/// `days`; if not, that opening is unchanged and still one of the case's
-/// openings, so either the case is opened once and its day is the new
-/// one, or it is opened more than once and the day lies between its
-/// first and last opening (in `days` too).
 struct Affected {
     /// Their ids.
     ids: HashSet<String>,
-    /// The recurated days and the spans of days of the cases opened more
-    /// than once.
+    /// The days whose objects to rewrite, but for the days the cases are
+    /// first opened on now: the recurated days and the days the cases with
+    /// an old row were first opened on before.
     days: BTreeSet<String>,
+    /// Whether their openings were read from every day, not just from the
+    /// recurated days and the old rows (see [`held_openings`]).
+    every_day_read: bool,
 }
 
 /// Run `sql` (a new `case_state`), register its rows in memory as
@@ -835,11 +815,7 @@ fn by_opening_day(
 /// days are the same before and after, and a row that was not the first
 /// of its kind cannot change a row by leaving.
 fn affected_cases_sql(days: &BTreeSet<NaiveDate>, tables: &[&str]) -> String {
-    let dts = days
-        .iter()
-        .map(|d| format!("'{}'", d.format("%Y-%m-%d")))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let dts = sql_dates(days);
     let in_days = |column: &str| -> String {
         days.iter()
             .map(|&d| {
@@ -889,8 +865,108 @@ fn updated_case_state_sql(cases_exist: bool) -> String {
     )
 }
 
-/// Register [`AFFECTED_TABLE`] and [`REOPENED_TABLE`] for an update of
-/// the registered `case_state` after `days` were curated again.
+/// `days` as a SQL list of quoted dates.
+fn sql_dates(days: &BTreeSet<NaiveDate>) -> String {
+    days.iter()
+        .map(|d| format!("'{}'", d.format("%Y-%m-%d")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The openings of the affected cases on the recurated `days` (`held` false)
+/// and their old `case_state` rows (`held` true), with the columns of
+/// [`opened_sql`].
+fn affected_openings_sql(days: &BTreeSet<NaiveDate>) -> String {
+    format!(
+        "SELECT *, false AS held FROM ({}) \
+         UNION ALL \
+         SELECT case_id, case_kind, category, urgency, grid_id, town_code, county_code, opened_at, opened_dt, true \
+         FROM case_state WHERE {}",
+        opened_sql(Some(AFFECTED_TABLE), Some(&sql_dates(days))),
+        listed_in("case_id", AFFECTED_TABLE)
+    )
+}
+
+/// The openings a case's first one is the earliest of, from the rows of
+/// [`affected_openings_sql`], or `None` if the recurated days and the old
+/// rows do not tell; and the days of the old rows.
+///
+/// A case's old row holds its first opening before. The days not curated
+/// again hold the same openings as before, so if that opening lies on one
+/// of them, it is still the earliest there, and the case's first opening is
+/// the earliest of it and those on the recurated days. If it lay on a
+/// recurated day, every opening on the other days is on a later day (a
+/// row's `dt` is the local date of its time), so an opening on a
+/// recurated day no later than that day is the first; without one, the
+/// first may lie on any later day (an opening left with a duplicate that
+/// won on recuration), and only reading every day tells. A case without
+/// an old row had no openings before: any it has now are on the recurated
+/// days.
+fn held_openings(
+    rows: &RecordBatch,
+    days: &BTreeSet<NaiveDate>,
+) -> Result<(Option<RecordBatch>, BTreeSet<String>)> {
+    let text = |name: &str| -> Result<arrow::array::StringArray> {
+        let column = rows.column_by_name(name).ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!("openings without {name}"))
+        })?;
+        Ok(arrow::compute::cast(column, &DataType::Utf8)?
+            .as_string::<i32>()
+            .clone())
+    };
+    let (ids, opened) = (text("case_id")?, text("opened_dt")?);
+    let held = rows
+        .column_by_name("held")
+        .map(|c| c.as_boolean().clone())
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError("openings without held".into()))?;
+    let recurated: HashSet<String> = days
+        .iter()
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .collect();
+    let mut old_days = BTreeSet::new();
+    // Cases whose old first opening lay on a recurated day, with that day.
+    let mut moved: Vec<(&str, &str)> = Vec::new();
+    // Each case's earliest opening day among the recurated days.
+    let mut earliest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut keep = Vec::with_capacity(rows.num_rows());
+    for ((id, day), held) in ids.iter().zip(opened.iter()).zip(held.iter()) {
+        let (Some(id), Some(day)) = (id, day) else {
+            return Err(arrow::error::ArrowError::InvalidArgumentError(
+                "an opening without case_id or opened_dt".into(),
+            )
+            .into());
+        };
+        if held == Some(true) {
+            old_days.insert(day.to_string());
+            let on_recurated = recurated.contains(day);
+            if on_recurated {
+                moved.push((id, day));
+            }
+            keep.push(!on_recurated);
+        } else {
+            earliest
+                .entry(id)
+                .and_modify(|first| *first = (*first).min(day))
+                .or_insert(day);
+            keep.push(true);
+        }
+    }
+    let settled = moved
+        .iter()
+        .all(|(id, day)| earliest.get(id).is_some_and(|first| first <= day));
+    if !settled {
+        return Ok((None, old_days));
+    }
+    let kept = arrow::compute::filter_record_batch(rows, &arrow::array::BooleanArray::from(keep))?;
+    let columns = (0..kept.num_columns())
+        .filter(|&i| kept.schema().field(i).name() != "held")
+        .collect::<Vec<_>>();
+    Ok((Some(kept.project(&columns)?), old_days))
+}
+
+/// Register [`AFFECTED_TABLE`], [`OPENED_TABLE`] and [`REOPENED_TABLE`]
+/// for an update of the registered `case_state` after `days` were curated
+/// again.
 async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> Result<Affected> {
     let tables: Vec<&str> = ["curated_hardships", "curated_hazards", "curated_cases"]
         .into_iter()
@@ -906,13 +982,25 @@ async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> 
         .map(str::to_string)
         .collect();
     crate::tables::register_batches(ctx, AFFECTED_TABLE, affected.schema(), vec![affected])?;
-    let openings =
-        crate::tables::query_batch(ctx, OPENED_TABLE, &opened_sql(Some(AFFECTED_TABLE))).await?;
+    let held = crate::tables::query_batch(ctx, OPENED_TABLE, &affected_openings_sql(days)).await?;
+    let (openings, mut rewrite) = held_openings(&held, days)?;
+    let every_day_read = openings.is_none();
+    let openings = match openings {
+        Some(openings) => openings,
+        // A case's first opening left a recurated day.
+        None => {
+            crate::tables::query_batch(ctx, OPENED_TABLE, &opened_sql(Some(AFFECTED_TABLE), None))
+                .await?
+        }
+    };
     crate::tables::register_batches(ctx, OPENED_TABLE, openings.schema(), vec![openings])?;
-    let mut spans =
-        opening_spans(&register_reopened(ctx, &format!("SELECT * FROM {OPENED_TABLE}")).await?)?;
-    spans.extend(days.iter().map(|d| d.format("%Y-%m-%d").to_string()));
-    Ok(Affected { ids, days: spans })
+    register_reopened(ctx, &format!("SELECT * FROM {OPENED_TABLE}")).await?;
+    rewrite.extend(days.iter().map(|d| d.format("%Y-%m-%d").to_string()));
+    Ok(Affected {
+        ids,
+        days: rewrite,
+        every_day_read,
+    })
 }
 
 /// Update `case_state` (registered, as the last run wrote it) after `days`
@@ -926,7 +1014,22 @@ pub(crate) async fn update_case_state(
     gate: WriteGate,
 ) -> Result<crate::store::BackgroundWrite> {
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
+    // The old rows are read three times (for the affected cases, their
+    // openings and the rows kept): decoded once into memory instead.
+    let (schema, old) = crate::tables::run_query(
+        ctx,
+        "old case_state",
+        &format!("SELECT * FROM {CASE_STATE_TABLE}"),
+    )
+    .await?;
+    crate::tables::register_batches(ctx, CASE_STATE_TABLE, schema, old)?;
     let affected = register_affected(ctx, days).await?;
+    tracing::debug!(
+        cases = affected.ids.len(),
+        days = affected.days.len(),
+        every_day_read = affected.every_day_read,
+        "Updating case_state."
+    );
     hold_case_state(
         ctx,
         store,
@@ -981,7 +1084,9 @@ mod tests {
         ] {
             ctx.sql(&sql).await.unwrap().collect().await.unwrap();
         }
-        register_reopened(&ctx, &opened_sql(None)).await.unwrap();
+        register_reopened(&ctx, &opened_sql(None, None))
+            .await
+            .unwrap();
         for computed in [Computed::InSql, Computed::InMemory] {
             let sql = case_state_sql(true, &epoch_ms, computed, Scope::All);
             let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
@@ -1033,20 +1138,23 @@ mod tests {
             .collect()
     }
 
-    /// An update after a day is curated again equals a rebuild, also when
-    /// the rows that made a case's old row left (its first opening, its
-    /// earliest update) and when other days hold the rest of a case.
-    #[tokio::test]
-    async fn updating_case_state_equals_rebuilding_it() {
-        let ctx = SessionContext::new();
-        let ts = |s: &str| format!("arrow_cast('{s}', 'Timestamp(Millisecond, None)')");
-        let hardships = |rows: &[(&str, &str, &str, &str)]| {
+    /// SQL for curated test tables: hardships (id, grid, time, day),
+    /// case updates (id, status, time, day) and hazards handed on (id,
+    /// time, day).
+    struct Tables;
+
+    impl Tables {
+        fn ts(at: &str) -> String {
+            format!("arrow_cast('{at}', 'Timestamp(Millisecond, None)')")
+        }
+
+        fn hardships(rows: &[(&str, &str, &str, &str)]) -> String {
             let values: Vec<String> = rows
                 .iter()
                 .map(|(id, grid, at, dt)| {
                     format!(
                         "('{id}', 'medical', 'low', '{grid}', 'T1', 'C1', {}, '{dt}')",
-                        ts(at)
+                        Self::ts(at)
                     )
                 })
                 .collect();
@@ -1055,70 +1163,63 @@ mod tests {
                  AS t(case_id, category, urgency, grid_id, town_code, county_code, visited_at, dt)",
                 values.join(", ")
             )
-        };
-        let cases = |rows: &[(&str, &str, &str, &str)]| {
+        }
+
+        fn cases(rows: &[(&str, &str, &str, &str)]) -> String {
             let values: Vec<String> = rows
                 .iter()
-                .map(|(id, status, at, dt)| format!("('{id}', '{status}', {}, '{dt}')", ts(at)))
+                .map(|(id, status, at, dt)| {
+                    format!("('{id}', '{status}', {}, '{dt}')", Self::ts(at))
+                })
                 .collect();
             format!(
                 "CREATE OR REPLACE TABLE curated_cases AS SELECT * FROM (VALUES {}) \
                  AS t(case_id, status, updated_at, dt)",
                 values.join(", ")
             )
-        };
-        let hazards = format!(
-            "CREATE TABLE curated_hazards AS SELECT * FROM (VALUES \
-             ('Z1', 'exits', 'G1', 'T1', 'C1', {}, '2022-11-25', false)) \
-             AS t(hazard_id, kind, grid_id, town_code, county_code, visited_at, dt, fixed_on_spot)",
-            ts("2022-11-25T08:30:00")
-        );
-        let before = [
-            hazards,
-            hardships(&[
-                ("H1", "G1", "2022-11-26T09:00:00", "2022-11-26"),
-                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
-                ("H2", "G3", "2022-11-25T10:00:00", "2022-11-25"),
-                ("H3", "G3", "2022-11-27T10:00:00", "2022-11-27"),
-            ]),
-            cases(&[
-                ("H2", "assigned", "2022-11-26T08:00:00", "2022-11-26"),
-                ("H2", "assigned", "2022-11-27T08:00:00", "2022-11-27"),
-                ("H2", "resolved", "2022-11-28T12:00:00", "2022-11-28"),
-                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
-                ("Z1", "escalated", "2022-11-26T11:00:00", "2022-11-26"),
-            ]),
-        ];
-        for sql in &before {
+        }
+
+        fn hazards(rows: &[(&str, &str, &str)]) -> String {
+            let values: Vec<String> = rows
+                .iter()
+                .map(|(id, at, dt)| {
+                    format!(
+                        "('{id}', 'exits', 'G1', 'T1', 'C1', {}, '{dt}', false)",
+                        Self::ts(at)
+                    )
+                })
+                .collect();
+            format!(
+                "CREATE OR REPLACE TABLE curated_hazards AS SELECT * FROM (VALUES {}) \
+                 AS t(hazard_id, kind, grid_id, town_code, county_code, visited_at, dt, fixed_on_spot)",
+                values.join(", ")
+            )
+        }
+    }
+
+    /// Build `case_state` from the tables `before` creates, replace them
+    /// by those of `after`, update `case_state` for `day` curated again and
+    /// rebuild it: the rows of both (as text) and what the update saw.
+    async fn update_and_rebuild(
+        before: &[String],
+        after: &[String],
+        day: &str,
+    ) -> (Vec<String>, Vec<String>, Vec<String>, Affected) {
+        let ctx = SessionContext::new();
+        for sql in before {
             ctx.sql(sql).await.unwrap().collect().await.unwrap();
         }
-        register_reopened(&ctx, &opened_sql(None)).await.unwrap();
+        register_reopened(&ctx, &opened_sql(None, None))
+            .await
+            .unwrap();
         let rebuild = case_state_sql(true, &epoch_ms, Computed::InMemory, Scope::All);
         let old = ctx.sql(&rebuild).await.unwrap().collect().await.unwrap();
         crate::tables::register_batches(&ctx, "case_state", old[0].schema(), old).unwrap();
-
-        // 2022-11-26 curated again: H1's first opening and H2's first
-        // assignment left, Z1 was assigned, H4 was raised.
-        let after = [
-            hardships(&[
-                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
-                ("H2", "G3", "2022-11-25T10:00:00", "2022-11-25"),
-                ("H3", "G3", "2022-11-27T10:00:00", "2022-11-27"),
-                ("H4", "G1", "2022-11-26T15:00:00", "2022-11-26"),
-            ]),
-            cases(&[
-                ("H2", "assigned", "2022-11-27T08:00:00", "2022-11-27"),
-                ("H2", "resolved", "2022-11-28T12:00:00", "2022-11-28"),
-                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
-                ("Z1", "assigned", "2022-11-26T10:00:00", "2022-11-26"),
-                ("Z1", "escalated", "2022-11-26T11:00:00", "2022-11-26"),
-            ]),
-        ];
-        for sql in &after {
+        for sql in after {
             ctx.sql(sql).await.unwrap().collect().await.unwrap();
         }
-        let day = NaiveDate::from_ymd_opt(2022, 11, 26).unwrap();
-        register_affected(&ctx, &BTreeSet::from([day]))
+        let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+        let affected = register_affected(&ctx, &BTreeSet::from([day]))
             .await
             .unwrap();
         // The update comes unsorted; its objects are sorted as encoded.
@@ -1135,14 +1236,120 @@ mod tests {
             .skip(1)
             .map(str::to_string)
             .collect::<Vec<_>>();
-        register_reopened(&ctx, &opened_sql(None)).await.unwrap();
+        let old_rows = case_rows(&ctx, "SELECT * FROM case_state").await;
+        register_reopened(&ctx, &opened_sql(None, None))
+            .await
+            .unwrap();
         let rebuilt = case_rows(&ctx, &rebuild).await;
+        (updated, rebuilt, old_rows, affected)
+    }
+
+    /// An update after a day is curated again equals a rebuild, also when
+    /// the rows that made a case's old row left (its first opening, its
+    /// earliest update) and when other days hold the rest of a case.
+    #[tokio::test]
+    async fn updating_case_state_equals_rebuilding_it() {
+        let before = [
+            Tables::hazards(&[("Z1", "2022-11-25T08:30:00", "2022-11-25")]),
+            Tables::hardships(&[
+                ("H1", "G1", "2022-11-26T09:00:00", "2022-11-26"),
+                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
+                ("H2", "G3", "2022-11-25T10:00:00", "2022-11-25"),
+                ("H3", "G3", "2022-11-27T10:00:00", "2022-11-27"),
+            ]),
+            Tables::cases(&[
+                ("H2", "assigned", "2022-11-26T08:00:00", "2022-11-26"),
+                ("H2", "assigned", "2022-11-27T08:00:00", "2022-11-27"),
+                ("H2", "resolved", "2022-11-28T12:00:00", "2022-11-28"),
+                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
+                ("Z1", "escalated", "2022-11-26T11:00:00", "2022-11-26"),
+            ]),
+        ];
+        // 2022-11-26 curated again: H1's first opening and H2's first
+        // assignment left, Z1 was assigned, H4 was raised.
+        let after = [
+            Tables::hardships(&[
+                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
+                ("H2", "G3", "2022-11-25T10:00:00", "2022-11-25"),
+                ("H3", "G3", "2022-11-27T10:00:00", "2022-11-27"),
+                ("H4", "G1", "2022-11-26T15:00:00", "2022-11-26"),
+            ]),
+            Tables::cases(&[
+                ("H2", "assigned", "2022-11-27T08:00:00", "2022-11-27"),
+                ("H2", "resolved", "2022-11-28T12:00:00", "2022-11-28"),
+                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
+                ("Z1", "assigned", "2022-11-26T10:00:00", "2022-11-26"),
+                ("Z1", "escalated", "2022-11-26T11:00:00", "2022-11-26"),
+            ]),
+        ];
+        let (updated, rebuilt, old_rows, affected) =
+            update_and_rebuild(&before, &after, "2022-11-26").await;
         assert_eq!(updated, rebuilt);
         assert_eq!(rebuilt.len(), 5, "{rebuilt:#?}");
+        // H1's first opening left 2022-11-26 and its next is on a day not
+        // curated again: only every day's openings tell.
+        assert!(affected.every_day_read);
         // The update changed H1, H2, Z1 and added H4; H3 stayed.
-        let old_rows = case_rows(&ctx, "SELECT * FROM case_state").await;
         let kept: Vec<&String> = rebuilt.iter().filter(|r| old_rows.contains(r)).collect();
         assert_eq!(kept.len(), 1, "{kept:#?}");
         assert!(kept[0].contains("H3"));
+    }
+
+    /// When the recurated day and the old rows tell each case's first
+    /// opening, the update reads no other day's openings, and rewrites the
+    /// days the cases were first opened on before.
+    #[tokio::test]
+    async fn updating_case_state_from_the_old_rows_equals_rebuilding_it() {
+        let before = [
+            Tables::hazards(&[("Z1", "2022-11-27T08:30:00", "2022-11-27")]),
+            Tables::hardships(&[
+                ("H1", "G1", "2022-11-25T09:00:00", "2022-11-25"),
+                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
+                ("H2", "G3", "2022-11-27T10:00:00", "2022-11-27"),
+                ("H3", "G3", "2022-11-26T10:00:00", "2022-11-26"),
+                ("H5", "G2", "2022-11-26T09:00:00", "2022-11-26"),
+                ("H5", "G2", "2022-11-28T09:00:00", "2022-11-28"),
+            ]),
+            Tables::cases(&[
+                ("H1", "assigned", "2022-11-25T12:00:00", "2022-11-25"),
+                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
+            ]),
+        ];
+        // 2022-11-26 curated again: H1 opened there again (after its first
+        // opening), Z1 and H2 opened there earlier than before, H5's
+        // opening there moved earlier, H3 was assigned, H6 was raised.
+        let after = [
+            Tables::hazards(&[
+                ("Z1", "2022-11-26T08:30:00", "2022-11-26"),
+                ("Z1", "2022-11-27T08:30:00", "2022-11-27"),
+            ]),
+            Tables::hardships(&[
+                ("H1", "G1", "2022-11-25T09:00:00", "2022-11-25"),
+                ("H1", "G3", "2022-11-26T09:00:00", "2022-11-26"),
+                ("H1", "G2", "2022-11-27T09:00:00", "2022-11-27"),
+                ("H2", "G1", "2022-11-26T11:00:00", "2022-11-26"),
+                ("H2", "G3", "2022-11-27T10:00:00", "2022-11-27"),
+                ("H3", "G3", "2022-11-26T10:00:00", "2022-11-26"),
+                ("H5", "G1", "2022-11-26T08:00:00", "2022-11-26"),
+                ("H5", "G2", "2022-11-28T09:00:00", "2022-11-28"),
+                ("H6", "G1", "2022-11-26T15:00:00", "2022-11-26"),
+            ]),
+            Tables::cases(&[
+                ("H1", "assigned", "2022-11-25T12:00:00", "2022-11-25"),
+                ("H3", "assigned", "2022-11-26T11:00:00", "2022-11-26"),
+                ("H3", "resolved", "2022-11-27T12:00:00", "2022-11-27"),
+            ]),
+        ];
+        let (updated, rebuilt, _, affected) =
+            update_and_rebuild(&before, &after, "2022-11-26").await;
+        assert_eq!(updated, rebuilt);
+        assert_eq!(rebuilt.len(), 6, "{rebuilt:#?}");
+        assert!(!affected.every_day_read);
+        // Z1 and H2 were first opened on 2022-11-27 before, H1 on
+        // 2022-11-25: their objects there are rewritten too.
+        assert_eq!(
+            affected.days,
+            BTreeSet::from(["2022-11-25", "2022-11-26", "2022-11-27"].map(String::from))
+        );
     }
 }
