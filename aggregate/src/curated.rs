@@ -723,17 +723,22 @@ fn opening_days(batch: &RecordBatch) -> Result<arrow::array::StringArray> {
     Ok(days)
 }
 
+/// Each row's `case_id` of `batch`, as text.
+fn case_ids(batch: &RecordBatch) -> Result<arrow::array::StringArray> {
+    let column = batch
+        .column_by_name("case_id")
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError("rows without case_id".into()))?;
+    Ok(arrow::compute::cast(column, &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
+
 /// The opening days of the rows of `ids` in `batches`.
 fn opening_days_of(batches: &[RecordBatch], ids: &HashSet<String>) -> Result<BTreeSet<String>> {
     let mut days = BTreeSet::new();
     for batch in batches {
-        let column = batch.column_by_name("case_id").ok_or_else(|| {
-            arrow::error::ArrowError::SchemaError("case_state without case_id".into())
-        })?;
-        let case_ids = arrow::compute::cast(column, &DataType::Utf8)?;
-        let case_ids = case_ids.as_string::<i32>();
         let opened = opening_days(batch)?;
-        for (id, day) in case_ids.iter().zip(opened.iter()) {
+        for (id, day) in case_ids(batch)?.iter().zip(opened.iter()) {
             if let (Some(id), Some(day)) = (id, day) {
                 if ids.contains(id) && !days.contains(day) {
                     days.insert(day.to_string());
@@ -906,15 +911,7 @@ fn held_openings(
     rows: &RecordBatch,
     days: &BTreeSet<NaiveDate>,
 ) -> Result<(Option<RecordBatch>, BTreeSet<String>)> {
-    let text = |name: &str| -> Result<arrow::array::StringArray> {
-        let column = rows.column_by_name(name).ok_or_else(|| {
-            arrow::error::ArrowError::SchemaError(format!("openings without {name}"))
-        })?;
-        Ok(arrow::compute::cast(column, &DataType::Utf8)?
-            .as_string::<i32>()
-            .clone())
-    };
-    let (ids, opened) = (text("case_id")?, text("opened_dt")?);
+    let (ids, opened) = (case_ids(rows)?, opening_days(rows)?);
     let held = rows
         .column_by_name("held")
         .map(|c| c.as_boolean().clone())
@@ -932,7 +929,7 @@ fn held_openings(
     for ((id, day), held) in ids.iter().zip(opened.iter()).zip(held.iter()) {
         let (Some(id), Some(day)) = (id, day) else {
             return Err(arrow::error::ArrowError::InvalidArgumentError(
-                "an opening without case_id or opened_dt".into(),
+                "an opening without case_id".into(),
             )
             .into());
         };
@@ -974,9 +971,7 @@ async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> 
         .collect();
     let affected =
         crate::tables::query_batch(ctx, AFFECTED_TABLE, &affected_cases_sql(days, &tables)).await?;
-    let ids = arrow::compute::cast(affected.column(0), &DataType::Utf8)?;
-    let ids = ids
-        .as_string::<i32>()
+    let ids = case_ids(&affected)?
         .iter()
         .flatten()
         .map(str::to_string)
