@@ -502,8 +502,7 @@ const CASE_STATE_ORDER: &str = "county_code, town_code, grid_id, opened_at, case
 /// Build [`REOPENED_TABLE`] from `openings` (as in [`reopened_sql`]) for
 /// `case_state_sql` with [`Computed::InMemory`].
 async fn register_reopened(ctx: &SessionContext, openings: &str) -> Result<()> {
-    let reopened = crate::tables::query_batch(ctx, REOPENED_TABLE, &reopened_sql(openings)).await?;
-    crate::tables::register_batches(ctx, REOPENED_TABLE, reopened.schema(), vec![reopened])?;
+    crate::tables::materialize(ctx, REOPENED_TABLE, &reopened_sql(openings)).await?;
     Ok(())
 }
 
@@ -631,8 +630,7 @@ async fn hold_case_state(
     affected: Option<Affected>,
     gate: WriteGate,
 ) -> Result<crate::store::BackgroundWrite> {
-    let (schema, batches) = crate::tables::run_query(ctx, "case_state", sql).await?;
-    crate::tables::register_batches(ctx, CASE_STATE_TABLE, Arc::clone(&schema), batches.clone())?;
+    let (schema, batches) = crate::tables::materialize(ctx, CASE_STATE_TABLE, sql).await?;
     let store = Arc::clone(store);
     Ok(gate.spawn(async move {
         let legacy = legacy_case_state_path();
@@ -1011,13 +1009,12 @@ pub(crate) async fn update_case_state(
     let cases_exist = ctx.table_exist("curated_cases").unwrap_or(false);
     // The old rows are read three times (for the affected cases, their
     // openings and the rows kept): decoded once into memory instead.
-    let (schema, old) = crate::tables::run_query(
+    crate::tables::materialize(
         ctx,
-        "old case_state",
+        CASE_STATE_TABLE,
         &format!("SELECT * FROM {CASE_STATE_TABLE}"),
     )
     .await?;
-    crate::tables::register_batches(ctx, CASE_STATE_TABLE, schema, old)?;
     let affected = register_affected(ctx, days).await?;
     tracing::debug!(
         cases = affected.ids.len(),

@@ -479,6 +479,18 @@ pub(crate) fn register_batches(
     Ok(())
 }
 
+/// Run `sql` and register its result as the in-memory table `name`,
+/// replacing any (`sql` may read the table it replaces); returns the rows.
+pub(crate) async fn materialize(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (schema, batches) = run_query(ctx, name, sql).await?;
+    register_batches(ctx, name, Arc::clone(&schema), batches.clone())?;
+    Ok((schema, batches))
+}
+
 /// Run `sql` and return its result as one batch (with the planned schema
 /// when it has no rows).
 pub(crate) async fn query_batch(
