@@ -8,7 +8,7 @@ mod zstd_contexts;
 /// Generation and ingest allocate many small strings per message; mimalloc
 /// is markedly faster at that than glibc's allocator.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,9 +108,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Transparent huge pages cost this process memory and time: mimalloc's
-/// arenas ask for them, so every 2 MiB region a batch touches is zeroed and
-/// counted whole, and again after each purge. Measured on the 10M-visit lake,
+/// Transparent huge pages cost this process memory and time: where the
+/// system grants them (`always`, or an allocator that asks for them, as
+/// mimalloc did), every 2 MiB region a batch touches is zeroed and counted
+/// whole, and again after each purge. Measured on the 10M-visit lake,
 /// `aggregate --all` peaked at 1.90 GiB with them and 1.60 GiB without, at
 /// the same speed (docs/BENCHMARKS.md). `GRIDSTAT_ALLOW_THP=1` keeps them.
 #[cfg(target_os = "linux")]
