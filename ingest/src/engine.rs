@@ -528,6 +528,20 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// The same decoder for a reader that decodes each block while the
+    /// engine files the previous one and encodes segments: decoding is a
+    /// quarter of an ingest's CPU (`perf`), so it gets a quarter of the
+    /// threads, at least its own. On two cores that is the reader alone:
+    /// a helper thread per block there cost 4 % more CPU and 4 % more wall
+    /// time (thread starts, three busy threads on two cores;
+    /// docs/BENCHMARKS.md).
+    pub fn beside_filing(self) -> Self {
+        Self {
+            threads: (self.threads / 4).max(1),
+            ..self
+        }
+    }
+
     /// Decode every record that is not a blank line.
     pub fn decode<'a>(&self, recs: &[SourceRecord<'a>]) -> Vec<Decoded<'a>> {
         let wanted: Vec<bool> = recs.iter().map(|rec| !is_blank(rec.payload)).collect();
@@ -763,6 +777,8 @@ mod tests {
             opts: DecodeOptions::default(),
             threads,
         };
+        let beside = |cores| on(cores).beside_filing().threads;
+        assert_eq!([1, 2, 4, 8, 16].map(beside), [1, 1, 1, 2, 4]);
         let alone = on(1).decode_where(&recs, &wanted);
         let shared = on(3).decode_where(&recs, &wanted);
         assert_eq!(alone.len(), recs.len());

@@ -3,9 +3,9 @@
 //! so a re-run resumes where the lake says it stopped.
 //!
 //! A reader thread cuts the input into blocks of whole lines and decodes
-//! each (on every core) while the engine files the previous block:
-//! reading, decoding, filing and encoding overlap, and each block is one
-//! batch for the engine.
+//! each (with helper threads on eight cores or more) while the engine files
+//! the previous block: reading, decoding, filing and encoding overlap, and
+//! each block is one batch for the engine.
 
 use std::io::Read;
 use std::sync::mpsc::Receiver;
@@ -199,7 +199,7 @@ pub async fn ingest_ndjson<R: Read + Send + 'static>(
     let quarantined_before: u64 = engine.quarantined_by_class().iter().map(|c| c.1).sum();
     let (tx, mut rx) = mpsc::channel(BLOCKS_AHEAD);
     let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(SPARE_BUFFERS);
-    let decoder = engine.decoder();
+    let decoder = engine.decoder().beside_filing();
     let reader_thread = std::thread::Builder::new()
         .name("ndjson-reader".into())
         .spawn({
