@@ -5,8 +5,11 @@ mod cmd;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod zstd_contexts;
 
-/// Generation and ingest allocate many small strings per message; mimalloc
-/// is markedly faster at that than glibc's allocator.
+/// jemalloc. Generation allocates many small strings per message, at which
+/// glibc's allocator is slow (`bench gen` 2.1 s against 1.5 s). Ingest fills
+/// builders of many megabytes that an encoding thread frees; jemalloc hands
+/// their pages out again where mimalloc, the allocator before, touched new
+/// ones (ingest CPU −5 %, peak RSS 390 → 290 MB; docs/BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -350,7 +350,6 @@ fn run_duckdb(python: &str, script: &str, args: &[std::path::PathBuf]) -> anyhow
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A lake in `dir`, emptied first.
 /// When `bench ingest` last removed its lakes: a file in the temporary
 /// directory, whatever `--dir` each invocation was given.
 const CLEANUP_MARK: &str = "gridstat-bench-ingest-cleanup";
@@ -399,6 +398,7 @@ fn wait_out_recent_cleanup() {
     }
 }
 
+/// A lake in `dir`, emptied first.
 fn empty_lake(dir: &Path) -> anyhow::Result<std::sync::Arc<dyn object_store::ObjectStore>> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
