@@ -705,13 +705,19 @@ async fn hold_case_state(
     }))
 }
 
+/// The column `name` of `batch`, as text.
+fn text_column(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("rows without {name}")))?;
+    Ok(arrow::compute::cast(column, &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
+
 /// A row's opening day, as text, for each row of `batch`.
 fn opening_days(batch: &RecordBatch) -> Result<arrow::array::StringArray> {
-    let column = batch.column_by_name("opened_dt").ok_or_else(|| {
-        arrow::error::ArrowError::SchemaError("case_state without opened_dt".into())
-    })?;
-    let days = arrow::compute::cast(column, &DataType::Utf8)?;
-    let days = days.as_string::<i32>().clone();
+    let days = text_column(batch, "opened_dt")?;
     if days.null_count() > 0 {
         return Err(arrow::error::ArrowError::InvalidArgumentError(
             "a case_state row without opened_dt".into(),
@@ -723,12 +729,7 @@ fn opening_days(batch: &RecordBatch) -> Result<arrow::array::StringArray> {
 
 /// Each row's `case_id` of `batch`, as text.
 fn case_ids(batch: &RecordBatch) -> Result<arrow::array::StringArray> {
-    let column = batch
-        .column_by_name("case_id")
-        .ok_or_else(|| arrow::error::ArrowError::SchemaError("rows without case_id".into()))?;
-    Ok(arrow::compute::cast(column, &DataType::Utf8)?
-        .as_string::<i32>()
-        .clone())
+    text_column(batch, "case_id")
 }
 
 /// The opening days of the rows of `ids` in `batches`.
