@@ -519,7 +519,9 @@ struct Routes {
     key_of: Vec<usize>,
 }
 
-/// Decodes batches for [`IngestEngine::push_decoded`] on every core.
+/// Decodes batches on every core (the engine's for Kafka batches), or on
+/// fewer beside filing ([`Decoder::beside_filing`], the file reader's for
+/// [`IngestEngine::push_decoded`]).
 #[derive(Debug, Clone)]
 pub struct Decoder {
     registry: Arc<Registry>,
