@@ -149,8 +149,7 @@ fn bench_ingest(
     let lakes = dir.join("lake");
     if lakes.exists() {
         // Left by an interrupted invocation.
-        std::fs::remove_dir_all(&lakes)?;
-        mark_cleanup();
+        remove_lakes(&lakes)?;
     }
     let opts = campaign.options()?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?);
@@ -188,8 +187,7 @@ fn bench_ingest(
                 .context("reading DuckDB's time")?,
         );
     }
-    std::fs::remove_dir_all(&lakes)?;
-    mark_cleanup();
+    remove_lakes(&lakes)?;
     let report = report.expect("at least one run");
     let (ours_best, duck_best) = (best(&ours), best(&duck));
     println!(
@@ -350,7 +348,7 @@ fn run_duckdb(python: &str, script: &str, args: &[std::path::PathBuf]) -> anyhow
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// When `bench ingest` last removed its lakes: a file in the temporary
+/// When a benchmark last removed lakes: a file in the temporary
 /// directory, whatever `--dir` each invocation was given.
 const CLEANUP_MARK: &str = "gridstat-bench-ingest-cleanup";
 
@@ -362,15 +360,18 @@ const CLEANUP_MARK: &str = "gridstat-bench-ingest-cleanup";
 /// Right after the previous invocation removed three lakes (1,200 files),
 /// `recently_deleted` and the buffer lookups under it took 7 % of
 /// gridstat's time, and its runs were 10 % slower (1.31 s against 1.17 s,
-/// DuckDB alike); a minute later it was still the same. DuckDB writes one
-/// file.
+/// DuckDB's unchanged); a minute later it was still the same. DuckDB
+/// writes one file.
 const FREED_INODES_SKIPPED_FOR: std::time::Duration = std::time::Duration::from_secs(6 * 60 + 5);
 
-/// Note when the harness removed lakes.
-fn mark_cleanup() {
+/// Remove a directory of lakes and note when, for
+/// [`wait_out_recent_cleanup`].
+fn remove_lakes(dir: &Path) -> std::io::Result<()> {
+    std::fs::remove_dir_all(dir)?;
     if let Err(e) = std::fs::write(std::env::temp_dir().join(CLEANUP_MARK), b"") {
         eprintln!("warning: could not note the removal of lakes: {e}");
     }
+    Ok(())
 }
 
 /// Wait until six minutes have passed since an earlier invocation removed
@@ -394,7 +395,7 @@ fn wait_out_recent_cleanup() {
 /// A lake in `dir`, emptied first.
 fn empty_lake(dir: &Path) -> anyhow::Result<std::sync::Arc<dyn object_store::ObjectStore>> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
+        remove_lakes(dir)?;
     }
     std::fs::create_dir_all(dir)?;
     Ok(std::sync::Arc::new(
