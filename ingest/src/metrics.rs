@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use gridstat_schemas::ErrorClass;
 
+/// Upper bounds (seconds) of the flush-latency histogram's buckets. A flush
+/// is one segment's Parquet encoding and PUTs; during a store outage it
+/// includes the retries, hence the long tail.
+const FLUSH_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
 /// Counters of one ingest process.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
@@ -17,6 +24,8 @@ pub struct IngestMetrics {
     bytes_written: AtomicU64,
     flushes: AtomicU64,
     flush_micros: AtomicU64,
+    /// Flushes per latency bucket (not cumulative; `render` sums them).
+    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     quarantined: [AtomicU64; 12],
     commit_lag: Mutex<Vec<(String, i32, AtomicI64)>>,
     partitions_owned: AtomicU64,
@@ -41,6 +50,10 @@ impl IngestMetrics {
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.flush_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        let seconds = took.as_secs_f64();
+        if let Some(i) = FLUSH_BUCKETS.iter().position(|le| seconds <= *le) {
+            self.flush_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Record a partition's commit lag (end offset − committed offset).
@@ -113,11 +126,7 @@ impl IngestMetrics {
             "Segments flushed.",
             self.flushes.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP gridstat_ingest_flush_seconds_total Time spent flushing segments.\n# TYPE gridstat_ingest_flush_seconds_total counter\ngridstat_ingest_flush_seconds_total {:.6}",
-            self.flush_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
+        self.render_flush_latency(&mut out);
         let _ = writeln!(out, "# HELP gridstat_ingest_quarantined_total Messages quarantined, by error class.\n# TYPE gridstat_ingest_quarantined_total counter");
         for (c, n) in ErrorClass::ALL.iter().zip(&self.quarantined) {
             let _ = writeln!(
@@ -140,5 +149,100 @@ impl IngestMetrics {
             );
         }
         out
+    }
+
+    /// `gridstat_ingest_flush_seconds`, a Prometheus histogram: buckets
+    /// cumulative, `+Inf` equal to the count of flushes.
+    fn render_flush_latency(&self, out: &mut String) {
+        let name = "gridstat_ingest_flush_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Latency of segment flushes (encoding and writes, retries included).\n# TYPE {name} histogram"
+        );
+        let mut below = 0;
+        for (le, n) in FLUSH_BUCKETS.iter().zip(&self.flush_buckets) {
+            below += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {below}");
+        }
+        let count = self.flushes.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.flush_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum:.6}\n{name}_count {count}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn renders_every_series_with_its_type() {
+        let m = IngestMetrics::default();
+        m.record_in(100);
+        m.quarantined(ErrorClass::ALL[0]);
+        m.set_commit_lag("grid.visits.v1", 3, 42);
+        m.set_partitions_owned(2);
+        m.flushed(10, 2_000, Duration::from_millis(30));
+        let text = m.render();
+        assert_eq!(value(&text, "gridstat_ingest_records_in_total"), 1.0);
+        assert_eq!(value(&text, "gridstat_ingest_bytes_in_total"), 100.0);
+        assert_eq!(value(&text, "gridstat_ingest_rows_written_total"), 10.0);
+        assert_eq!(value(&text, "gridstat_ingest_bytes_written_total"), 2000.0);
+        let class = format!(
+            "gridstat_ingest_quarantined_total{{class=\"{}\"}}",
+            ErrorClass::ALL[0]
+        );
+        assert_eq!(value(&text, &class), 1.0);
+        let lag = "gridstat_ingest_commit_lag{topic=\"grid.visits.v1\",partition=\"3\"}";
+        assert_eq!(value(&text, lag), 42.0);
+        assert_eq!(value(&text, "gridstat_ingest_partitions_owned"), 2.0);
+        // Every series has one TYPE line, before its samples.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let family = l.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| family.strip_suffix(s))
+                .filter(|f| f.ends_with("_seconds"))
+                .unwrap_or(family);
+            let declared = format!("# TYPE {family} ");
+            let at = text.find(&declared).unwrap_or_else(|| panic!("{l}"));
+            assert!(at < text.find(l).unwrap(), "{l}");
+            assert_eq!(text.matches(&declared).count(), 1, "{family}");
+        }
+        m.forget_partition("grid.visits.v1", 3);
+        assert!(!m.render().contains("partition=\"3\""));
+    }
+
+    #[test]
+    fn flush_latency_is_a_cumulative_histogram() {
+        let m = IngestMetrics::default();
+        for ms in [3, 30, 30, 400, 9_000, 200_000] {
+            m.flushed(1, 1, Duration::from_millis(ms));
+        }
+        let text = m.render();
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!("gridstat_ingest_flush_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(bucket("0.005"), 1.0);
+        assert_eq!(bucket("0.025"), 1.0);
+        assert_eq!(bucket("0.05"), 3.0);
+        assert_eq!(bucket("0.5"), 4.0);
+        assert_eq!(bucket("10"), 5.0);
+        assert_eq!(bucket("120"), 5.0);
+        assert_eq!(bucket("+Inf"), 6.0);
+        assert_eq!(value(&text, "gridstat_ingest_flush_seconds_count"), 6.0);
+        assert_eq!(value(&text, "gridstat_ingest_flush_seconds_sum"), 209.463);
+        assert!(text.contains("# TYPE gridstat_ingest_flush_seconds histogram"));
     }
 }
