@@ -97,6 +97,7 @@ impl IngestEngine {
                 registry: Arc::clone(&registry),
                 opts: opts.decode.clone(),
                 threads: opts.threads,
+                decode_one: decode_placed,
             },
             store,
             registry,
@@ -527,7 +528,17 @@ pub struct Decoder {
     registry: Arc<Registry>,
     opts: DecodeOptions,
     threads: usize,
+    /// [`decode_placed`]; a seam for tests to make one message fail.
+    decode_one: DecodeOne,
 }
+
+/// Decode and validate one message (the signature of [`decode_placed`]).
+type DecodeOne = for<'a> fn(
+    &'a [u8],
+    &Registry,
+    &DecodeOptions,
+    Option<DateTime<FixedOffset>>,
+) -> std::result::Result<Placed<'a>, DecodeError>;
 
 impl Decoder {
     /// The same decoder for a reader that decodes each block while the
@@ -556,12 +567,7 @@ impl Decoder {
         let decode = |recs: &[SourceRecord<'a>], wanted: &[bool], out: &mut [Decoded<'a>]| {
             for ((rec, &wanted), slot) in recs.iter().zip(wanted).zip(out) {
                 if wanted {
-                    *slot = Some(decode_placed(
-                        rec.payload,
-                        &self.registry,
-                        &self.opts,
-                        rec.timestamp,
-                    ));
+                    *slot = Some(self.decode_guarded(rec));
                 }
             }
         };
@@ -595,6 +601,35 @@ impl Decoder {
         };
         in_parallel((0..threads).collect(), claim);
         out
+    }
+}
+
+impl Decoder {
+    /// Decode one record; should decoding panic (a bug), the record is
+    /// quarantined as [`ErrorClass::Internal`] instead. Otherwise the
+    /// worker would die on it, and every restart would read it again from
+    /// the last commit and die again: one message would stop its partition
+    /// for good. A panic costs nothing until it happens.
+    fn decode_guarded<'a>(
+        &self,
+        rec: &SourceRecord<'a>,
+    ) -> std::result::Result<Placed<'a>, DecodeError> {
+        let decode = || (self.decode_one)(rec.payload, &self.registry, &self.opts, rec.timestamp);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            tracing::error!(
+                topic = rec.topic,
+                partition = rec.partition,
+                offset = rec.offset,
+                %reason,
+                "Decoding panicked; the message is quarantined as `internal`."
+            );
+            Err(DecodeError::Internal { reason })
+        })
     }
 }
 
@@ -778,6 +813,7 @@ mod tests {
             registry: Arc::clone(&registry),
             opts: DecodeOptions::default(),
             threads,
+            decode_one: decode_placed,
         };
         let beside = |cores| on(cores).beside_filing().threads;
         assert_eq!([1, 2, 4, 8, 16].map(beside), [1, 1, 1, 2, 4]);
@@ -790,5 +826,105 @@ mod tests {
         for (i, d) in shared.iter().enumerate() {
             assert_eq!(d.is_some(), wanted[i], "record {i}");
         }
+    }
+
+    /// A message on which decoding panics (a bug) is quarantined as
+    /// `internal` with the panic's message; the records around it are
+    /// written and the partition's offset is committed past it, so a
+    /// restart does not meet it again.
+    #[tokio::test]
+    async fn a_message_that_panics_the_decoder_is_quarantined_not_retried() {
+        use arrow::array::AsArray;
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        fn panics_on_boom<'a>(
+            bytes: &'a [u8],
+            registry: &Registry,
+            opts: &DecodeOptions,
+            received_at: Option<DateTime<FixedOffset>>,
+        ) -> std::result::Result<Placed<'a>, DecodeError> {
+            if bytes.starts_with(b"boom") {
+                panic!("boom at the decoder");
+            }
+            decode_placed(bytes, registry, opts, received_at)
+        }
+
+        let registry = Arc::new(Registry::jiangmen());
+        let mut messages: Vec<Vec<u8>> = Generator::new(&registry, GenOptions::default())
+            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid { .. }))
+            .take(3000)
+            .map(|m| m.bytes)
+            .collect();
+        messages.insert(1500, b"boom {}".to_vec());
+        let recs: Vec<SourceRecord<'_>> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| SourceRecord {
+                topic: "grid.visits.v1",
+                partition: 2,
+                offset: i as i64,
+                key: None,
+                payload,
+                timestamp: None,
+            })
+            .collect();
+        let memory: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let metrics = Arc::new(IngestMetrics::default());
+        let mut engine = IngestEngine::new(
+            LakeStore::new(Arc::clone(&memory)),
+            Arc::clone(&registry),
+            IngestOptions::default(),
+            Arc::clone(&metrics),
+        );
+        engine.decoder.decode_one = panics_on_boom;
+        let mut commits = engine.push_batch(&recs, Instant::now()).await.unwrap();
+        commits.extend(engine.flush_all().await.unwrap());
+        assert_eq!(
+            commits.last().map(|c| c.next_offset),
+            Some(recs.len() as i64)
+        );
+        assert_eq!(metrics.rows_written(), 3000);
+        assert_eq!(metrics.quarantined_by_class(), [(ErrorClass::Internal, 1)]);
+
+        let prefix = object_store::path::Path::from("quarantine");
+        let files: Vec<_> = memory.list(Some(&prefix)).try_collect().await.unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let bytes = memory
+            .get(&files[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let text = |name: &str| {
+            let column = batch.column_by_name(name).unwrap();
+            arrow::util::display::array_value_to_string(column, 0).unwrap()
+        };
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(text("error_class"), "internal");
+        assert_eq!(text("source_offset"), "1500");
+        assert!(
+            text("error_message").contains("boom at the decoder"),
+            "{}",
+            text("error_message")
+        );
+        assert_eq!(
+            batch
+                .column_by_name("raw")
+                .unwrap()
+                .as_binary::<i32>()
+                .value(0),
+            b"boom {}"
+        );
     }
 }

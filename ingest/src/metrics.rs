@@ -26,7 +26,7 @@ pub struct IngestMetrics {
     flush_micros: AtomicU64,
     /// Flushes per latency bucket (not cumulative; `render` sums them).
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
-    quarantined: [AtomicU64; 12],
+    quarantined: [AtomicU64; ErrorClass::ALL.len()],
     commit_lag: Mutex<Vec<(String, i32, AtomicI64)>>,
     partitions_owned: AtomicU64,
 }

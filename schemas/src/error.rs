@@ -31,11 +31,32 @@ pub enum ErrorClass {
     FutureTime,
     /// A time before the campaign started.
     BeforeCampaign,
+    /// gridstat itself failed on the message (a bug): quarantined so that
+    /// the message cannot stop its partition, kept to report and re-send.
+    Internal,
 }
 
 impl ErrorClass {
     /// Every class, in a fixed order.
     pub const ALL: &'static [ErrorClass] = &[
+        Self::InvalidUtf8,
+        Self::MalformedJson,
+        Self::TooLarge,
+        Self::UnknownSchema,
+        Self::MissingField,
+        Self::UnknownField,
+        Self::WrongType,
+        Self::BadEnum,
+        Self::UnknownGrid,
+        Self::ImpossibleNumber,
+        Self::FutureTime,
+        Self::BeforeCampaign,
+        Self::Internal,
+    ];
+
+    /// The classes that say what is wrong with the message itself (all but
+    /// [`ErrorClass::Internal`]): what a producer can get wrong.
+    pub const OF_INPUT: &'static [ErrorClass] = &[
         Self::InvalidUtf8,
         Self::MalformedJson,
         Self::TooLarge,
@@ -65,6 +86,7 @@ impl ErrorClass {
             Self::ImpossibleNumber => "impossible_number",
             Self::FutureTime => "future_time",
             Self::BeforeCampaign => "before_campaign",
+            Self::Internal => "internal",
         }
     }
 
@@ -186,6 +208,12 @@ pub enum DecodeError {
         /// First day of the campaign (local date).
         campaign_start: NaiveDate,
     },
+    /// gridstat failed on the message.
+    #[error("gridstat failed on this message, a bug to report with its raw bytes: {reason}")]
+    Internal {
+        /// What failed (a panic's message).
+        reason: String,
+    },
 }
 
 impl DecodeError {
@@ -204,13 +232,17 @@ impl DecodeError {
             Self::ImpossibleNumber { .. } => ErrorClass::ImpossibleNumber,
             Self::FutureTime { .. } => ErrorClass::FutureTime,
             Self::BeforeCampaign { .. } => ErrorClass::BeforeCampaign,
+            Self::Internal { .. } => ErrorClass::Internal,
         }
     }
 
     /// The field the error names, if it names one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::InvalidUtf8 { .. } | Self::MalformedJson { .. } | Self::TooLarge { .. } => None,
+            Self::InvalidUtf8 { .. }
+            | Self::MalformedJson { .. }
+            | Self::TooLarge { .. }
+            | Self::Internal { .. } => None,
             Self::UnknownSchema { .. } => Some("schema"),
             Self::MissingField { field }
             | Self::UnknownField { field, .. }

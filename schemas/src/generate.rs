@@ -484,7 +484,7 @@ impl<'r> Generator<'r> {
     }
 
     fn make_invalid(&mut self, base: &Visit) {
-        let class = ErrorClass::ALL[self.rng.random_range(0..ErrorClass::ALL.len())];
+        let class = ErrorClass::OF_INPUT[self.rng.random_range(0..ErrorClass::OF_INPUT.len())];
         let mut v = base.clone();
         v.submission_id = self.uuid().into();
         let mut value = serde_json::to_value(&v).expect("a visit serializes");
@@ -539,6 +539,7 @@ impl<'r> Generator<'r> {
                 let t = local_midnight(self.opts.start) - Duration::days(2) + Duration::hours(10);
                 obj.insert("visited_at".into(), Value::from(t.to_rfc3339()));
             }
+            ErrorClass::Internal => unreachable!("drawn from ErrorClass::OF_INPUT"),
         }
         let bytes = raw.unwrap_or_else(|| serde_json::to_vec(&value).expect("serializes"));
         let msg = GeneratedMessage {
