@@ -97,6 +97,7 @@ impl IngestEngine {
                 registry: Arc::clone(&registry),
                 opts: opts.decode.clone(),
                 threads: opts.threads,
+                #[cfg(test)]
                 decode_one: decode_placed,
             },
             store,
@@ -528,11 +529,14 @@ pub struct Decoder {
     registry: Arc<Registry>,
     opts: DecodeOptions,
     threads: usize,
-    /// [`decode_placed`]; a seam for tests to make one message fail.
+    /// [`decode_placed`], or in unit tests one that fails on a message.
+    /// Only there: called through a pointer, decoding cost 0.3 % more.
+    #[cfg(test)]
     decode_one: DecodeOne,
 }
 
 /// Decode and validate one message (the signature of [`decode_placed`]).
+#[cfg(test)]
 type DecodeOne = for<'a> fn(
     &'a [u8],
     &Registry,
@@ -565,9 +569,22 @@ impl Decoder {
     /// over up to `threads` threads, results in input order.
     fn decode_where<'a>(&self, recs: &[SourceRecord<'a>], wanted: &[bool]) -> Vec<Decoded<'a>> {
         let decode = |recs: &[SourceRecord<'a>], wanted: &[bool], out: &mut [Decoded<'a>]| {
-            for ((rec, &wanted), slot) in recs.iter().zip(wanted).zip(out) {
-                if wanted {
-                    *slot = Some(self.decode_guarded(rec));
+            let chunk = || {
+                for ((rec, &wanted), slot) in recs.iter().zip(wanted).zip(out.iter_mut()) {
+                    if wanted {
+                        *slot = Some(self.decode_record(rec));
+                    }
+                }
+            };
+            // Guarded per chunk, not per record: a result moved out of
+            // `catch_unwind` cost a copy of every decoded record (+0.6 %
+            // instructions). After a panic the chunk is decoded again,
+            // record by record.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(chunk)).is_err() {
+                for ((rec, &wanted), slot) in recs.iter().zip(wanted).zip(out.iter_mut()) {
+                    if wanted {
+                        self.decode_guarded(rec, slot);
+                    }
                 }
             }
         };
@@ -605,17 +622,23 @@ impl Decoder {
 }
 
 impl Decoder {
-    /// Decode one record; should decoding panic (a bug), the record is
-    /// quarantined as [`ErrorClass::Internal`] instead. Otherwise the
-    /// worker would die on it, and every restart would read it again from
-    /// the last commit and die again: one message would stop its partition
-    /// for good. A panic costs nothing until it happens.
-    fn decode_guarded<'a>(
+    fn decode_record<'a>(
         &self,
         rec: &SourceRecord<'a>,
     ) -> std::result::Result<Placed<'a>, DecodeError> {
-        let decode = || (self.decode_one)(rec.payload, &self.registry, &self.opts, rec.timestamp);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        #[cfg(test)]
+        let decode_placed = self.decode_one;
+        decode_placed(rec.payload, &self.registry, &self.opts, rec.timestamp)
+    }
+
+    /// Decode one record into `slot`; should decoding panic (a bug), the
+    /// record is quarantined as [`ErrorClass::Internal`] instead. Otherwise
+    /// the worker would die on it, and every restart would read it again
+    /// from the last commit and die again: one message would stop its
+    /// partition for good.
+    fn decode_guarded<'a>(&self, rec: &SourceRecord<'a>, slot: &mut Decoded<'a>) {
+        let decode = || *slot = Some(self.decode_record(rec));
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
             let reason = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -628,8 +651,8 @@ impl Decoder {
                 %reason,
                 "Decoding panicked; the message is quarantined as `internal`."
             );
-            Err(DecodeError::Internal { reason })
-        })
+            *slot = Some(Err(DecodeError::Internal { reason }));
+        }
     }
 }
 
