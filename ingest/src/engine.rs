@@ -876,7 +876,7 @@ mod tests {
 
         let registry = Arc::new(Registry::jiangmen());
         let mut messages: Vec<Vec<u8>> = Generator::new(&registry, GenOptions::default())
-            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid { .. }))
+            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
             .take(3000)
             .map(|m| m.bytes)
             .collect();
@@ -949,5 +949,130 @@ mod tests {
                 .value(0),
             b"boom {}"
         );
+    }
+
+    /// Segments written per partition of `topic`, from the lake's file
+    /// names (`…-pPPPP-oSTART.parquet`).
+    async fn segments_per_partition(
+        store: &Arc<dyn object_store::ObjectStore>,
+    ) -> BTreeMap<i32, std::collections::BTreeSet<i64>> {
+        use futures::TryStreamExt;
+        let files: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut segments: BTreeMap<i32, std::collections::BTreeSet<i64>> = BTreeMap::new();
+        for file in files {
+            let name = file.location.filename().unwrap().to_string();
+            let Some(rest) = name.strip_suffix(".parquet") else {
+                continue;
+            };
+            let (head, start) = rest.rsplit_once("-o").unwrap();
+            let partition = head.rsplit_once("-p").unwrap().1;
+            segments
+                .entry(partition.parse().unwrap())
+                .or_default()
+                .insert(start.parse().unwrap());
+        }
+        segments
+    }
+
+    /// The global buffer budget holds across 40 partitions whichever
+    /// limit binds, rows or bytes: after every record the engine holds no
+    /// more than the budget, what it flushed was never smaller than what
+    /// it kept (the largest segments go first), and every record is
+    /// written exactly once.
+    #[tokio::test]
+    async fn the_buffer_budget_flushes_the_largest_segment_first() {
+        const PARTITIONS: i32 = 40;
+        let registry = Arc::new(Registry::jiangmen());
+        let messages: Vec<Vec<u8>> = Generator::new(&registry, GenOptions::default())
+            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
+            .filter(|m| m.stream == gridstat_schemas::generate::Stream::Visits)
+            .take(5_900)
+            .map(|m| m.bytes)
+            .collect();
+        // Rounds of 20 records for partition 0 and one for each other.
+        let mut next_offset = [0i64; PARTITIONS as usize];
+        let mut recs = Vec::new();
+        let mut payloads = messages.iter();
+        for _ in 0..100 {
+            for partition in std::iter::repeat_n(0, 20).chain(1..PARTITIONS) {
+                let offset = &mut next_offset[partition as usize];
+                recs.push(SourceRecord {
+                    topic: "grid.visits.v1",
+                    partition,
+                    offset: *offset,
+                    key: None,
+                    payload: payloads.next().unwrap(),
+                    timestamp: None,
+                });
+                *offset += 1;
+            }
+        }
+        let bytes_per_record = messages.iter().map(Vec::len).sum::<usize>() / messages.len();
+        for (rows, bytes) in [(1_000, usize::MAX), (usize::MAX, 1_000 * bytes_per_record)] {
+            let store: Arc<dyn object_store::ObjectStore> =
+                Arc::new(object_store::memory::InMemory::new());
+            let metrics = Arc::new(IngestMetrics::default());
+            let opts = IngestOptions {
+                max_buffered_rows: rows,
+                max_buffered_bytes: bytes,
+                max_segment_rows: usize::MAX,
+                flush_interval: std::time::Duration::from_secs(3600),
+                ..IngestOptions::default()
+            };
+            let mut engine = IngestEngine::new(
+                LakeStore::new(Arc::clone(&store)),
+                Arc::clone(&registry),
+                opts,
+                Arc::clone(&metrics),
+            );
+            let open = |engine: &IngestEngine| -> BTreeMap<i32, (usize, usize)> {
+                let segments = engine.partitions.iter();
+                segments
+                    .filter_map(|((_, p), slot)| Some((*p, slot.segment.as_ref()?)))
+                    .map(|(p, seg)| (p, (seg.rows, seg.bytes)))
+                    .collect()
+            };
+            let mut commits = Vec::new();
+            for rec in &recs {
+                // What each segment holds once this record is filed.
+                let mut before = open(&engine);
+                let entry = before.entry(rec.partition).or_default();
+                let counted = rec.payload.len() + crate::segment::ROW_OVERHEAD_BYTES;
+                *entry = (entry.0 + 1, entry.1 + counted);
+                commits.extend(engine.push(rec.clone(), Instant::now()).await.unwrap());
+                assert!(
+                    engine.buffered_rows <= rows,
+                    "{} rows",
+                    engine.buffered_rows
+                );
+                assert!(
+                    engine.buffered_bytes <= bytes,
+                    "{} bytes",
+                    engine.buffered_bytes
+                );
+                let after = open(&engine);
+                let (flushed, kept): (Vec<_>, Vec<_>) = before
+                    .iter()
+                    .partition(|(p, seg)| after.get(p) != Some(seg));
+                let smallest_flushed = flushed.iter().map(|(_, (_, b))| *b).min();
+                let largest_kept = kept.iter().map(|(_, (_, b))| *b).max();
+                if let (Some(flushed), Some(kept)) = (smallest_flushed, largest_kept) {
+                    assert!(flushed >= kept, "flushed {flushed} bytes, kept {kept}");
+                }
+            }
+            commits.extend(engine.flush_all().await.unwrap());
+            // Each partition's last commit.
+            commits.reverse();
+            commits.sort_by_key(|c| c.partition);
+            commits.dedup_by_key(|c| c.partition);
+            assert_eq!(commits.len(), PARTITIONS as usize);
+            assert!(commits
+                .iter()
+                .all(|c| c.next_offset == next_offset[c.partition as usize]));
+            assert_eq!(metrics.rows_written(), 5_900);
+            let segments = segments_per_partition(&store).await;
+            assert!(segments[&0].len() >= 10, "partition 0: {:?}", segments[&0]);
+            assert_eq!(segments.len(), PARTITIONS as usize);
+        }
     }
 }

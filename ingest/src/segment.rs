@@ -93,7 +93,7 @@ const TABLES: usize = 3;
 
 /// Bytes a buffered record is counted as beyond its message size: Arrow
 /// offsets, lineage columns and its grid rank.
-const ROW_OVERHEAD_BYTES: usize = 200;
+pub(crate) const ROW_OVERHEAD_BYTES: usize = 200;
 
 impl Segment {
     pub(crate) fn new(start: i64, now: std::time::Instant) -> Self {

@@ -39,6 +39,8 @@ struct IngestSection {
     group: Option<String>,
     flush_interval_ms: Option<u64>,
     max_segment_rows: Option<u64>,
+    max_buffered_rows: Option<u64>,
+    max_buffered_bytes: Option<u64>,
     metrics_addr: Option<std::net::SocketAddr>,
     /// librdkafka settings, as with `-X key=value`.
     #[serde(default)]
@@ -104,7 +106,7 @@ impl ConfigFile {
     /// Each value as the environment variable of its flag.
     pub(crate) fn env_values(&self) -> Vec<(&'static str, String)> {
         let ingest = &self.ingest;
-        let pairs: [(&'static str, Option<String>); 15] = [
+        let pairs: [(&'static str, Option<String>); 17] = [
             ("GRIDSTAT_LAKE", self.lake.clone()),
             ("GRIDSTAT_S3_ENDPOINT", self.s3_endpoint.clone()),
             (
@@ -133,6 +135,14 @@ impl ConfigFile {
             (
                 "GRIDSTAT_MAX_SEGMENT_ROWS",
                 ingest.max_segment_rows.map(|v| v.to_string()),
+            ),
+            (
+                "GRIDSTAT_MAX_BUFFERED_ROWS",
+                ingest.max_buffered_rows.map(|v| v.to_string()),
+            ),
+            (
+                "GRIDSTAT_MAX_BUFFERED_BYTES",
+                ingest.max_buffered_bytes.map(|v| v.to_string()),
             ),
             (
                 "GRIDSTAT_METRICS_ADDR",
@@ -200,6 +210,8 @@ log_format = "json"
 brokers = "kafka:9092"
 topics = ["grid.visits.v1", "grid.cases.v1"]
 flush_interval_ms = 30000
+max_buffered_rows = 100000
+max_buffered_bytes = 67108864
 metrics_addr = "0.0.0.0:9464"
 [ingest.kafka]
 "session.timeout.ms" = 45000
@@ -216,6 +228,8 @@ threshold = 10
         assert_eq!(env["GRIDSTAT_S3_ALLOW_HTTP"], "true");
         assert_eq!(env["GRIDSTAT_TOPICS"], "grid.visits.v1,grid.cases.v1");
         assert_eq!(env["GRIDSTAT_FLUSH_INTERVAL_MS"], "30000");
+        assert_eq!(env["GRIDSTAT_MAX_BUFFERED_ROWS"], "100000");
+        assert_eq!(env["GRIDSTAT_MAX_BUFFERED_BYTES"], "67108864");
         assert_eq!(env["GRIDSTAT_METRICS_ADDR"], "0.0.0.0:9464");
         assert_eq!(env["GRIDSTAT_OVERDUE_HOURS"], "48");
         assert_eq!(env["GRIDSTAT_SITE_THRESHOLD"], "10");

@@ -52,6 +52,12 @@ pub(crate) struct IngestArgs {
     /// Records per segment before it is flushed.
     #[arg(long, env = "GRIDSTAT_MAX_SEGMENT_ROWS", default_value_t = 250_000)]
     pub(crate) max_segment_rows: usize,
+    /// Budget of buffered records across all partitions; past it, the largest segment is flushed.
+    #[arg(long, env = "GRIDSTAT_MAX_BUFFERED_ROWS", default_value_t = IngestOptions::default().max_buffered_rows)]
+    pub(crate) max_buffered_rows: usize,
+    /// Budget of buffered message bytes across all partitions; past it, the largest segment is flushed.
+    #[arg(long, env = "GRIDSTAT_MAX_BUFFERED_BYTES", default_value_t = IngestOptions::default().max_buffered_bytes)]
+    pub(crate) max_buffered_bytes: usize,
 }
 
 pub(crate) fn options(campaign_start: chrono::NaiveDate, max_segment_rows: usize) -> IngestOptions {
@@ -79,6 +85,8 @@ pub(crate) fn run(
     let store = args.lake.open()?;
     let mut opts = options(args.campaign_start, args.max_segment_rows);
     opts.flush_interval = std::time::Duration::from_millis(args.flush_interval_ms);
+    opts.max_buffered_rows = args.max_buffered_rows;
+    opts.max_buffered_bytes = args.max_buffered_bytes;
     let runtime = super::runtime()?;
     if let Some(from) = &args.from {
         let report = runtime.block_on(ingest_file(store, registry, opts, from))?;
