@@ -1039,7 +1039,7 @@ mod tests {
                 let entry = before.entry(rec.partition).or_default();
                 let counted = rec.payload.len() + crate::segment::ROW_OVERHEAD_BYTES;
                 *entry = (entry.0 + 1, entry.1 + counted);
-                commits.extend(engine.push(rec.clone(), Instant::now()).await.unwrap());
+                commits.extend(engine.push(*rec, Instant::now()).await.unwrap());
                 assert!(
                     engine.buffered_rows <= rows,
                     "{} rows",
