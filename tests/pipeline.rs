@@ -470,9 +470,6 @@ async fn incremental_equals_full_and_idle_runs_write_nothing() {
     assert!(again.nothing_new(), "{again:?}");
 }
 
-/// The same pipeline with the lake on a real S3-compatible server gives
-/// byte-identical rollups (enabled by GRIDSTAT_TEST_S3_ENDPOINT, which
-/// infra/test.sh sets after starting s3s-fs with bucket `gridstat-test`).
 /// Every line's offset, per table, as the lake holds them.
 async fn offsets_in(lake: &Arc<dyn ObjectStore>, registry: &Registry) -> Vec<(String, i64)> {
     let sql = "SELECT 'visits' AS t, source_offset FROM raw_visits \
@@ -523,6 +520,69 @@ async fn a_file_ingested_again_resumes_where_the_lake_stops() {
     assert_eq!(offsets_in(&twice, &registry).await, all);
 }
 
+/// `gridstat ingest --from -` reads standard input into the same rows as
+/// `--from FILE`: every line in the same table at the same offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_from_stdin_writes_what_a_file_writes() {
+    use std::io::Write;
+    let registry = Arc::new(Registry::jiangmen());
+    let mut text = Vec::new();
+    for m in messages(&registry) {
+        text.extend_from_slice(&m.bytes);
+        text.push(b'\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign.ndjson");
+    std::fs::write(&file, &text).unwrap();
+    let (from_file, from_stdin) = (dir.path().join("file-lake"), dir.path().join("stdin-lake"));
+    let gridstat = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gridstat"));
+        cmd.env("GRIDSTAT_LOG", "warn").args(["ingest", "--lake"]);
+        cmd
+    };
+    let out = gridstat()
+        .arg(&from_file)
+        .arg("--from")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = gridstat()
+        .arg(&from_stdin)
+        .args(["--from", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("from -"),
+        "{out:?}"
+    );
+    std::fs::create_dir_all(&from_file).unwrap();
+    std::fs::create_dir_all(&from_stdin).unwrap();
+    let read_file = offsets_in(&store(&from_file), &registry).await;
+    assert_eq!(
+        read_file.len(),
+        text.iter().filter(|b| **b == b'\n').count()
+    );
+    assert_eq!(offsets_in(&store(&from_stdin), &registry).await, read_file);
+}
+
+/// The same pipeline with the lake on a real S3-compatible server gives
+/// byte-identical rollups (enabled by GRIDSTAT_TEST_S3_ENDPOINT, which
+/// infra/test.sh sets after starting s3s-fs with bucket `gridstat-test`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_lake_gives_the_same_rollups() {
     use futures::TryStreamExt;

@@ -1075,4 +1075,64 @@ mod tests {
             assert_eq!(segments.len(), PARTITIONS as usize);
         }
     }
+
+    /// A quiet partition's records reach the lake once the flush interval
+    /// has passed, with no more messages to push them out; a worker that
+    /// then reads the same offsets again (its commit lost in a crash)
+    /// skips them, by the lake's state object, and writes only what is new.
+    #[tokio::test]
+    async fn a_quiet_partition_flushes_on_time_and_a_replay_writes_nothing_twice() {
+        let registry = Arc::new(Registry::jiangmen());
+        let messages: Vec<Vec<u8>> = Generator::new(&registry, GenOptions::default())
+            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
+            .take(7)
+            .map(|m| m.bytes)
+            .collect();
+        let recs: Vec<SourceRecord<'_>> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| SourceRecord {
+                topic: "grid.visits.v1",
+                partition: 5,
+                offset: i as i64,
+                key: None,
+                payload,
+                timestamp: None,
+            })
+            .collect();
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let worker = || {
+            let metrics = Arc::new(IngestMetrics::default());
+            let engine = IngestEngine::new(
+                LakeStore::new(Arc::clone(&store)),
+                Arc::clone(&registry),
+                IngestOptions::default(),
+                Arc::clone(&metrics),
+            );
+            (engine, metrics)
+        };
+        let (mut first, first_metrics) = worker();
+        let t0 = Instant::now();
+        assert!(first.push_batch(&recs[..5], t0).await.unwrap().is_empty());
+        let interval = IngestOptions::default().flush_interval;
+        let early = first.tick(t0 + interval - std::time::Duration::from_millis(1));
+        assert!(early.await.unwrap().is_empty());
+        assert!(segments_per_partition(&store).await.is_empty());
+        let mut commits = first.tick(t0 + interval).await.unwrap();
+        commits.extend(first.reap_all().await.unwrap());
+        assert_eq!(commits.last().map(|c| c.next_offset), Some(5));
+        assert_eq!(first_metrics.rows_written(), 5);
+        let written = segments_per_partition(&store).await;
+        assert_eq!(written[&5], [0].into());
+
+        // The commit of offset 5 was lost: the next owner reads from 0.
+        let (mut second, second_metrics) = worker();
+        assert_eq!(second.assign("grid.visits.v1", 5).await.unwrap(), 5);
+        let mut commits = second.push_batch(&recs, Instant::now()).await.unwrap();
+        commits.extend(second.flush_all().await.unwrap());
+        assert_eq!(commits.last().map(|c| c.next_offset), Some(7));
+        assert_eq!(second_metrics.rows_written(), 2);
+        assert_eq!(segments_per_partition(&store).await[&5], [0, 5].into());
+    }
 }
