@@ -619,13 +619,13 @@ impl Decoder {
         in_parallel((0..threads).collect(), claim);
         out
     }
-}
 
-impl Decoder {
+    /// Decode and validate one record.
     fn decode_record<'a>(
         &self,
         rec: &SourceRecord<'a>,
     ) -> std::result::Result<Placed<'a>, DecodeError> {
+        // Unit tests swap in a decoder that fails on a message.
         #[cfg(test)]
         let decode_placed = self.decode_one;
         decode_placed(rec.payload, &self.registry, &self.opts, rec.timestamp)
