@@ -804,6 +804,53 @@ mod tests {
     use super::*;
     use gridstat_schemas::generate::{GenOptions, Generator};
 
+    /// The first `n` valid messages of a default campaign, of `stream` if given.
+    fn valid_messages(
+        registry: &Registry,
+        stream: Option<gridstat_schemas::generate::Stream>,
+        n: usize,
+    ) -> Vec<Vec<u8>> {
+        Generator::new(registry, GenOptions::default())
+            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
+            .filter(|m| stream.is_none_or(|s| m.stream == s))
+            .take(n)
+            .map(|m| m.bytes)
+            .collect()
+    }
+
+    /// `payloads` as one partition's records, at offsets 0, 1, 2, …
+    fn records<'a>(
+        topic: &'a str,
+        partition: i32,
+        payloads: &'a [Vec<u8>],
+    ) -> Vec<SourceRecord<'a>> {
+        let record = |(offset, payload): (usize, &'a Vec<u8>)| SourceRecord {
+            topic,
+            partition,
+            offset: offset as i64,
+            key: None,
+            payload,
+            timestamp: None,
+        };
+        payloads.iter().enumerate().map(record).collect()
+    }
+
+    /// An engine writing to `store`, and its metrics.
+    fn engine_on(
+        store: &Arc<dyn object_store::ObjectStore>,
+        registry: &Arc<Registry>,
+        opts: IngestOptions,
+    ) -> (IngestEngine, Arc<IngestMetrics>) {
+        let metrics = Arc::new(IngestMetrics::default());
+        let store = LakeStore::new(Arc::clone(store));
+        let engine = IngestEngine::new(store, Arc::clone(registry), opts, Arc::clone(&metrics));
+        (engine, metrics)
+    }
+
+    fn memory_store() -> Arc<dyn object_store::ObjectStore> {
+        Arc::new(object_store::memory::InMemory::new())
+    }
+
     /// Decoding on several threads, each claiming chunks as it goes, gives
     /// every record its own result, in input order, with skipped records
     /// left undecoded.
@@ -819,18 +866,7 @@ mod tests {
             .take(64 * DECODE_CHUNK + 17)
             .map(|m| m.bytes)
             .collect();
-        let recs: Vec<SourceRecord<'_>> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, payload)| SourceRecord {
-                topic: "t",
-                partition: 0,
-                offset: i as i64,
-                key: None,
-                payload,
-                timestamp: None,
-            })
-            .collect();
+        let recs = records("t", 0, &messages);
         let wanted: Vec<bool> = (0..recs.len()).map(|i| i % 7 != 3).collect();
         let on = |threads| Decoder {
             registry: Arc::clone(&registry),
@@ -875,33 +911,11 @@ mod tests {
         }
 
         let registry = Arc::new(Registry::jiangmen());
-        let mut messages: Vec<Vec<u8>> = Generator::new(&registry, GenOptions::default())
-            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
-            .take(3000)
-            .map(|m| m.bytes)
-            .collect();
+        let mut messages = valid_messages(&registry, None, 3000);
         messages.insert(1500, b"boom {}".to_vec());
-        let recs: Vec<SourceRecord<'_>> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, payload)| SourceRecord {
-                topic: "grid.visits.v1",
-                partition: 2,
-                offset: i as i64,
-                key: None,
-                payload,
-                timestamp: None,
-            })
-            .collect();
-        let memory: Arc<dyn object_store::ObjectStore> =
-            Arc::new(object_store::memory::InMemory::new());
-        let metrics = Arc::new(IngestMetrics::default());
-        let mut engine = IngestEngine::new(
-            LakeStore::new(Arc::clone(&memory)),
-            Arc::clone(&registry),
-            IngestOptions::default(),
-            Arc::clone(&metrics),
-        );
+        let recs = records("grid.visits.v1", 2, &messages);
+        let memory = memory_store();
+        let (mut engine, metrics) = engine_on(&memory, &registry, IngestOptions::default());
         engine.decoder.decode_one = panics_on_boom;
         let mut commits = engine.push_batch(&recs, Instant::now()).await.unwrap();
         commits.extend(engine.flush_all().await.unwrap());
@@ -983,12 +997,8 @@ mod tests {
     async fn the_buffer_budget_flushes_the_largest_segment_first() {
         const PARTITIONS: i32 = 40;
         let registry = Arc::new(Registry::jiangmen());
-        let messages: Vec<Vec<u8>> = Generator::new(&registry, GenOptions::default())
-            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
-            .filter(|m| m.stream == gridstat_schemas::generate::Stream::Visits)
-            .take(5_900)
-            .map(|m| m.bytes)
-            .collect();
+        let visits = Some(gridstat_schemas::generate::Stream::Visits);
+        let messages = valid_messages(&registry, visits, 5_900);
         // Rounds of 20 records for partition 0 and one for each other.
         let mut next_offset = [0i64; PARTITIONS as usize];
         let mut recs = Vec::new();
@@ -1009,9 +1019,7 @@ mod tests {
         }
         let bytes_per_record = messages.iter().map(Vec::len).sum::<usize>() / messages.len();
         for (rows, bytes) in [(1_000, usize::MAX), (usize::MAX, 1_000 * bytes_per_record)] {
-            let store: Arc<dyn object_store::ObjectStore> =
-                Arc::new(object_store::memory::InMemory::new());
-            let metrics = Arc::new(IngestMetrics::default());
+            let store = memory_store();
             let opts = IngestOptions {
                 max_buffered_rows: rows,
                 max_buffered_bytes: bytes,
@@ -1019,12 +1027,7 @@ mod tests {
                 flush_interval: std::time::Duration::from_secs(3600),
                 ..IngestOptions::default()
             };
-            let mut engine = IngestEngine::new(
-                LakeStore::new(Arc::clone(&store)),
-                Arc::clone(&registry),
-                opts,
-                Arc::clone(&metrics),
-            );
+            let (mut engine, metrics) = engine_on(&store, &registry, opts);
             let open = |engine: &IngestEngine| -> BTreeMap<i32, (usize, usize)> {
                 let segments = engine.partitions.iter();
                 segments
@@ -1083,35 +1086,10 @@ mod tests {
     #[tokio::test]
     async fn a_quiet_partition_flushes_on_time_and_a_replay_writes_nothing_twice() {
         let registry = Arc::new(Registry::jiangmen());
-        let messages: Vec<Vec<u8>> = Generator::new(&registry, GenOptions::default())
-            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
-            .take(7)
-            .map(|m| m.bytes)
-            .collect();
-        let recs: Vec<SourceRecord<'_>> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, payload)| SourceRecord {
-                topic: "grid.visits.v1",
-                partition: 5,
-                offset: i as i64,
-                key: None,
-                payload,
-                timestamp: None,
-            })
-            .collect();
-        let store: Arc<dyn object_store::ObjectStore> =
-            Arc::new(object_store::memory::InMemory::new());
-        let worker = || {
-            let metrics = Arc::new(IngestMetrics::default());
-            let engine = IngestEngine::new(
-                LakeStore::new(Arc::clone(&store)),
-                Arc::clone(&registry),
-                IngestOptions::default(),
-                Arc::clone(&metrics),
-            );
-            (engine, metrics)
-        };
+        let messages = valid_messages(&registry, None, 7);
+        let recs = records("grid.visits.v1", 5, &messages);
+        let store = memory_store();
+        let worker = || engine_on(&store, &registry, IngestOptions::default());
         let (mut first, first_metrics) = worker();
         let t0 = Instant::now();
         assert!(first.push_batch(&recs[..5], t0).await.unwrap().is_empty());
