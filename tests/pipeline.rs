@@ -13,7 +13,7 @@ use chrono::{Duration, NaiveDate};
 use gridstat_aggregate::{AggregateOptions, NoProgress};
 use gridstat_ingest::file::{ingest_ndjson, FileReport};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
-use gridstat_schemas::generate::{Expect, GenOptions, GeneratedMessage, Generator};
+use gridstat_schemas::generate::{write_ndjson, Expect, GenOptions, GeneratedMessage, Generator};
 use gridstat_schemas::record::{CaseKind, CaseStatus, TargetKind};
 use gridstat_schemas::time::{local_date, local_midnight};
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
@@ -39,17 +39,30 @@ fn store(dir: &Path) -> Arc<dyn ObjectStore> {
     Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap())
 }
 
+/// `msgs` as an NDJSON file's bytes.
+fn ndjson(msgs: &[GeneratedMessage]) -> Vec<u8> {
+    let mut text = Vec::new();
+    write_ndjson(&mut text, msgs.iter().cloned()).unwrap();
+    text
+}
+
+/// The Python named by GRIDSTAT_TEST_DUCKDB (duckdb, polars and pyarrow
+/// installed; infra/test.sh sets it), or `None` to skip the test.
+fn python_with_duckdb() -> Option<String> {
+    let python = std::env::var("GRIDSTAT_TEST_DUCKDB").ok();
+    if python.is_none() {
+        eprintln!("GRIDSTAT_TEST_DUCKDB not set: skipping");
+    }
+    python
+}
+
 async fn ingest(
     store: Arc<dyn ObjectStore>,
     registry: Arc<Registry>,
     msgs: &[GeneratedMessage],
     name: &str,
 ) -> FileReport {
-    let mut text = Vec::new();
-    for m in msgs {
-        text.extend_from_slice(&m.bytes);
-        text.push(b'\n');
-    }
+    let text = ndjson(msgs);
     let opts = IngestOptions {
         max_segment_rows: 5000,
         ..IngestOptions::default()
@@ -526,11 +539,8 @@ async fn a_file_ingested_again_resumes_where_the_lake_stops() {
 async fn ingest_from_stdin_writes_what_a_file_writes() {
     use std::io::Write;
     let registry = Arc::new(Registry::jiangmen());
-    let mut text = Vec::new();
-    for m in messages(&registry) {
-        text.extend_from_slice(&m.bytes);
-        text.push(b'\n');
-    }
+    let msgs = messages(&registry);
+    let text = ndjson(&msgs);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("campaign.ndjson");
     std::fs::write(&file, &text).unwrap();
@@ -570,13 +580,8 @@ async fn ingest_from_stdin_writes_what_a_file_writes() {
         String::from_utf8_lossy(&out.stdout).contains("from -"),
         "{out:?}"
     );
-    std::fs::create_dir_all(&from_file).unwrap();
-    std::fs::create_dir_all(&from_stdin).unwrap();
     let read_file = offsets_in(&store(&from_file), &registry).await;
-    assert_eq!(
-        read_file.len(),
-        text.iter().filter(|b| **b == b'\n').count()
-    );
+    assert_eq!(read_file.len(), msgs.len());
     assert_eq!(offsets_in(&store(&from_stdin), &registry).await, read_file);
 }
 
@@ -639,8 +644,7 @@ async fn s3_lake_gives_the_same_rollups() {
 /// with the duckdb package, which infra/test.sh installs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_computes_the_same_rollups() {
-    let Ok(python) = std::env::var("GRIDSTAT_TEST_DUCKDB") else {
-        eprintln!("GRIDSTAT_TEST_DUCKDB not set: skipping");
+    let Some(python) = python_with_duckdb() else {
         return;
     };
     let registry = Arc::new(Registry::jiangmen());
@@ -844,8 +848,7 @@ fn text_cells(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
 /// pyarrow, which infra/test.sh installs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyarrow_polars_and_duckdb_read_the_lake_as_datafusion_does() {
-    let Ok(python) = std::env::var("GRIDSTAT_TEST_DUCKDB") else {
-        eprintln!("GRIDSTAT_TEST_DUCKDB not set: skipping");
+    let Some(python) = python_with_duckdb() else {
         return;
     };
     let registry = Arc::new(Registry::jiangmen());
