@@ -69,6 +69,18 @@ pub(crate) fn options(campaign_start: chrono::NaiveDate, max_segment_rows: usize
     opts
 }
 
+impl IngestArgs {
+    /// The engine's options from the flags.
+    fn options(&self) -> IngestOptions {
+        IngestOptions {
+            flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
+            max_buffered_rows: self.max_buffered_rows,
+            max_buffered_bytes: self.max_buffered_bytes,
+            ..options(self.campaign_start, self.max_segment_rows)
+        }
+    }
+}
+
 fn parse_setting(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -83,10 +95,7 @@ pub(crate) fn run(
 ) -> anyhow::Result<()> {
     let registry = Arc::new(super::load_registry(registry_dir)?);
     let store = args.lake.open()?;
-    let mut opts = options(args.campaign_start, args.max_segment_rows);
-    opts.flush_interval = std::time::Duration::from_millis(args.flush_interval_ms);
-    opts.max_buffered_rows = args.max_buffered_rows;
-    opts.max_buffered_bytes = args.max_buffered_bytes;
+    let opts = args.options();
     let runtime = super::runtime()?;
     if let Some(from) = &args.from {
         let report = runtime.block_on(ingest_file(store, registry, opts, from))?;
