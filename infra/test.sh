@@ -24,7 +24,11 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
-command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+command -v python3 >/dev/null || need_apt+=(python3)
+# Debian splits venv's pip bootstrap (ensurepip) into python3-venv; needed
+# only to create the venv below.
+[ -x "$CACHE/venv/bin/pip" ] || python3 -c 'import ensurepip' 2>/dev/null ||
+  need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
   log "Installing Debian packages: ${need_apt[*]}"
   apt-get update -qq
