@@ -9,6 +9,7 @@
 //!   [`registry_build`] makes the shipped Jiangmen one.
 //! - [`arrow_schema`]: the raw tables' Arrow schemas and batch builders;
 //!   [`lake`]: where tables live.
+//! - [`metrics`]: the catalogue of rollup metrics and the rollup schema.
 //! - [`generate`]: a deterministic synthetic campaign.
 //! - [`time`]: Asia/Shanghai local time.
 //!
@@ -29,6 +30,7 @@ pub mod error;
 mod fast_json;
 pub mod generate;
 pub mod lake;
+pub mod metrics;
 pub mod record;
 pub mod registry;
 pub mod registry_build;

@@ -33,6 +33,19 @@ pub enum Error {
         /// The cause.
         source: parquet::errors::ParquetError,
     },
+    /// A table in the lake does not have the schema this build expects
+    /// (written by another version of gridstat, or not by gridstat).
+    #[error("table {table}: column `{column}` {problem}; expected {expected} (run `gridstat aggregate --all` with this version to rewrite it)")]
+    Schema {
+        /// Table (object path).
+        table: String,
+        /// Column.
+        column: String,
+        /// What is wrong: missing, or the type found.
+        problem: String,
+        /// The type expected.
+        expected: String,
+    },
     /// No rollups in the lake.
     #[error("the lake has no rollups yet: run `gridstat aggregate` first")]
     NoRollups,

@@ -10,8 +10,8 @@
 //! - [`write_site`]: writing the files.
 //!
 //! ```
-//! use gridstat_site_gen::suppress::PUBLIC_METRICS;
-//! assert!(PUBLIC_METRICS.iter().any(|m| m.key == "households_visited"));
+//! use gridstat_schemas::metrics::{Metric, PUBLIC_FIGURES};
+//! assert!(PUBLIC_FIGURES.contains(&Metric::HouseholdsVisited));
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate};
 use futures::TryStreamExt;
+use gridstat_schemas::arrow_schema::TZ;
 use gridstat_schemas::lake::parse_dt_partition;
 use gridstat_schemas::time::{local_midnight, shanghai};
 use object_store::path::Path;
@@ -15,7 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
-use crate::model::{days_of, OpenCase, Rollups};
+use crate::model::{days_of, string_column, typed_column, OpenCase, Rollups};
 
 async fn read_parquet(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Vec<RecordBatch>> {
     let bytes: Bytes = async { store.get(path).await?.bytes().await }
@@ -104,14 +105,18 @@ fn with_dt(b: &RecordBatch, day: NaiveDate) -> Result<RecordBatch> {
 }
 
 /// Read rollups (daily, cumulative, quality and open cases) from the lake,
-/// keeping days up to `as_of`.
+/// keeping days up to `as_of`. Every table is checked against the schema
+/// this build writes; a mismatch is an error naming the table and column.
 pub async fn load_rollups(
     store: &Arc<dyn ObjectStore>,
     as_of: Option<NaiveDate>,
 ) -> Result<Rollups> {
-    let cumulative = read_partitioned(store, "rollups/cumulative").await?;
-    let daily = read_partitioned(store, "rollups/daily").await?;
-    let mut days = days_of(&cumulative);
+    const CUMULATIVE: &str = "rollups/cumulative";
+    const DAILY: &str = "rollups/daily";
+    const QUALITY: &str = "rollups/quality";
+    let cumulative = read_partitioned(store, CUMULATIVE).await?;
+    let daily = read_partitioned(store, DAILY).await?;
+    let mut days = days_of(CUMULATIVE, &cumulative)?;
     if let Some(limit) = as_of {
         days.retain(|d| *d <= limit);
     }
@@ -122,24 +127,15 @@ pub async fn load_rollups(
         days,
         ..Rollups::default()
     };
-    r.add_batches(&cumulative, true);
-    r.add_batches(&daily, false);
+    r.add_batches(CUMULATIVE, &cumulative, true)?;
+    r.add_batches(DAILY, &daily, false)?;
     r.derive();
-    for b in read_partitioned(store, "rollups/quality").await? {
-        let (Some(dt), Some(kind), Some(class), Some(count)) = (
-            b.column_by_name("dt"),
-            b.column_by_name("kind"),
-            b.column_by_name("class"),
-            b.column_by_name("count"),
-        ) else {
-            continue;
-        };
-        let (dt, kind, class, count) = (
-            dt.as_string::<i32>(),
-            kind.as_string::<i32>(),
-            class.as_string::<i32>(),
-            count.as_primitive::<Int64Type>(),
-        );
+    for b in read_partitioned(store, QUALITY).await? {
+        let dt = string_column(QUALITY, &b, "dt")?;
+        let kind = string_column(QUALITY, &b, "kind")?;
+        let class = string_column(QUALITY, &b, "class")?;
+        let count = typed_column(QUALITY, &b, "count", &DataType::Int64)?;
+        let count = count.as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
             if NaiveDate::parse_from_str(dt.value(i), "%Y-%m-%d")
                 .is_ok_and(|d| as_of.is_none_or(|l| d <= l))
@@ -155,30 +151,30 @@ pub async fn load_rollups(
     }
     let last_end = local_midnight(*r.days.last().expect("non-empty")) + Duration::days(1);
     r.open_cases = open_cases(
-        &read_partitioned(store, "curated/case_state").await?,
+        &read_partitioned(store, CASE_STATE).await?,
         last_end.timestamp_millis(),
-    );
+    )?;
     Ok(r)
 }
 
-fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Vec<OpenCase> {
+const CASE_STATE: &str = "curated/case_state";
+
+fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
     let mut out = Vec::new();
+    let millis = DataType::Timestamp(TimeUnit::Millisecond, Some(TZ.into()));
     for b in batches {
-        let s = |n: &str| b.column_by_name(n).map(|c| c.as_string::<i32>().clone());
+        let s = |n: &str| string_column(CASE_STATE, b, n);
         let t = |n: &str| {
-            b.column_by_name(n)
-                .map(|c| c.as_primitive::<TimestampMillisecondType>().clone())
+            typed_column(CASE_STATE, b, n, &millis)
+                .map(|c| c.as_primitive::<TimestampMillisecondType>())
         };
-        let (Some(id), Some(kind), Some(cat), Some(grid), Some(opened), Some(resolved)) = (
-            s("case_id"),
-            s("case_kind"),
-            s("category"),
-            s("grid_id"),
-            t("opened_at"),
-            t("resolved_at"),
-        ) else {
-            continue;
-        };
+        let (id, kind, cat, grid) = (
+            s("case_id")?,
+            s("case_kind")?,
+            s("category")?,
+            s("grid_id")?,
+        );
+        let (opened, resolved) = (t("opened_at")?, t("resolved_at")?);
         for i in 0..b.num_rows() {
             let open_at = opened.value(i);
             let still_open = resolved.is_null(i) || resolved.value(i) >= end_ms;
@@ -206,5 +202,5 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Vec<OpenCase> {
             .total_cmp(&a.hours_open)
             .then(a.case_id.cmp(&b.case_id))
     });
-    out
+    Ok(out)
 }

@@ -2,45 +2,23 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use chrono::NaiveDate;
+use gridstat_schemas::metrics::{Kind, Metric, ValueType};
 use serde::Serialize;
 
-/// Level of an area.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    /// The city.
-    City,
-    /// A county-level division.
-    County,
-    /// A town or street.
-    Town,
-    /// A grid (internal only).
-    Grid,
-}
+use crate::error::{Error, Result};
 
-impl Level {
-    /// Parse the rollups' `level` value.
-    pub fn parse(s: &str) -> Option<Level> {
-        match s {
-            "city" => Some(Level::City),
-            "county" => Some(Level::County),
-            "town" => Some(Level::Town),
-            "grid" => Some(Level::Grid),
-            _ => None,
-        }
-    }
+pub use gridstat_schemas::metrics::Level;
 
-    /// URL directory of the level's pages.
-    pub fn dir(self) -> &'static str {
-        match self {
-            Level::City => "",
-            Level::County => "county",
-            Level::Town => "town",
-            Level::Grid => "grid",
-        }
+/// URL directory of a level's pages (the city's page is the home page).
+pub fn level_dir(level: Level) -> &'static str {
+    match level {
+        Level::City => "",
+        Level::County => "county",
+        Level::Town => "town",
+        Level::Grid => "grid",
     }
 }
 
@@ -56,16 +34,16 @@ pub struct Area {
     /// Parent code (none for the city).
     pub parent: Option<String>,
     /// Cumulative figures by metric, one value per day of [`Rollups::days`] (`None`: no value).
-    pub cumulative: BTreeMap<String, Vec<Option<f64>>>,
+    pub cumulative: BTreeMap<Metric, Vec<Option<f64>>>,
     /// Daily figures by metric.
-    pub daily: BTreeMap<String, Vec<Option<f64>>>,
+    pub daily: BTreeMap<Metric, Vec<Option<f64>>>,
 }
 
 impl Area {
     /// A cumulative figure on day index `i`.
-    pub fn cum(&self, metric: &str, i: usize) -> Option<f64> {
+    pub fn cum(&self, metric: Metric, i: usize) -> Option<f64> {
         self.cumulative
-            .get(metric)
+            .get(&metric)
             .and_then(|v| v.get(i).copied().flatten())
     }
 }
@@ -108,14 +86,10 @@ impl Rollups {
 
     /// Children of an area.
     pub fn children<'a>(&'a self, parent: &'a Area) -> impl Iterator<Item = &'a Area> + 'a {
-        let child = match parent.level {
-            Level::City => Level::County,
-            Level::County => Level::Town,
-            Level::Town | Level::Grid => Level::Grid,
-        };
-        self.areas
-            .values()
-            .filter(move |a| a.level == child && a.parent.as_deref() == Some(parent.code.as_str()))
+        let child = parent.level.child();
+        self.areas.values().filter(move |a| {
+            Some(a.level) == child && a.parent.as_deref() == Some(parent.code.as_str())
+        })
     }
 
     /// The city.
@@ -123,50 +97,33 @@ impl Rollups {
         self.level(Level::City).next()
     }
 
-    /// Add the rows of rollup batches (`dt` column included) as daily or
-    /// cumulative figures; a metric present in the batches replaces an
-    /// area's earlier series of that metric.
-    pub fn add_batches(&mut self, batches: &[RecordBatch], cumulative: bool) {
+    /// Add the rows of the rollup table `table` (batches with a `dt`
+    /// column) as daily or cumulative figures. Every batch must have the
+    /// columns of [`gridstat_schemas::metrics::rollup_schema`] with their
+    /// types; a metric replaces an area's earlier series of that metric.
+    pub fn add_batches(
+        &mut self,
+        table: &str,
+        batches: &[RecordBatch],
+        cumulative: bool,
+    ) -> Result<()> {
         let n = self.days.len();
-        // Metric names are interned to indices once per batch, and rows are
-        // staged per area as index-addressed series: one map lookup per row
-        // instead of one per row and metric (the site's former hot spot).
-        let mut names: Vec<String> = Vec::new();
+        // Rows are staged per area as metric-indexed series: one map
+        // lookup per row instead of one per row and metric.
+        let metrics: Vec<Metric> = Metric::stored().collect();
         let mut staged: BTreeMap<(Level, String), Staged> = BTreeMap::new();
         for b in batches {
-            let strings = |name: &str| b.column_by_name(name).map(|c| c.as_string::<i32>().clone());
-            let (Some(level), Some(code), Some(name), Some(parent), Some(dt)) = (
-                strings("level"),
-                strings("area_code"),
-                strings("area_name"),
-                strings("parent_code"),
-                strings("dt"),
-            ) else {
-                continue;
-            };
-            let numeric: Vec<(usize, Vec<Option<f64>>)> = b
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter_map(|(i, f)| {
-                    let values = numbers(b.column(i).as_ref(), f.data_type())?;
-                    let id = match names.iter().position(|m| m == f.name()) {
-                        Some(id) => id,
-                        None => {
-                            names.push(f.name().clone());
-                            names.len() - 1
-                        }
-                    };
-                    Some((id, values))
-                })
-                .collect();
+            let columns = RollupColumns::of(table, b, &metrics)?;
             let mut last_day: Option<(&str, Option<usize>)> = None;
             for row in 0..b.num_rows() {
-                let Some(lvl) = Level::parse(level.value(row)) else {
-                    continue;
-                };
-                let day_text = dt.value(row);
+                let level_name = columns.level.value(row);
+                let lvl = Level::parse(level_name).ok_or_else(|| Error::Schema {
+                    table: table.into(),
+                    column: "level".into(),
+                    problem: format!("holds {level_name:?}"),
+                    expected: "one of city, county, town, grid".into(),
+                })?;
+                let day_text = columns.dt.value(row);
                 let di = match last_day {
                     Some((text, di)) if text == day_text => di,
                     _ => {
@@ -180,18 +137,16 @@ impl Rollups {
                 let Some(di) = di else {
                     continue;
                 };
+                let parent = columns.parent;
                 let entry = staged
-                    .entry((lvl, code.value(row).to_string()))
+                    .entry((lvl, columns.code.value(row).to_string()))
                     .or_insert_with(|| Staged {
-                        name: name.value(row).to_string(),
+                        name: columns.name.value(row).to_string(),
                         parent: (!parent.is_null(row)).then(|| parent.value(row).to_string()),
-                        series: Vec::new(),
+                        series: vec![None; metrics.len()],
                     });
-                if entry.series.len() < names.len() {
-                    entry.series.resize(names.len(), None);
-                }
-                for (id, values) in &numeric {
-                    entry.series[*id].get_or_insert_with(|| vec![None; n])[di] = values[row];
+                for (id, values) in columns.values.iter().enumerate() {
+                    entry.series[id].get_or_insert_with(|| vec![None; n])[di] = values[row];
                 }
             }
         }
@@ -214,77 +169,124 @@ impl Rollups {
             };
             for (id, series) in st.series.into_iter().enumerate() {
                 if let Some(series) = series {
-                    target.insert(names[id].clone(), series);
+                    target.insert(metrics[id], series);
                 }
             }
         }
+        Ok(())
     }
 }
 
-/// One area's rows of one `add_batches` call, series indexed by metric id.
+/// One area's rows of one `add_batches` call, series indexed like the
+/// stored metrics.
 struct Staged {
     name: String,
     parent: Option<String>,
     series: Vec<Option<Vec<Option<f64>>>>,
 }
 
-fn numbers(col: &dyn Array, dt: &DataType) -> Option<Vec<Option<f64>>> {
-    match dt {
-        DataType::Int64 => Some(
-            col.as_primitive::<Int64Type>()
-                .iter()
-                .map(|v| v.map(|x| x as f64))
-                .collect(),
-        ),
-        DataType::Float64 => Some(col.as_primitive::<Float64Type>().iter().collect()),
-        DataType::Int32 => Some(
-            col.as_primitive::<arrow::datatypes::Int32Type>()
-                .iter()
-                .map(|v| v.map(f64::from))
-                .collect(),
-        ),
-        _ => None,
+/// The columns of a rollup batch, checked against the catalogue.
+struct RollupColumns<'a> {
+    level: &'a StringArray,
+    code: &'a StringArray,
+    name: &'a StringArray,
+    parent: &'a StringArray,
+    dt: &'a StringArray,
+    /// Each stored metric's values, in [`Metric::stored`] order.
+    values: Vec<Vec<Option<f64>>>,
+}
+
+impl<'a> RollupColumns<'a> {
+    fn of(table: &str, b: &'a RecordBatch, metrics: &[Metric]) -> Result<Self> {
+        let text = |name: &str| string_column(table, b, name);
+        let values = metrics
+            .iter()
+            .map(|m| {
+                let expected = m.spec().value_type.data_type();
+                let column = typed_column(table, b, m.name(), &expected)?;
+                Ok(match m.spec().value_type {
+                    ValueType::Count => column
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .map(|v| v.map(|x| x as f64))
+                        .collect(),
+                    ValueType::Real => column.as_primitive::<Float64Type>().iter().collect(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            level: text("level")?,
+            code: text("area_code")?,
+            name: text("area_name")?,
+            parent: text("parent_code")?,
+            dt: text("dt")?,
+            values,
+        })
     }
 }
 
-/// The days present in rollup batches (their `dt` column).
-pub fn days_of(batches: &[RecordBatch]) -> Vec<NaiveDate> {
-    let mut days: Vec<NaiveDate> = batches
-        .iter()
-        .filter_map(|b| b.column_by_name("dt"))
-        .flat_map(|c| {
-            c.as_string::<i32>()
-                .iter()
-                .flatten()
-                .filter_map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    days.sort();
-    days.dedup();
-    days
+/// Column `name` of `b`, which must have type `expected`.
+pub(crate) fn typed_column<'a>(
+    table: &str,
+    b: &'a RecordBatch,
+    name: &str,
+    expected: &DataType,
+) -> Result<&'a ArrayRef> {
+    let schema_error = |problem: String| Error::Schema {
+        table: table.into(),
+        column: name.into(),
+        problem,
+        expected: expected.to_string(),
+    };
+    let column = b
+        .column_by_name(name)
+        .ok_or_else(|| schema_error("is missing".into()))?;
+    if column.data_type() != expected {
+        return Err(schema_error(format!("has type {}", column.data_type())));
+    }
+    Ok(column)
 }
 
-/// Figures the site shows that the rollups store as parts.
-const DERIVED: &[(&str, &[&str])] = &[
-    (
-        "hazards_fixed",
-        &["hazards_fixed_on_spot", "hazards_resolved"],
-    ),
-    (
-        "enlisted",
-        &["enlisted_building_leads", "enlisted_volunteers"],
-    ),
-];
+/// The string column `name` of `b`.
+pub(crate) fn string_column<'a>(
+    table: &str,
+    b: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a StringArray> {
+    Ok(typed_column(table, b, name, &DataType::Utf8)?.as_string::<i32>())
+}
+
+/// The days present in the batches of the rollup table `table` (their
+/// `dt` column).
+pub fn days_of(table: &str, batches: &[RecordBatch]) -> Result<Vec<NaiveDate>> {
+    let mut days = Vec::new();
+    for b in batches {
+        let dt = string_column(table, b, "dt")?;
+        days.extend(
+            dt.iter()
+                .flatten()
+                .filter_map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()),
+        );
+    }
+    days.sort();
+    days.dedup();
+    Ok(days)
+}
 
 impl Rollups {
-    /// Add the derived figures (sums of stored parts) to every area.
+    /// Add the figures readers derive ([`Kind::Sum`] of stored parts) to every area.
     pub fn derive(&mut self) {
+        let derived: Vec<(Metric, &[Metric])> = Metric::all()
+            .filter_map(|m| match m.kind() {
+                Kind::Sum(parts) => Some((m, parts)),
+                _ => None,
+            })
+            .collect();
         for area in self.areas.values_mut() {
             for table in [&mut area.cumulative, &mut area.daily] {
-                for (name, parts) in DERIVED {
+                for (metric, parts) in &derived {
                     if let Some(series) = sum_series(table, parts) {
-                        table.insert((*name).to_string(), series);
+                        table.insert(*metric, series);
                     }
                 }
             }
@@ -293,12 +295,12 @@ impl Rollups {
 }
 
 fn sum_series(
-    table: &BTreeMap<String, Vec<Option<f64>>>,
-    parts: &[&str],
+    table: &BTreeMap<Metric, Vec<Option<f64>>>,
+    parts: &[Metric],
 ) -> Option<Vec<Option<f64>>> {
     let mut out: Option<Vec<Option<f64>>> = None;
     for p in parts {
-        let s = table.get(*p)?;
+        let s = table.get(p)?;
         out = Some(match out {
             None => s.clone(),
             Some(acc) => acc
@@ -309,4 +311,93 @@ fn sum_series(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use gridstat_schemas::metrics::rollup_schema;
+    use std::sync::Arc;
+
+    /// One city row on 2022-11-25 with every stored metric at 1, `dt` appended.
+    fn city_row() -> RecordBatch {
+        let schema = rollup_schema();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut columns: Vec<ArrayRef> = fields
+            .iter()
+            .map(|f| -> ArrayRef {
+                match (f.name().as_str(), f.data_type()) {
+                    ("level", _) => Arc::new(StringArray::from(vec!["city"])),
+                    ("parent_code", _) => Arc::new(StringArray::from(vec![None::<&str>])),
+                    (_, DataType::Utf8) => Arc::new(StringArray::from(vec!["440700"])),
+                    (_, DataType::Int64) => Arc::new(Int64Array::from(vec![1])),
+                    _ => Arc::new(Float64Array::from(vec![0.5])),
+                }
+            })
+            .collect();
+        fields.push(Field::new("dt", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from(vec!["2022-11-25"])));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    fn rollups() -> Rollups {
+        Rollups {
+            days: vec![NaiveDate::from_ymd_opt(2022, 11, 25).unwrap()],
+            ..Rollups::default()
+        }
+    }
+
+    #[test]
+    fn rows_of_the_catalogued_schema_become_series_by_metric() {
+        let mut r = rollups();
+        r.add_batches("rollups/cumulative", &[city_row()], true)
+            .unwrap();
+        r.derive();
+        let city = r.city().unwrap();
+        assert_eq!(city.cum(Metric::Visits, 0), Some(1.0));
+        assert_eq!(city.cum(Metric::Coverage, 0), Some(0.5));
+        assert_eq!(
+            city.cum(Metric::HazardsFixed, 0),
+            Some(2.0),
+            "a derived sum"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_mistyped_column_names_the_table_column_and_type() {
+        let full = city_row();
+        let without = full
+            .project(&(1..full.num_columns()).collect::<Vec<_>>())
+            .unwrap();
+        let err = rollups()
+            .add_batches("rollups/daily", &[without], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rollups/daily") && err.contains("`level` is missing"),
+            "{err}"
+        );
+
+        let idx = full.schema().index_of("visits").unwrap();
+        let mut fields: Vec<Field> = full
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[idx] = Field::new("visits", DataType::Float64, true);
+        let mut columns = full.columns().to_vec();
+        columns[idx] = Arc::new(Float64Array::from(vec![1.0]));
+        let mistyped = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let err = rollups()
+            .add_batches("rollups/daily", &[mistyped], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`visits` has type Float64") && err.contains("expected Int64"),
+            "{err}"
+        );
+    }
 }

@@ -10,8 +10,10 @@ use serde::Serialize;
 
 use crate::chart::{line_chart, Series};
 use crate::error::{Error, Result};
-use crate::model::{Area, Level, Rollups};
-use crate::suppress::{suppress, Cell, Kind, Metric, Published, PUBLIC_METRICS};
+use gridstat_schemas::metrics::{Kind, Metric, PUBLIC_FIGURES};
+
+use crate::model::{level_dir, Area, Level, Rollups};
+use crate::suppress::{suppress, Cell, Published};
 
 /// Who a site is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,17 +223,12 @@ fn depth_root(path: &str) -> String {
 fn area_path(a: &Area) -> String {
     match a.level {
         Level::City => "index.html".into(),
-        _ => format!("{}/{}/index.html", a.level.dir(), a.code),
+        _ => format!("{}/{}/index.html", level_dir(a.level), a.code),
     }
 }
 
 fn level_label(l: Level) -> &'static str {
-    match l {
-        Level::City => "市",
-        Level::County => "县(市、区)",
-        Level::Town => "镇(街道)",
-        Level::Grid => "网格",
-    }
+    l.label()
 }
 
 impl Ctx<'_> {
@@ -272,10 +269,10 @@ impl Ctx<'_> {
         })
     }
 
-    fn show(&self, m: &Metric, c: Cell) -> String {
+    fn show(&self, m: Metric, c: Cell) -> String {
         match c {
-            Cell::Shown(v) => match m.kind {
-                Kind::Share { .. } => format!("{:.1}%", v * 100.0),
+            Cell::Shown(v) => match m.kind() {
+                Kind::Ratio { .. } => format!("{:.1}%", v * 100.0),
                 _ => format!("{v:.0}"),
             },
             Cell::Small => format!("<{}", self.opts.threshold),
@@ -283,42 +280,35 @@ impl Ctx<'_> {
         }
     }
 
-    fn metric(key: &str) -> &'static Metric {
-        PUBLIC_METRICS
-            .iter()
-            .find(|m| m.key == key)
-            .expect("a published metric")
-    }
-
-    fn value(&self, a: &Area, key: &str, day: usize) -> String {
-        self.show(Self::metric(key), self.p.cell(a, key, day))
+    fn value(&self, a: &Area, m: Metric, day: usize) -> String {
+        self.show(m, self.p.cell(a, m, day))
     }
 
     fn cards(&self, a: &Area) -> Vec<Card> {
-        PUBLIC_METRICS
+        PUBLIC_FIGURES
             .iter()
-            .map(|m| Card {
-                label: m.label.into(),
+            .map(|&m| Card {
+                label: m.label().into(),
                 value: format!(
                     "{}{}",
-                    self.show(m, self.p.cell(a, m.key, self.last)),
-                    if matches!(m.kind, Kind::Share { .. }) {
+                    self.show(m, self.p.cell(a, m, self.last)),
+                    if matches!(m.kind(), Kind::Ratio { .. }) {
                         ""
                     } else {
-                        m.unit
+                        m.spec().unit
                     }
                 ),
             })
             .collect()
     }
 
-    fn series_table(&self, caption: &str, a: &Area, keys: &[&str]) -> Table {
+    fn series_table(&self, caption: &str, a: &Area, keys: &[Metric]) -> Table {
         let mut headers = vec!["日期".to_string()];
-        headers.extend(keys.iter().map(|k| Self::metric(k).label.to_string()));
+        headers.extend(keys.iter().map(|k| k.label().to_string()));
         let rows = (0..self.r.days.len())
             .map(|d| {
                 let mut row = vec![text(self.r.days[d].format("%Y-%m-%d").to_string())];
-                row.extend(keys.iter().map(|k| text(self.value(a, k, d))));
+                row.extend(keys.iter().map(|&k| text(self.value(a, k, d))));
                 row
             })
             .collect();
@@ -330,16 +320,24 @@ impl Ctx<'_> {
     }
 
     fn area_charts(&self, a: &Area) -> Result<Vec<Chart>> {
-        let specs: [(&str, &[&str], bool); 3] = [
-            ("住户走访覆盖率(累计)", &["coverage"], true),
+        let specs: [(&str, &[Metric], bool); 3] = [
+            ("住户走访覆盖率(累计)", &[Metric::Coverage], true),
             (
                 "安全隐患:排查与整改(累计)",
-                &["hazards_found", "hazards_fixed", "hazards_open"],
+                &[
+                    Metric::HazardsFound,
+                    Metric::HazardsFixed,
+                    Metric::HazardsOpen,
+                ],
                 false,
             ),
             (
                 "困难诉求:收集、解决与未解决",
-                &["hardships_raised", "hardships_resolved", "hardships_open"],
+                &[
+                    Metric::HardshipsRaised,
+                    Metric::HardshipsResolved,
+                    Metric::HardshipsOpen,
+                ],
                 false,
             ),
         ];
@@ -348,8 +346,8 @@ impl Ctx<'_> {
             .map(|(title, keys, percent)| {
                 let series: Vec<Series> = keys
                     .iter()
-                    .map(|k| Series {
-                        label: Self::metric(k).label.into(),
+                    .map(|&k| Series {
+                        label: k.label().into(),
                         values: (0..self.r.days.len())
                             .map(|d| self.p.get(a, k, d))
                             .collect(),
@@ -371,16 +369,16 @@ impl Ctx<'_> {
 
     fn children_table(&self, a: &Area, from: &str) -> Table {
         let keys = [
-            "households_visited",
-            "coverage",
-            "hazards_found",
-            "hazards_fixed",
-            "hardships_raised",
-            "hardships_resolved",
-            "hardships_open",
+            Metric::HouseholdsVisited,
+            Metric::Coverage,
+            Metric::HazardsFound,
+            Metric::HazardsFixed,
+            Metric::HardshipsRaised,
+            Metric::HardshipsResolved,
+            Metric::HardshipsOpen,
         ];
         let mut headers = vec!["名称".to_string()];
-        headers.extend(keys.iter().map(|k| Self::metric(k).label.to_string()));
+        headers.extend(keys.iter().map(|k| k.label().to_string()));
         let root = depth_root(from);
         let rows = self
             .r
@@ -388,7 +386,7 @@ impl Ctx<'_> {
             .filter(|c| self.opts.audience == Audience::Internal || c.level != Level::Grid)
             .map(|c| {
                 let mut row = vec![link(c.name.clone(), format!("{root}{}", area_path(c)))];
-                row.extend(keys.iter().map(|k| text(self.value(c, k, self.last))));
+                row.extend(keys.iter().map(|&k| text(self.value(c, k, self.last))));
                 row
             })
             .collect();
@@ -412,7 +410,7 @@ impl Ctx<'_> {
             .map(|c| Series {
                 label: c.name.clone(),
                 values: (0..self.r.days.len())
-                    .map(|d| self.p.get(c, "coverage", d))
+                    .map(|d| self.p.get(c, Metric::Coverage, d))
                     .collect(),
             })
             .collect();
@@ -427,7 +425,11 @@ impl Ctx<'_> {
             .extend(counties.iter().map(|c| c.name.clone()));
         for d in 0..self.r.days.len() {
             let mut row = vec![text(self.r.days[d].format("%Y-%m-%d").to_string())];
-            row.extend(counties.iter().map(|c| text(self.value(c, "coverage", d))));
+            row.extend(
+                counties
+                    .iter()
+                    .map(|c| text(self.value(c, Metric::Coverage, d))),
+            );
             table.rows.push(row);
         }
         let desc = format!(
@@ -464,7 +466,7 @@ impl Ctx<'_> {
         let mut grids: Vec<(&Area, f64)> = self
             .r
             .level(Level::Grid)
-            .map(|g| (g, self.p.get(g, "coverage", self.last).unwrap_or(0.0)))
+            .map(|g| (g, self.p.get(g, Metric::Coverage, self.last).unwrap_or(0.0)))
             .collect();
         grids.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.code.cmp(&b.0.code)));
         let rows = grids
@@ -480,8 +482,8 @@ impl Ctx<'_> {
                 vec![
                     link(g.name.clone(), area_path(g)),
                     text(town),
-                    text(self.value(g, "households_visited", self.last)),
-                    text(self.value(g, "coverage", self.last)),
+                    text(self.value(g, Metric::HouseholdsVisited, self.last)),
+                    text(self.value(g, Metric::Coverage, self.last)),
                 ]
             })
             .collect();
@@ -596,7 +598,7 @@ impl Ctx<'_> {
     }
 
     fn registered(&self, a: &Area) -> String {
-        a.cum("households_registered", self.last)
+        a.cum(Metric::HouseholdsRegistered, self.last)
             .map_or_else(|| "—".into(), |v| format!("{v:.0}"))
     }
 
@@ -605,36 +607,36 @@ impl Ctx<'_> {
         let city = self.r.city().expect("checked");
         let day = self.r.days[d];
         let grids = self.r.level(Level::Grid).count();
-        let v = |a: &Area, k: &str| self.value(a, k, d);
+        let v = |a: &Area, k: Metric| self.value(a, k, d);
         let mut paras = vec![format!(
             "截至{}月{}日,全市{}名机关干部下沉{}个网格,开展“三询问一完善”活动,累计走访住户{}户,住户覆盖率{},走访企业{}家、场所{}处,登记外来人员{}人,排查安全隐患{}处、已整改{}处,收集群众困难诉求{}件,已解决{}件。",
             day.month(),
             day.day(),
-            v(city, "reporters_cadre"),
+            v(city, Metric::ReportersCadre),
             grids,
-            v(city, "households_visited"),
-            v(city, "coverage"),
-            v(city, "enterprises_visited"),
-            v(city, "venues_visited"),
-            v(city, "newcomers_registered"),
-            v(city, "hazards_found"),
-            v(city, "hazards_fixed"),
-            v(city, "hardships_raised"),
-            v(city, "hardships_resolved"),
+            v(city, Metric::HouseholdsVisited),
+            v(city, Metric::Coverage),
+            v(city, Metric::EnterprisesVisited),
+            v(city, Metric::VenuesVisited),
+            v(city, Metric::NewcomersRegistered),
+            v(city, Metric::HazardsFound),
+            v(city, Metric::HazardsFixed),
+            v(city, Metric::HardshipsRaised),
+            v(city, Metric::HardshipsResolved),
         )];
-        let inc = |k: &str| {
+        let inc = |k: Metric| {
             self.p
                 .increment(city, k, d)
                 .map_or_else(|| "×".into(), |x| format!("{x:.0}"))
         };
         paras.push(format!(
             "当日新增走访住户{}户,新增排查隐患{}处,新增困难诉求{}件、办结{}件;目前尚有{}件诉求、{}处隐患正在跟进办理。",
-            inc("households_visited"),
-            inc("hazards_found"),
-            inc("hardships_raised"),
-            inc("hardships_resolved"),
-            v(city, "hardships_open"),
-            v(city, "hazards_open"),
+            inc(Metric::HouseholdsVisited),
+            inc(Metric::HazardsFound),
+            inc(Metric::HardshipsRaised),
+            inc(Metric::HardshipsResolved),
+            v(city, Metric::HardshipsOpen),
+            v(city, Metric::HazardsOpen),
         ));
         let counties: Vec<String> = self
             .r
@@ -643,8 +645,8 @@ impl Ctx<'_> {
                 format!(
                     "{}走访住户{}户,覆盖率{}",
                     c.name,
-                    v(c, "households_visited"),
-                    v(c, "coverage")
+                    v(c, Metric::HouseholdsVisited),
+                    v(c, Metric::Coverage)
                 )
             })
             .collect();
@@ -654,7 +656,7 @@ impl Ctx<'_> {
         let mut towns: Vec<(&Area, f64)> = self
             .r
             .level(Level::Town)
-            .filter_map(|t| self.p.get(t, "coverage", d).map(|c| (t, c)))
+            .filter_map(|t| self.p.get(t, Metric::Coverage, d).map(|c| (t, c)))
             .collect();
         towns.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.code.cmp(&b.0.code)));
         if towns.len() >= 3 {
@@ -680,12 +682,12 @@ impl Ctx<'_> {
             let root = depth_root(&path);
             let paragraphs = self.bulletin_text(d);
             let keys = [
-                "households_visited",
-                "coverage",
-                "hazards_found",
-                "hazards_fixed",
-                "hardships_raised",
-                "hardships_resolved",
+                Metric::HouseholdsVisited,
+                Metric::Coverage,
+                Metric::HazardsFound,
+                Metric::HazardsFixed,
+                Metric::HardshipsRaised,
+                Metric::HardshipsResolved,
             ];
             let mut table = Table {
                 caption: format!("截至{}各县(市、区)累计数据", date_label(day)),
@@ -694,10 +696,10 @@ impl Ctx<'_> {
             };
             table
                 .headers
-                .extend(keys.iter().map(|k| Self::metric(k).label.to_string()));
+                .extend(keys.iter().map(|k| k.label().to_string()));
             for a in std::iter::once(&city).chain(self.r.children(&city)) {
                 let mut row = vec![link(a.name.clone(), format!("{root}{}", area_path(a)))];
-                row.extend(keys.iter().map(|k| text(self.value(a, k, d))));
+                row.extend(keys.iter().map(|&k| text(self.value(a, k, d))));
                 table.rows.push(row);
             }
             let nav = |i: usize| Link {
@@ -818,15 +820,17 @@ impl Ctx<'_> {
             .map(|d| {
                 let mut row = BTreeMap::new();
                 row.insert("date", self.r.days[d].to_string());
-                row.insert("level", format!("{:?}", a.level).to_lowercase());
+                row.insert("level", a.level.name().to_string());
                 row.insert("area_code", a.code.clone());
                 row.insert("area_name", a.name.clone());
-                for m in PUBLIC_METRICS {
-                    let v = match self.p.cell(a, m.key, d) {
-                        Cell::Shown(v) if matches!(m.kind, Kind::Share { .. }) => format!("{v:.4}"),
+                for &m in PUBLIC_FIGURES {
+                    let v = match self.p.cell(a, m, d) {
+                        Cell::Shown(v) if matches!(m.kind(), Kind::Ratio { .. }) => {
+                            format!("{v:.4}")
+                        }
                         c => self.show(m, c),
                     };
-                    row.insert(m.key, v);
+                    row.insert(m.name(), v);
                 }
                 row
             })
@@ -915,27 +919,15 @@ impl Ctx<'_> {
 }
 
 fn data_stem(a: &Area) -> String {
-    format!(
-        "data/{}-{}",
-        format!("{:?}", a.level).to_lowercase(),
-        a.code
-    )
+    format!("data/{}-{}", a.level.name(), a.code)
 }
 
 fn child_level(l: Level) -> Level {
-    match l {
-        Level::City => Level::County,
-        Level::County => Level::Town,
-        Level::Town | Level::Grid => Level::Grid,
-    }
+    l.child().unwrap_or(l)
 }
 
 fn parent_level(l: Level) -> Level {
-    match l {
-        Level::Grid => Level::Town,
-        Level::Town => Level::County,
-        Level::County | Level::City => Level::City,
-    }
+    l.parent().unwrap_or(l)
 }
 
 fn to_csv(rows: &[BTreeMap<&'static str, String>]) -> String {

@@ -16,146 +16,9 @@
 
 use std::collections::BTreeMap;
 
+use gridstat_schemas::metrics::{Kind, Metric, Publication, CATALOGUE, PUBLIC_FIGURES};
+
 use crate::model::{Area, Level, Rollups};
-
-/// How a metric behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A count that only grows over the campaign.
-    Flow,
-    /// A count at the end of the day (open cases).
-    State,
-    /// A ratio of two figures.
-    Share {
-        /// Numerator metric.
-        num: &'static str,
-        /// Denominator metric.
-        den: &'static str,
-    },
-}
-
-/// A published metric.
-#[derive(Debug, Clone, Copy)]
-pub struct Metric {
-    /// Column name.
-    pub key: &'static str,
-    /// Chinese label.
-    pub label: &'static str,
-    /// Unit shown after numbers.
-    pub unit: &'static str,
-    /// Behaviour.
-    pub kind: Kind,
-}
-
-/// Every figure on the public site.
-pub const PUBLIC_METRICS: &[Metric] = &[
-    Metric {
-        key: "reporters_cadre",
-        label: "下沉机关干部",
-        unit: "名",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "households_visited",
-        label: "累计走访住户",
-        unit: "户",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "coverage",
-        label: "住户覆盖率",
-        unit: "%",
-        kind: Kind::Share {
-            num: "households_visited",
-            den: "households_registered",
-        },
-    },
-    Metric {
-        key: "enterprises_visited",
-        label: "走访企业",
-        unit: "家",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "venues_visited",
-        label: "走访场所",
-        unit: "处",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "newcomers_registered",
-        label: "外来人员报备",
-        unit: "人",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "tested_share",
-        label: "核酸检测率",
-        unit: "%",
-        kind: Kind::Share {
-            num: "residents_tested",
-            den: "residents_recorded",
-        },
-    },
-    Metric {
-        key: "vaccinated_share",
-        label: "疫苗接种率",
-        unit: "%",
-        kind: Kind::Share {
-            num: "residents_vaccinated",
-            den: "residents_recorded",
-        },
-    },
-    Metric {
-        key: "hazards_found",
-        label: "排查安全隐患",
-        unit: "处",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "hazards_fixed",
-        label: "已整改隐患",
-        unit: "处",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "hazards_open",
-        label: "未整改隐患",
-        unit: "处",
-        kind: Kind::State,
-    },
-    Metric {
-        key: "hardships_raised",
-        label: "收集困难诉求",
-        unit: "件",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "hardships_resolved",
-        label: "已解决诉求",
-        unit: "件",
-        kind: Kind::Flow,
-    },
-    Metric {
-        key: "hardships_open",
-        label: "未解决诉求",
-        unit: "件",
-        kind: Kind::State,
-    },
-    Metric {
-        key: "enlisted",
-        label: "发动楼长和志愿者",
-        unit: "人",
-        kind: Kind::Flow,
-    },
-];
-
-/// Counts that shares are built from but that are not shown on their own.
-const HIDDEN_COUNTS: &[&str] = &[
-    "residents_tested",
-    "residents_vaccinated",
-    "residents_recorded",
-];
 
 /// One published cell.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -184,21 +47,21 @@ pub struct Published {
     /// The threshold used (0: nothing withheld, the internal dashboard).
     pub threshold: f64,
     /// Values by (level, code) → metric → per day.
-    pub cells: BTreeMap<(Level, String), BTreeMap<&'static str, Vec<Cell>>>,
+    pub cells: BTreeMap<(Level, String), BTreeMap<Metric, Vec<Cell>>>,
 }
 
 impl Published {
     /// A published cell (`Withheld` when absent).
-    pub fn cell(&self, area: &Area, metric: &str, day: usize) -> Cell {
+    pub fn cell(&self, area: &Area, metric: Metric, day: usize) -> Cell {
         self.cells
             .get(&(area.level, area.code.clone()))
-            .and_then(|m| m.get(metric))
+            .and_then(|m| m.get(&metric))
             .and_then(|s| s.get(day).copied())
             .unwrap_or(Cell::Withheld)
     }
 
     /// A published value.
-    pub fn get(&self, area: &Area, metric: &str, day: usize) -> Option<f64> {
+    pub fn get(&self, area: &Area, metric: Metric, day: usize) -> Option<f64> {
         self.cell(area, metric, day).value()
     }
 
@@ -207,17 +70,17 @@ impl Published {
         let mut out = Published::default();
         for area in areas {
             let mut metrics = BTreeMap::new();
-            for m in PUBLIC_METRICS {
+            for &m in PUBLIC_FIGURES {
                 let series = (0..days)
-                    .map(|d| match m.kind {
-                        Kind::Share { num, den } => match (area.cum(num, d), area.cum(den, d)) {
+                    .map(|d| match m.kind() {
+                        Kind::Ratio { num, den } => match (area.cum(num, d), area.cum(den, d)) {
                             (Some(n), Some(dv)) if dv > 0.0 => Cell::Shown(n / dv),
                             _ => Cell::Withheld,
                         },
-                        _ => area.cum(m.key, d).map_or(Cell::Withheld, Cell::Shown),
+                        _ => area.cum(m, d).map_or(Cell::Withheld, Cell::Shown),
                     })
                     .collect();
-                metrics.insert(m.key, series);
+                metrics.insert(m, series);
             }
             out.cells.insert((area.level, area.code.clone()), metrics);
         }
@@ -226,7 +89,7 @@ impl Published {
 
     /// A published daily increment: the difference of two published
     /// cumulative values (day 0: from zero).
-    pub fn increment(&self, area: &Area, metric: &str, day: usize) -> Option<f64> {
+    pub fn increment(&self, area: &Area, metric: Metric, day: usize) -> Option<f64> {
         let today = self.get(area, metric, day)?;
         let before = if day == 0 {
             0.0
@@ -237,12 +100,20 @@ impl Published {
     }
 }
 
-fn counts() -> impl Iterator<Item = (&'static str, bool)> {
-    PUBLIC_METRICS
+/// The counts under control, each with whether its cumulative series is
+/// monotone: the public figures that are not ratios, and the parts that
+/// only ratios publish.
+fn counts() -> impl Iterator<Item = (Metric, bool)> {
+    let in_ratios = CATALOGUE
         .iter()
-        .filter(|m| !matches!(m.kind, Kind::Share { .. }))
-        .map(|m| (m.key, m.kind == Kind::Flow))
-        .chain(HIDDEN_COUNTS.iter().map(|k| (*k, true)))
+        .filter(|s| s.publication == Publication::InRatio)
+        .map(|s| s.metric);
+    PUBLIC_FIGURES
+        .iter()
+        .copied()
+        .filter(|m| !matches!(m.kind(), Kind::Ratio { .. }))
+        .chain(in_ratios)
+        .map(|m| (m, m.is_monotone()))
 }
 
 /// Apply the rules to the city, county and town areas of `r`.
@@ -287,15 +158,16 @@ pub fn suppress(r: &Rollups, threshold: f64) -> Published {
             .cells
             .get_mut(&(area.level, area.code.clone()))
             .expect("inserted above");
-        for m in PUBLIC_METRICS {
-            if let Kind::Share { num, den } = m.kind {
+        for &m in PUBLIC_FIGURES {
+            if let Kind::Ratio { num, den } = m.kind() {
                 let series = (0..days)
                     .map(|d| {
-                        let n = cells.get(num).and_then(|s| s[d].value());
-                        let dv = if den == "households_registered" {
+                        let n = cells.get(&num).and_then(|s| s[d].value());
+                        // The registry's figures are public as they are.
+                        let dv = if den.kind() == Kind::Registered {
                             area.cum(den, d)
                         } else {
-                            cells.get(den).and_then(|s| s[d].value())
+                            cells.get(&den).and_then(|s| s[d].value())
                         };
                         match (n, dv) {
                             (Some(n), Some(dv)) if dv > 0.0 => Cell::Shown(n / dv),
@@ -303,7 +175,7 @@ pub fn suppress(r: &Rollups, threshold: f64) -> Published {
                         }
                     })
                     .collect();
-                cells.insert(m.key, series);
+                cells.insert(m, series);
             }
         }
     }
@@ -311,7 +183,7 @@ pub fn suppress(r: &Rollups, threshold: f64) -> Published {
 }
 
 fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize) {
-    let keys: Vec<&'static str> = counts().map(|(k, _)| k).collect();
+    let keys: Vec<Metric> = counts().map(|(k, _)| k).collect();
     loop {
         let mut changed = false;
         for parent in public.iter().filter(|a| a.level != Level::Town) {
@@ -319,13 +191,13 @@ fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize
             for &key in &keys {
                 for d in 0..days {
                     let pkey = (parent.level, parent.code.clone());
-                    if out.cells[&pkey][key][d].value().is_none() {
+                    if out.cells[&pkey][&key][d].value().is_none() {
                         continue;
                     }
                     let withheld = children
                         .iter()
                         .filter(|c| {
-                            out.cells[&(c.level, c.code.clone())][key][d]
+                            out.cells[&(c.level, c.code.clone())][&key][d]
                                 .value()
                                 .is_none()
                         })
@@ -336,7 +208,7 @@ fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize
                     let candidate = children
                         .iter()
                         .filter_map(|c| {
-                            out.cells[&(c.level, c.code.clone())][key][d]
+                            out.cells[&(c.level, c.code.clone())][&key][d]
                                 .value()
                                 .map(|v| (c, v))
                         })
@@ -353,7 +225,7 @@ fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize
                     out.cells
                         .get_mut(&target)
                         .expect("public area")
-                        .get_mut(key)
+                        .get_mut(&key)
                         .expect("metric")[d] = Cell::Withheld;
                     changed = true;
                 }
@@ -373,11 +245,11 @@ mod tests {
     fn area(level: Level, code: &str, parent: Option<&str>, hh: &[f64]) -> Area {
         let mut cumulative = BTreeMap::new();
         cumulative.insert(
-            "households_visited".to_string(),
+            Metric::HouseholdsVisited,
             hh.iter().map(|v| Some(*v)).collect(),
         );
         cumulative.insert(
-            "households_registered".to_string(),
+            Metric::HouseholdsRegistered,
             hh.iter().map(|_| Some(1000.0)).collect(),
         );
         Area {
@@ -411,10 +283,10 @@ mod tests {
         let p = suppress(&r, 5.0);
         let city = r.city().unwrap();
         let got: Vec<_> = (0..4)
-            .map(|d| p.get(city, "households_visited", d))
+            .map(|d| p.get(city, Metric::HouseholdsVisited, d))
             .collect();
         assert_eq!(got, vec![None, Some(10.0), None, Some(20.0)]);
-        assert_eq!(p.increment(city, "households_visited", 3), None);
+        assert_eq!(p.increment(city, Metric::HouseholdsVisited, 3), None);
     }
 
     #[test]
@@ -439,7 +311,7 @@ mod tests {
                     },
                     code.to_string(),
                 )],
-                "households_visited",
+                Metric::HouseholdsVisited,
                 0,
             )
         };
