@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod committed;
 pub mod curated;
 pub mod duckdb;
 pub mod error;
@@ -118,6 +119,7 @@ pub async fn run(
 ) -> Result<AggregateReport> {
     let mut report = AggregateReport::default();
     let started = Instant::now();
+    let store = committed::CommittedFiles::wrap(store).await?;
     let (raw, previous) = futures::try_join!(RawListing::of(&store), async {
         if opts.full {
             Ok(None)
@@ -607,6 +609,7 @@ pub async fn rebuild_rollups(
 ) -> Result<AggregateReport> {
     let mut report = AggregateReport::default();
     let started = Instant::now();
+    let store = committed::CommittedFiles::wrap(store).await?;
     let raw = RawListing::of(&store).await?;
     let last_day = raw.last_day(opts.campaign_start);
     let ctx = tables::session(Arc::clone(&store));

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use gridstat_schemas::DecodeOptions;
 
+/// The default write deadline: a third of librdkafka's default
+/// `max.poll.interval.ms` (300 s).
+pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(100);
+
 /// How segments are cut, buffered and written.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -30,6 +34,13 @@ pub struct IngestOptions {
     /// Threads that decode a batch of records, and that encode a
     /// segment's files (default: one per core).
     pub threads: usize,
+    /// Who this worker is, recorded with the partitions it takes over.
+    pub owner: String,
+    /// Longest a segment write may take, retries included. Past it the
+    /// worker gives its partitions up and takes them over again; it must be
+    /// well under the group's `max.poll.interval.ms`, so that a stalled
+    /// worker stops writing before the group hands its partitions on.
+    pub write_deadline: Duration,
 }
 
 impl Default for IngestOptions {
@@ -44,6 +55,8 @@ impl Default for IngestOptions {
             zstd_level: 1,
             decode: DecodeOptions::default(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            owner: format!("pid-{}", std::process::id()),
+            write_deadline: DEFAULT_WRITE_DEADLINE,
         }
     }
 }

@@ -3,7 +3,7 @@
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use chrono::NaiveDate;
-use gridstat_schemas::lake::{dt_partition, topic_slug, QUARANTINE, RAW_CASES, RAW_VISITS};
+use gridstat_schemas::lake::{dt_partition, SegmentFile, QUARANTINE, RAW_CASES, RAW_VISITS};
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -34,14 +34,18 @@ pub struct FileKey {
     pub county: String,
 }
 
-/// The object a segment's records for `key` are written to. Deterministic
-/// from (topic, partition, first offset of the segment), so a replay of the
-/// same segment overwrites instead of duplicating.
-pub fn object_key(key: &FileKey, topic: &str, partition: i32, segment_start: i64) -> Path {
-    let file = format!(
-        "part-{}-p{partition:04}-o{segment_start:020}.parquet",
-        topic_slug(topic)
-    );
+/// The object a segment's records for `key` are written to: named after
+/// the segment (topic, partition, `[start, end)`) and the writer's epoch,
+/// so no two writers, and no two cuts of the same offsets, share a name.
+pub fn object_key(
+    key: &FileKey,
+    topic: &str,
+    partition: i32,
+    start: i64,
+    end: i64,
+    epoch: u64,
+) -> Path {
+    let file = SegmentFile::new(topic, partition, start, end, epoch).name();
     let dt = dt_partition(key.dt);
     let path = match key.table {
         Table::Visits => format!("{RAW_VISITS}/{dt}/county={}/{file}", key.county),
@@ -267,17 +271,17 @@ mod tests {
             dt: NaiveDate::from_ymd_opt(2022, 11, 25).unwrap(),
             county: "440781".into(),
         };
-        let p = object_key(&key, "grid.visits.v1", 3, 1200);
-        assert_eq!(p.as_ref(), "raw/visits/dt=2022-11-25/county=440781/part-grid_visits_v1-p0003-o00000000000000001200.parquet");
-        assert_eq!(p, object_key(&key, "grid.visits.v1", 3, 1200));
+        let p = object_key(&key, "grid.visits.v1", 3, 1200, 1300, 2);
+        assert_eq!(p.as_ref(), "raw/visits/dt=2022-11-25/county=440781/part-grid_visits_v1-p0003-o00000000000000001200-00000000000000001300-e0000000002.parquet");
+        assert_eq!(p, object_key(&key, "grid.visits.v1", 3, 1200, 1300, 2));
         let q = FileKey {
             table: Table::Quarantine,
             county: String::new(),
             ..key
         };
         assert_eq!(
-            object_key(&q, "t", 0, 0).as_ref(),
-            "quarantine/dt=2022-11-25/part-t-p0000-o00000000000000000000.parquet"
+            object_key(&q, "t", 0, 0, 5, 1).as_ref(),
+            "quarantine/dt=2022-11-25/part-t-p0000-o00000000000000000000-00000000000000000005-e0000000001.parquet"
         );
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! Exactly-once without waiting for traffic: each partition's records are
 //! cut into segments `[start, end)`. A segment is written as one file per
-//! table × dt × county, all named after (topic, partition, start). Before the
-//! files, the partition's state object records the segment as pending;
-//! after them, it records `next_offset = end`. Only then is `end` committed.
-//! On assignment the state is read: offsets below `next_offset` are skipped
-//! (already in the lake), and a pending segment is cut again at exactly the
-//! same `end`, so its files overwrite whatever a crashed run left.
+//! table × dt × county, all named after (topic, partition, start, end, the
+//! owner's epoch); then a new version of the partition's state records
+//! `next_offset = end`, created only if no other writer moved the state on
+//! meanwhile. Only then is `end` committed. On assignment the owner takes
+//! the partition over with the next epoch; offsets below `next_offset` are
+//! skipped (already in the lake). Files of a segment whose state was never
+//! written (a crash, a fenced or timed-out writer) are covered by no
+//! committed state, and readers ignore them (`gridstat_schemas::lake::Coverage`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use crate::encode::{encode_parquet, object_key, writer_properties, FileKey, Tabl
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::segment::{Filed, GridRanks, OpenFile, Segment};
-use crate::store::{LakeStore, PartitionState, PendingSegment};
+use crate::store::{Created, LakeStore, VersionedState};
 
 /// One message from a source.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +59,13 @@ pub struct Commit {
 #[derive(Debug)]
 struct PartitionSlot {
     topic: Arc<str>,
-    /// Offsets below are in the lake.
+    /// Offsets below are in the lake: `state`'s `next_offset`.
     durable: i64,
-    /// A segment that must be re-cut at exactly this end.
-    forced_end: Option<i64>,
+    /// The state this owner last wrote, with its version.
+    state: VersionedState,
+    /// The version this owner took the partition over with: never removed
+    /// while it owns the partition, so a stale owner's next write meets it.
+    takeover_seq: u64,
     segment: Option<Segment>,
     /// Local day of the last accepted event: dates quarantine rows that
     /// have no transport timestamp, deterministically.
@@ -112,20 +117,65 @@ impl IngestEngine {
         }
     }
 
-    /// Take ownership of a partition: read its state from the lake and
-    /// return the offset to resume from (`None`: from the source's own
-    /// committed offset, which is never behind the lake's).
+    /// Take ownership of a partition: take its state over in the lake with
+    /// the next epoch (fencing any earlier owner) and return the offset
+    /// below which everything is in the lake.
     pub async fn assign(&mut self, topic: &str, partition: i32) -> Result<i64> {
-        let state = self.store.read_state(topic, partition).await?;
-        let (durable, forced_end) = match state.pending {
-            Some(p) if p.start == state.next_offset => (state.next_offset, Some(p.end)),
-            _ => (state.next_offset, None),
+        self.assign_source(topic, partition, None).await
+    }
+
+    /// [`assign`](Self::assign) for a file source whose first bytes are
+    /// `prefix`: refused if the partition was ingested from a file whose
+    /// first bytes differ (another file of the same name).
+    pub async fn assign_source(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        prefix: Option<&[u8]>,
+    ) -> Result<i64> {
+        let mut attempts = 0;
+        let (state, takeover_seq) = loop {
+            let current = self.store.read_state(topic, partition).await?;
+            let mut next = current.state.taken_over(&self.opts.owner);
+            if let Some(prefix) = prefix {
+                next.source = Some(crate::source::check_identity(
+                    topic,
+                    current.state.source.as_ref(),
+                    prefix,
+                )?);
+            }
+            let seq = current.seq + 1;
+            match self
+                .store
+                .create_state(topic, partition, seq, &next)
+                .await?
+            {
+                Created::Yes => {
+                    // Versions before the one preceding this takeover are
+                    // of owners that can no longer move the state on.
+                    if current.seq > 1 {
+                        self.store
+                            .remove_states_below(topic, partition, current.seq)
+                            .await;
+                    }
+                    break (VersionedState { seq, state: next }, seq);
+                }
+                Created::Fenced if attempts < TAKEOVER_ATTEMPTS => attempts += 1,
+                Created::Fenced => {
+                    return Err(Error::Contended {
+                        topic: topic.into(),
+                        partition,
+                        attempts,
+                    })
+                }
+            }
         };
+        let durable = state.state.next_offset;
         tracing::info!(
             topic,
             partition,
             next_offset = durable,
-            forced_end,
+            epoch = state.state.epoch,
             "Partition assigned."
         );
         let topic: Arc<str> = topic.into();
@@ -134,13 +184,27 @@ impl IngestEngine {
             PartitionSlot {
                 topic,
                 durable,
-                forced_end,
+                state,
+                takeover_seq,
                 segment: None,
                 last_day: None,
             },
         );
         self.metrics.set_partitions_owned(self.partitions.len());
         Ok(durable)
+    }
+
+    /// Drop every partition and abandon every write in progress: after a
+    /// write outlived its deadline, the worker cannot know what of it
+    /// landed, so it gives everything up and takes partitions over anew.
+    pub fn reset(&mut self) {
+        for f in self.in_flight.drain(..) {
+            f.handle.abort();
+        }
+        let owned: Vec<(Arc<str>, i32)> = self.partitions.keys().cloned().collect();
+        for (topic, partition) in owned {
+            self.revoke(&topic, partition);
+        }
     }
 
     /// Give a partition up: its unwritten records are dropped (the next
@@ -206,6 +270,7 @@ impl IngestEngine {
                 rec.offset >= self.partitions[&routes.keys[key]].durable && !is_blank(rec.payload)
             })
             .collect();
+        self.decoder.opts.now = Some(wall_clock());
         let decoded = self.decoder.decode_where(recs, &wanted);
         self.file_all(recs, &routes, &decoded, now).await
     }
@@ -233,7 +298,9 @@ impl IngestEngine {
     /// A decoder with this engine's registry and limits, usable on another
     /// thread while the engine files.
     pub fn decoder(&self) -> Decoder {
-        self.decoder.clone()
+        let mut decoder = self.decoder.clone();
+        decoder.opts.now = Some(wall_clock());
+        decoder
     }
 
     /// Each record's partition, assigning new ones. Records of a batch come
@@ -347,16 +414,10 @@ impl IngestEngine {
         }
         self.buffered_rows += seg.rows - rows;
         self.buffered_bytes += seg.bytes - bytes;
-        let seg_end = seg.end;
         let seg_rows = seg.rows;
         let mut commits = Vec::new();
-        match slot.forced_end {
-            Some(end) if seg_end >= end => commits.extend(self.flush(key).await?),
-            Some(_) => {} // re-cutting a pending segment: no other trigger may cut it
-            None if seg_rows >= self.opts.max_segment_rows => {
-                commits.extend(self.flush(key).await?)
-            }
-            None => {}
+        if seg_rows >= self.opts.max_segment_rows {
+            commits.extend(self.flush(key).await?);
         }
         while self.buffered_bytes > self.opts.max_buffered_bytes
             || self.buffered_rows > self.opts.max_buffered_rows
@@ -372,7 +433,6 @@ impl IngestEngine {
     fn largest_flushable(&self) -> Option<(Arc<str>, i32)> {
         self.partitions
             .iter()
-            .filter(|(_, s)| s.forced_end.is_none())
             .filter_map(|(k, s)| s.segment.as_ref().map(|seg| (seg.bytes, k)))
             .max_by_key(|(b, _)| *b)
             .map(|(_, k)| k.clone())
@@ -383,7 +443,6 @@ impl IngestEngine {
         let due: Vec<_> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.forced_end.is_none())
             .filter(|(_, s)| {
                 s.segment.as_ref().is_some_and(|seg| {
                     now.duration_since(seg.opened_at) >= self.opts.flush_interval
@@ -398,16 +457,12 @@ impl IngestEngine {
         Ok(commits)
     }
 
-    /// Flush everything buffered (end of input, shutdown). A pending
-    /// segment that has not reached its forced end stays unwritten: its
-    /// replay will cut it again.
+    /// Flush everything buffered (end of input, shutdown).
     pub async fn flush_all(&mut self) -> Result<Vec<Commit>> {
         let keys: Vec<_> = self.partitions.keys().cloned().collect();
         let mut commits = Vec::new();
         for key in keys {
-            if self.partitions[&key].forced_end.is_none() {
-                commits.extend(self.flush(&key).await?);
-            }
+            commits.extend(self.flush(&key).await?);
         }
         commits.extend(self.reap_all().await?);
         Ok(commits)
@@ -435,21 +490,36 @@ impl IngestEngine {
         };
         self.buffered_rows -= seg.rows;
         self.buffered_bytes -= seg.bytes;
-        let replay = slot.forced_end.take().is_some();
         let end = seg.end;
         let job = write_segment(
             self.store.clone(),
             Arc::clone(&slot.topic),
             key.1,
             seg,
-            replay,
+            Owned {
+                state: slot.state.clone(),
+                takeover_seq: slot.takeover_seq,
+            },
             self.opts.clone(),
             Arc::clone(&self.metrics),
         );
+        let (deadline, topic, partition) =
+            (self.opts.write_deadline, Arc::clone(&slot.topic), key.1);
+        let bounded = async move {
+            tokio::time::timeout(deadline, job)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::WriteDeadline {
+                        topic: topic.to_string(),
+                        partition,
+                        seconds: deadline.as_secs_f64(),
+                    })
+                })
+        };
         self.in_flight.push(InFlight {
             key: key.clone(),
             end,
-            handle: tokio::spawn(job),
+            handle: tokio::spawn(bounded),
         });
         if self.background_writes {
             commits.extend(self.reap(None).await?);
@@ -474,18 +544,31 @@ impl IngestEngine {
                 continue;
             }
             let f = self.in_flight.remove(i);
-            f.handle.await.map_err(|e| Error::Encode {
+            let written = f.handle.await.map_err(|e| Error::Encode {
                 what: "a segment write task".into(),
                 source: Box::new(e),
             })??;
-            if let Some(slot) = self.partitions.get_mut(&f.key) {
-                slot.durable = slot.durable.max(f.end);
+            match written {
+                Written::Committed(state) => {
+                    if let Some(slot) = self.partitions.get_mut(&f.key) {
+                        slot.durable = state.state.next_offset;
+                        slot.state = state;
+                    }
+                    commits.push(Commit {
+                        topic: Arc::clone(&f.key.0),
+                        partition: f.key.1,
+                        next_offset: f.end,
+                    });
+                }
+                Written::Fenced => {
+                    tracing::warn!(
+                        topic = &*f.key.0,
+                        partition = f.key.1,
+                        "Partition taken over by another worker; its records are left to the new owner."
+                    );
+                    self.revoke(&f.key.0, f.key.1);
+                }
             }
-            commits.push(Commit {
-                topic: Arc::clone(&f.key.0),
-                partition: f.key.1,
-                next_offset: f.end,
-            });
         }
         Ok(commits)
     }
@@ -503,6 +586,11 @@ impl IngestEngine {
     pub fn quarantined_by_class(&self) -> Vec<(ErrorClass, u64)> {
         self.metrics.quarantined_by_class()
     }
+}
+
+/// The real clock, against which times in the future are rejected.
+fn wall_clock() -> DateTime<FixedOffset> {
+    chrono::Utc::now().fixed_offset()
 }
 
 /// A message of only whitespace (a blank line) is consumed without a row;
@@ -721,33 +809,59 @@ type Encoded = (Vec<(object_store::path::Path, Bytes)>, usize, usize);
 /// Writes at once across all partitions.
 const MAX_IN_FLIGHT: usize = 2;
 
+/// Attempts to take a partition over while other owners keep moving its
+/// state on (each attempt reads the newest version).
+const TAKEOVER_ATTEMPTS: u32 = 10;
+
 /// A segment being written in the background.
 #[derive(Debug)]
 struct InFlight {
     key: (Arc<str>, i32),
     end: i64,
-    handle: tokio::task::JoinHandle<Result<()>>,
+    handle: tokio::task::JoinHandle<Result<Written>>,
 }
 
-/// The three steps of a segment write (see the module docs).
+/// What became of a segment write.
+#[derive(Debug)]
+enum Written {
+    /// Its state version is written: the segment may be committed.
+    Committed(VersionedState),
+    /// Another owner moved the state on first: nothing may be committed,
+    /// and the partition is no longer ours.
+    Fenced,
+}
+
+/// What a writer knows of the partition it owns.
+#[derive(Debug)]
+struct Owned {
+    /// The state it last wrote.
+    state: VersionedState,
+    /// The version it took the partition over with.
+    takeover_seq: u64,
+}
+
+/// The two steps of a segment write (see the module docs): the files,
+/// then the next state version, created only if no other writer has.
 async fn write_segment(
     store: LakeStore,
     topic: Arc<str>,
     partition: i32,
     seg: Segment,
-    replay: bool,
+    owned: Owned,
     opts: IngestOptions,
     metrics: Arc<IngestMetrics>,
-) -> Result<()> {
+) -> Result<Written> {
     let started = Instant::now();
     let (start, end, rows) = (seg.start, seg.end, seg.rows);
-    if !replay {
-        let state = PartitionState {
-            next_offset: start,
-            pending: Some(PendingSegment { start, end }),
-        };
-        store.write_state(&topic, partition, &state).await?;
-    }
+    let epoch = owned.state.state.epoch;
+    let next = owned
+        .state
+        .state
+        .with_segment(start, end)
+        .map_err(|reason| Error::Encode {
+            what: format!("the state of {topic}/{partition}"),
+            source: reason.into(),
+        })?;
     let topic_for_keys = Arc::clone(&topic);
     let encoded = tokio::task::spawn_blocking(move || -> Result<Encoded> {
         let props = writer_properties(opts.row_group_rows, opts.zstd_level);
@@ -770,7 +884,7 @@ async fn write_segment(
             .map(|(file_key, body, rows)| {
                 rows_written += rows;
                 bytes_written += body.len();
-                let path = object_key(&file_key, &topic_for_keys, partition, start);
+                let path = object_key(&file_key, &topic_for_keys, partition, start, end, epoch);
                 (path, body)
             })
             .collect();
@@ -784,19 +898,18 @@ async fn write_segment(
     let (objects, rows_written, bytes_written) = encoded;
     let files = objects.len();
     store.put_all(objects).await?;
-    store
-        .write_state(
-            &topic,
-            partition,
-            &PartitionState {
-                next_offset: end,
-                pending: None,
-            },
-        )
-        .await?;
+    let seq = owned.state.seq + 1;
+    if store.create_state(&topic, partition, seq, &next).await? == Created::Fenced {
+        return Ok(Written::Fenced);
+    }
+    // The version before the last stays until the next write, for a
+    // reader that listed it; the takeover version stays for good.
+    if seq >= 2 && seq - 2 > owned.takeover_seq {
+        store.remove_state(&topic, partition, seq - 2).await;
+    }
     metrics.flushed(rows_written, bytes_written, started.elapsed());
-    tracing::debug!(topic = %topic, partition, start, end, rows, files, "Flushed segment.");
-    Ok(())
+    tracing::debug!(topic = %topic, partition, start, end, rows, files, epoch, "Flushed segment.");
+    Ok(Written::Committed(VersionedState { seq, state: next }))
 }
 
 #[cfg(test)]
@@ -965,8 +1078,8 @@ mod tests {
         );
     }
 
-    /// Segments written per partition of `topic`, from the lake's file
-    /// names (`…-pPPPP-oSTART.parquet`).
+    /// Segments written per partition, by their start, from the lake's
+    /// file names.
     async fn segments_per_partition(
         store: &Arc<dyn object_store::ObjectStore>,
     ) -> BTreeMap<i32, std::collections::BTreeSet<i64>> {
@@ -974,16 +1087,14 @@ mod tests {
         let files: Vec<_> = store.list(None).try_collect().await.unwrap();
         let mut segments: BTreeMap<i32, std::collections::BTreeSet<i64>> = BTreeMap::new();
         for file in files {
-            let name = file.location.filename().unwrap().to_string();
-            let Some(rest) = name.strip_suffix(".parquet") else {
-                continue;
-            };
-            let (head, start) = rest.rsplit_once("-o").unwrap();
-            let partition = head.rsplit_once("-p").unwrap().1;
-            segments
-                .entry(partition.parse().unwrap())
-                .or_default()
-                .insert(start.parse().unwrap());
+            if let Some(segment) =
+                gridstat_schemas::lake::SegmentFile::parse(file.location.as_ref())
+            {
+                segments
+                    .entry(segment.partition)
+                    .or_default()
+                    .insert(segment.start);
+            }
         }
         segments
     }

@@ -23,8 +23,9 @@ pub enum Error {
         /// The store's error.
         source: object_store::Error,
     },
-    /// The partition state object in the lake is not readable.
-    #[error("partition state {path} is corrupt: {reason}; delete it only after checking the segment files it names")]
+    /// The partition state object in the lake is not readable. The
+    /// partition is not consumed until it is repaired.
+    #[error("partition state {path} is corrupt: {reason}; see `gridstat lake repair-state` in docs/operations.md")]
     CorruptState {
         /// The object.
         path: Path,
@@ -54,6 +55,40 @@ pub enum Error {
         context: String,
         /// The client error.
         source: rdkafka::error::KafkaError,
+    },
+    /// A segment write outlived its deadline (the store is unreachable or
+    /// stalled): the worker gives up what it holds and takes its
+    /// partitions over again, before the group would drop it.
+    #[error(
+        "writing a segment of {topic}/{partition} took over {seconds} s; giving up the partitions"
+    )]
+    WriteDeadline {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The deadline.
+        seconds: f64,
+    },
+    /// Other owners kept moving the partition's state on while this worker
+    /// tried to take it over.
+    #[error("could not take {topic}/{partition} over: its state moved on {attempts} times")]
+    Contended {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A file source's name was ingested before from a file with other
+    /// content.
+    #[error("{topic} was ingested before from a file whose first {len} bytes differ from this one's; give this file its own --source-id, or use the original file to resume")]
+    OtherSource {
+        /// The source's topic (`file:NAME`).
+        topic: String,
+        /// Bytes compared.
+        len: u64,
     },
     /// Bad configuration.
     #[error("configuration: {0}")]

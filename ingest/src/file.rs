@@ -186,15 +186,27 @@ fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, limit: usize) -> std::io::Re
     Ok(false)
 }
 
-/// Ingest NDJSON from `reader` as topic `file:NAME`.
+/// Ingest NDJSON from `reader` as topic `file:NAME`. The first bytes of
+/// the input identify it: a second run resumes only on the same input (or
+/// the same input with lines appended), see [`crate::source`].
 pub async fn ingest_ndjson<R: Read + Send + 'static>(
-    reader: R,
+    mut reader: R,
     name: &str,
     engine: &mut IngestEngine,
 ) -> Result<FileReport> {
     let topic = format!("file:{name}");
     engine.set_background_writes(true);
-    let resumed_from = engine.assign(&topic, 0).await?;
+    let input_error = |source| Error::Input {
+        name: name.into(),
+        source,
+    };
+    let mut prefix = Vec::with_capacity(crate::source::IDENTITY_BYTES);
+    (&mut reader)
+        .take(crate::source::IDENTITY_BYTES as u64)
+        .read_to_end(&mut prefix)
+        .map_err(input_error)?;
+    let resumed_from = engine.assign_source(&topic, 0, Some(&prefix)).await?;
+    let reader = std::io::Cursor::new(prefix).chain(reader);
     let rows_before = engine.metrics().rows_written();
     let quarantined_before: u64 = engine.quarantined_by_class().iter().map(|c| c.1).sum();
     let (tx, mut rx) = mpsc::channel(BLOCKS_AHEAD);

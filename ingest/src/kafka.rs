@@ -107,6 +107,7 @@ impl KafkaIngestConfig {
         if self.topics.is_empty() {
             return Err(Error::Config("no topics: pass --topics a,b".into()));
         }
+        check_settings(&self.settings)?;
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group)
@@ -132,6 +133,76 @@ impl KafkaIngestConfig {
         })?;
         Ok(consumer)
     }
+}
+
+/// librdkafka settings that would break the guarantees, with the value
+/// that breaks them (`None`: any value) and why.
+const REFUSED_SETTINGS: &[(&str, Option<&str>, &str)] = &[
+    (
+        "enable.auto.commit",
+        Some("true"),
+        "offsets are committed only once their records are in the lake",
+    ),
+    (
+        "auto.commit.enable",
+        Some("true"),
+        "offsets are committed only once their records are in the lake",
+    ),
+    (
+        "enable.auto.offset.store",
+        Some("true"),
+        "offsets are stored only once their records are in the lake",
+    ),
+    (
+        "isolation.level",
+        Some("read_uncommitted"),
+        "records of aborted transactions would be counted",
+    ),
+    ("group.id", None, "the group is set by --group"),
+    (
+        "enable.partition.eof",
+        Some("true"),
+        "the worker treats end-of-partition events as errors",
+    ),
+];
+
+/// Refuse `-X` settings that would break exactly-once, naming the setting.
+pub fn check_settings(settings: &[(String, String)]) -> Result<()> {
+    for (key, value) in settings {
+        let refused = REFUSED_SETTINGS.iter().find(|(k, bad, _)| {
+            k == key && bad.is_none_or(|bad| value.trim().eq_ignore_ascii_case(bad))
+        });
+        if let Some((_, _, why)) = refused {
+            return Err(Error::Config(format!("-X {key}={value} is refused: {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// Check that a write deadline leaves the group time to spare: a worker
+/// stalled in a write must give its partitions up well before the group
+/// hands them on (`max.poll.interval.ms`, 300 s unless set).
+pub fn check_write_deadline(settings: &[(String, String)], deadline: Duration) -> Result<()> {
+    let poll = settings
+        .iter()
+        .find(|(k, _)| k == "max.poll.interval.ms")
+        .map(|(_, v)| {
+            v.trim().parse::<u64>().map_err(|_| {
+                Error::Config(format!(
+                    "-X max.poll.interval.ms={v}: expected milliseconds"
+                ))
+            })
+        })
+        .transpose()?
+        .map_or(Duration::from_secs(300), Duration::from_millis);
+    if deadline * 2 > poll {
+        return Err(Error::Config(format!(
+            "the write deadline ({} ms) must be at most half of max.poll.interval.ms ({} ms)",
+            deadline.as_millis(),
+            poll.as_millis()
+        )));
+    }
+    Ok(())
 }
 
 fn commit(consumer: &WorkerConsumer, commits: &[Commit], mode: CommitMode) -> Result<()> {
@@ -170,15 +241,54 @@ fn update_commit_lag(consumer: &WorkerConsumer, engine: &IngestEngine) {
 async fn apply_rebalances(consumer: &WorkerConsumer, engine: &mut IngestEngine) -> Result<()> {
     for (assigned, parts) in consumer.context().log.take() {
         for (topic, partition) in parts {
-            if assigned {
-                engine.assign(&topic, partition).await?;
-            } else {
+            if !assigned {
                 engine.revoke(&topic, partition);
+                continue;
+            }
+            match engine.assign(&topic, partition).await {
+                Ok(_) => {}
+                // One unreadable state must not stop the other partitions,
+                // nor crash every worker the partition moves to.
+                Err(e @ Error::CorruptState { .. }) => {
+                    tracing::error!(topic, partition, error = %e, "Partition not consumed until its state is repaired.");
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&topic, partition);
+                    consumer.pause(&tpl).map_err(kafka("pausing a partition"))?;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
     Ok(())
 }
+
+/// Give up every partition and rejoin the group: after a write outlived
+/// its deadline, the worker cannot tell what of it landed. The next owner
+/// of each partition (this worker or another) takes it over with a new
+/// epoch, which fences whatever of the abandoned write still arrives.
+async fn rejoin(consumer: &WorkerConsumer, engine: &mut IngestEngine, cause: &Error) -> Result<()> {
+    tracing::warn!(error = %cause, "Giving up every partition and rejoining the group.");
+    engine.reset();
+    let subscribed = consumer
+        .subscription()
+        .map_err(kafka("reading the subscription"))?;
+    let mut topics: Vec<String> = subscribed
+        .elements()
+        .iter()
+        .map(|e| e.topic().to_string())
+        .collect();
+    topics.dedup();
+    consumer.unsubscribe();
+    drop(consumer.context().log.take());
+    tokio::time::sleep(REJOIN_PAUSE).await;
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(kafka("subscribing again"))
+}
+
+/// How long a worker that gave its partitions up waits before rejoining.
+const REJOIN_PAUSE: Duration = Duration::from_secs(1);
 
 /// Consume until `shutdown` resolves; then flush, commit and return.
 pub async fn run(
@@ -189,39 +299,20 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             _ = &mut shutdown => break,
-            _ = tick.tick() => {
-                apply_rebalances(&consumer, engine).await?;
-                let commits = engine.tick(Instant::now()).await?;
-                commit(&consumer, &commits, CommitMode::Async)?;
-                update_commit_lag(&consumer, engine);
-            }
-            received = consumer.recv() => {
-                apply_rebalances(&consumer, engine).await?;
-                let msg = match received {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Kafka receive failed; continuing.");
-                        continue;
-                    }
-                };
-                if !engine.owns(msg.topic(), msg.partition()) {
-                    continue; // revoked meanwhile: the next owner reads it again
+            _ = tick.tick() => on_tick(&consumer, engine).await,
+            received = consumer.recv() => match received {
+                Ok(msg) => on_message(&consumer, engine, &msg).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka receive failed; continuing.");
+                    Ok(())
                 }
-                let timestamp = msg.timestamp().to_millis().and_then(DateTime::from_timestamp_millis).map(|t| t.with_timezone(&gridstat_schemas::time::shanghai()));
-                let rec = SourceRecord {
-                    topic: msg.topic(),
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    key: msg.key(),
-                    payload: msg.payload().unwrap_or(&[]),
-                    timestamp,
-                };
-                let commits = engine.push(rec, Instant::now()).await?;
-                drop(msg);
-                commit(&consumer, &commits, CommitMode::Async)?;
-            }
+            },
+        };
+        match step {
+            Err(e @ Error::WriteDeadline { .. }) => rejoin(&consumer, engine, &e).await?,
+            other => other?,
         }
     }
     tracing::info!("Draining: flushing segments and committing.");
@@ -230,6 +321,40 @@ pub async fn run(
     commit(&consumer, &commits, CommitMode::Sync)?;
     consumer.unsubscribe();
     Ok(())
+}
+
+async fn on_tick(consumer: &WorkerConsumer, engine: &mut IngestEngine) -> Result<()> {
+    apply_rebalances(consumer, engine).await?;
+    let commits = engine.tick(Instant::now()).await?;
+    commit(consumer, &commits, CommitMode::Async)?;
+    update_commit_lag(consumer, engine);
+    Ok(())
+}
+
+async fn on_message(
+    consumer: &WorkerConsumer,
+    engine: &mut IngestEngine,
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+) -> Result<()> {
+    apply_rebalances(consumer, engine).await?;
+    if !engine.owns(msg.topic(), msg.partition()) {
+        return Ok(()); // revoked meanwhile: the next owner reads it again
+    }
+    let timestamp = msg
+        .timestamp()
+        .to_millis()
+        .and_then(DateTime::from_timestamp_millis)
+        .map(|t| t.with_timezone(&gridstat_schemas::time::shanghai()));
+    let rec = SourceRecord {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key(),
+        payload: msg.payload().unwrap_or(&[]),
+        timestamp,
+    };
+    let commits = engine.push(rec, Instant::now()).await?;
+    commit(consumer, &commits, CommitMode::Async)
 }
 
 /// A probe of one group's progress on some topics: one client, and the
@@ -365,4 +490,49 @@ pub async fn ensure_topics(brokers: &str, topics: &[String], partitions: i32) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn settings_that_break_exactly_once_are_refused_by_name() {
+        for (k, v) in [
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "TRUE"),
+            ("isolation.level", "read_uncommitted"),
+            ("group.id", "other"),
+        ] {
+            let err = check_settings(&settings(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("-X {k}={v}")), "{err}");
+        }
+        check_settings(&settings(&[
+            ("enable.auto.commit", "false"),
+            ("session.timeout.ms", "6000"),
+        ]))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_write_deadline_must_be_under_half_the_poll_interval() {
+        let deadline = Duration::from_secs(4);
+        check_write_deadline(&settings(&[("max.poll.interval.ms", "10000")]), deadline).unwrap();
+        assert!(
+            check_write_deadline(&settings(&[("max.poll.interval.ms", "6000")]), deadline).is_err()
+        );
+        assert!(check_write_deadline(&[], Duration::from_secs(200)).is_err());
+        assert!(
+            check_write_deadline(&settings(&[("max.poll.interval.ms", "x")]), deadline).is_err()
+        );
+    }
 }

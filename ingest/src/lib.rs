@@ -13,7 +13,7 @@
 //! ```
 //! use gridstat_ingest::encode::{object_key, FileKey, Table};
 //! let key = FileKey { table: Table::Cases, dt: chrono::NaiveDate::from_ymd_opt(2022, 11, 26).unwrap(), county: "440703".into() };
-//! assert!(object_key(&key, "grid.cases.v1", 0, 42).as_ref().starts_with("raw/cases/dt=2022-11-26/county=440703/"));
+//! assert!(object_key(&key, "grid.cases.v1", 0, 42, 50, 1).as_ref().starts_with("raw/cases/dt=2022-11-26/county=440703/"));
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
@@ -25,6 +25,7 @@ pub mod file;
 pub mod kafka;
 pub mod metrics;
 mod segment;
+pub mod source;
 pub mod store;
 
 pub use config::IngestOptions;

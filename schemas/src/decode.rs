@@ -25,8 +25,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_CLOCK_SKEW_MINUTES: i64 = 10;
 /// Most residents one household may record; larger is a typo.
 pub const MAX_HOUSEHOLD_RESIDENTS: u32 = 50;
-/// Most people one enterprise or venue visit may record.
-pub const MAX_SITE_PEOPLE: u32 = 100_000;
+/// Most people one enterprise or venue visit may record (staff recorded,
+/// tested, enlisted): above the workforce of Jiangmen's largest employers.
+pub const MAX_SITE_PEOPLE: u32 = 20_000;
 
 /// Limits applied while decoding.
 #[derive(Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct DecodeOptions {
     pub campaign_start: NaiveDate,
     /// How far a time may lie after its reference time.
     pub max_clock_skew: Duration,
+    /// The real clock when decoding (`None`: not checked). A send or event
+    /// time later than it plus `max_clock_skew` is in the future: one such
+    /// message would otherwise stretch every rollup's calendar to its date.
+    pub now: Option<DateTime<FixedOffset>>,
 }
 
 impl Default for DecodeOptions {
@@ -45,6 +50,7 @@ impl Default for DecodeOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             campaign_start: crate::time::DEFAULT_CAMPAIGN_START,
             max_clock_skew: Duration::minutes(DEFAULT_MAX_CLOCK_SKEW_MINUTES),
+            now: None,
         }
     }
 }
@@ -415,6 +421,11 @@ fn check_times(
     if let Some(received) = received_at {
         if sent_at.signed_duration_since(received) > opts.max_clock_skew {
             return Err(future("sent_at", sent_at, received));
+        }
+    }
+    if let Some(now) = opts.now {
+        if sent_at.signed_duration_since(now) > opts.max_clock_skew {
+            return Err(future("sent_at", sent_at, now));
         }
     }
     if event_at.signed_duration_since(sent_at) > opts.max_clock_skew {

@@ -465,6 +465,28 @@ impl Row {
     }
 }
 
+/// Longest code or grid id.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why `value` is not allowed in column `column`, if it is not. Codes and
+/// grid ids become parts of object and page paths, so they are letters,
+/// digits, `-` and `_` only (no separators, dots or spaces); no value may
+/// hold a control character.
+fn bad_value(column: &str, value: &str) -> Option<String> {
+    let is_id = column.ends_with("_code") || column == "grid_id";
+    if is_id {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if value.len() > MAX_ID_LEN || !value.chars().all(allowed) {
+            return Some(format!(
+                "{value:?} is not a valid code: use 1 to {MAX_ID_LEN} ASCII letters, digits, `-` or `_`"
+            ));
+        }
+    } else if value.chars().any(char::is_control) {
+        return Some(format!("{value:?} holds a control character"));
+    }
+    None
+}
+
 fn read_rows(file: &Path, text: &str, columns: &'static [&'static str]) -> Result<Vec<Row>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -511,6 +533,14 @@ fn read_rows(file: &Path, text: &str, columns: &'static [&'static str]) -> Resul
                     line,
                     column: col.to_string(),
                     reason: "empty value; every column needs one".into(),
+                });
+            }
+            if let Some(reason) = bad_value(col, value) {
+                return Err(RegistryError::Row {
+                    file: file.into(),
+                    line,
+                    column: col.to_string(),
+                    reason,
                 });
             }
             values.push(value.to_string());

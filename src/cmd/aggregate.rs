@@ -132,6 +132,7 @@ pub(crate) fn sql(registry_dir: Option<&Path>, args: SqlArgs) -> anyhow::Result<
     let registry = super::load_registry(registry_dir)?;
     let store = args.lake.open()?;
     super::runtime()?.block_on(async move {
+        let store = gridstat_aggregate::committed::CommittedFiles::wrap(store).await?;
         let ctx = gridstat_aggregate::tables::session(Arc::clone(&store));
         gridstat_aggregate::tables::register_all(&ctx, &store, &registry).await?;
         let df = ctx.sql(&query).await.context("planning the query")?;

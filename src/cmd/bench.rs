@@ -174,7 +174,7 @@ fn bench_ingest(
         let store = empty_lake(&lakes.join(format!("run-{run}")))?;
         let started = Instant::now();
         report = Some(runtime.block_on(super::ingest::ingest_file(
-            store,
+            gridstat_ingest::LakeStore::new(store),
             std::sync::Arc::clone(&registry),
             super::ingest::options(opts.start, 250_000),
             &file,
@@ -453,7 +453,7 @@ fn bench_aggregate(
         let file = dir.join(name);
         std::fs::write(&file, bytes)?;
         runtime.block_on(super::ingest::ingest_file(
-            store.clone(),
+            gridstat_ingest::LakeStore::new(store.clone()),
             std::sync::Arc::clone(&registry),
             super::ingest::options(opts.start, 250_000),
             &file,

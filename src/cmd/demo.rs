@@ -112,8 +112,10 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result
     match &args.brokers {
         None => {
             let bar = spinner("Ingesting through the embedded source");
+            let lake = gridstat_ingest::LakeStore::new(Arc::clone(&store))
+                .with_local_root(std::fs::canonicalize(&lake_dir)?);
             let report = runtime.block_on(super::ingest::ingest_file(
-                Arc::clone(&store),
+                lake,
                 Arc::clone(&registry),
                 ingest_opts,
                 &campaign,

@@ -94,11 +94,11 @@ pub(crate) fn run(
     config_file: &super::config::ConfigFile,
 ) -> anyhow::Result<()> {
     let registry = Arc::new(super::load_registry(registry_dir)?);
-    let store = args.lake.open()?;
+    let lake = args.lake.open_for_ingest()?;
     let opts = args.options();
     let runtime = super::runtime()?;
     if let Some(from) = &args.from {
-        let report = runtime.block_on(ingest_file(store, registry, opts, from))?;
+        let report = runtime.block_on(ingest_file(lake, registry, opts, from))?;
         println!(
             "Ingested {} lines from {} (resumed at line {}): {} rows written, {} quarantined",
             report.lines,
@@ -125,7 +125,7 @@ pub(crate) fn run(
             super::metrics::spawn(addr, Arc::clone(&metrics)).await?;
         }
         let consumer = config.build()?;
-        let mut engine = IngestEngine::new(LakeStore::new(store), registry, opts, metrics);
+        let mut engine = IngestEngine::new(lake, registry, opts, metrics);
         tracing::info!(brokers = %config.brokers, topics = ?config.topics, group = %config.group, "Consuming.");
         gridstat_ingest::kafka::run(consumer, &mut engine, shutdown_signal()).await?;
         tracing::info!("Stopped cleanly.");
@@ -144,17 +144,12 @@ async fn shutdown_signal() {
 }
 
 pub(crate) async fn ingest_file(
-    store: Arc<dyn object_store::ObjectStore>,
+    lake: LakeStore,
     registry: Arc<gridstat_schemas::Registry>,
     opts: IngestOptions,
     from: &Path,
 ) -> anyhow::Result<FileReport> {
-    let mut engine = IngestEngine::new(
-        LakeStore::new(store),
-        registry,
-        opts,
-        Arc::new(IngestMetrics::default()),
-    );
+    let mut engine = IngestEngine::new(lake, registry, opts, Arc::new(IngestMetrics::default()));
     if from == Path::new("-") {
         Ok(ingest_ndjson(std::io::stdin(), "stdin", &mut engine).await?)
     } else {

@@ -54,6 +54,19 @@ pub(crate) fn parse_location(url: &str) -> anyhow::Result<LakeLocation> {
 }
 
 impl LakeArgs {
+    /// Open the lake for ingest: on local disk, what ingest writes is
+    /// synced before it is committed.
+    pub(crate) fn open_for_ingest(&self) -> anyhow::Result<gridstat_ingest::LakeStore> {
+        let lake = gridstat_ingest::LakeStore::new(self.open()?);
+        Ok(match parse_location(&self.lake)? {
+            LakeLocation::Local(path) => lake.with_local_root(
+                std::fs::canonicalize(&path)
+                    .with_context(|| format!("opening the lake at {}", path.display()))?,
+            ),
+            LakeLocation::S3 { .. } => lake,
+        })
+    }
+
     /// Open the lake, creating a local directory if needed.
     pub(crate) fn open(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
         match parse_location(&self.lake)? {

@@ -385,3 +385,28 @@ fn placed_records_carry_their_local_day() {
     assert_eq!(before.class(), ErrorClass::BeforeCampaign);
     assert_eq!(before.field(), Some("visited_at"));
 }
+
+/// A message dated years ahead is rejected against the real clock, not
+/// only against its own send time (which a broken phone clock moves too).
+#[test]
+fn times_beyond_the_real_clock_are_future_time() {
+    let registry = registry();
+    let now = chrono::DateTime::parse_from_rfc3339("2022-11-27T12:00:00+08:00").unwrap();
+    let opts = DecodeOptions {
+        now: Some(now),
+        ..DecodeOptions::default()
+    };
+    let visit = |sent: &str, visited: &str| -> String {
+        r#"{"schema":"gridstat.visit/1","submission_id":"s-1","sent_at":"SENT","visited_at":"VISITED","reporter_id":"rp-1","reporter_role":"cadre","grid_id":"44070300210101","target_kind":"household","target_id":"hh-1","residents_recorded":4,"residents_present":3,"newcomers_registered":1,"residents_tested":4,"residents_vaccinated":3,"enlisted_building_leads":0,"enlisted_volunteers":1}"#
+            .replace("SENT", sent)
+            .replace("VISITED", visited)
+    };
+    let ok = visit("2022-11-27T12:05:00+08:00", "2022-11-27T12:01:00+08:00");
+    decode_submission(ok.as_bytes(), registry, &opts, None).unwrap();
+    let ahead = visit("2031-11-27T12:05:00+08:00", "2031-11-27T12:01:00+08:00");
+    let err = decode_submission(ahead.as_bytes(), registry, &opts, None).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::FutureTime);
+    assert_eq!(err.field(), Some("sent_at"));
+    // Without a clock (replaying an old campaign offline) only the message's own times count.
+    decode_submission(ahead.as_bytes(), registry, &DecodeOptions::default(), None).unwrap();
+}

@@ -111,3 +111,38 @@ fn missing_file_is_named() {
     let err = Registry::load_dir(dir.path()).unwrap_err();
     assert!(err.to_string().contains(FILES[0]), "{err}");
 }
+
+/// Codes and grid ids become parts of object and page paths: a registry
+/// with a separator, a dot or a control character in one is refused
+/// with the file, line and column named, before any path is made.
+#[test]
+fn path_traversal_in_codes_and_ids_is_refused() {
+    for (file, text, column) in [
+        (
+            "grids.csv",
+            "grid_id,grid_name,village_code,households\n../../etc,一,440703002101,12\n",
+            "grid_id",
+        ),
+        (
+            "grids.csv",
+            "grid_id,grid_name,village_code,households\na/b,一,440703002101,12\n",
+            "grid_id",
+        ),
+        (
+            "counties.csv",
+            "county_code,county_name,city_code\n4407.3,蓬江区,440700\n",
+            "county_code",
+        ),
+        (
+            "grids.csv",
+            "grid_id,grid_name,village_code,households\ng1,一\u{7},440703002101,12\n",
+            "grid_name",
+        ),
+    ] {
+        let err = broken(file, text).to_string();
+        assert!(
+            err.contains(&format!("{file}:2: column `{column}`")),
+            "{err}"
+        );
+    }
+}
