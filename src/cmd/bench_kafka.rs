@@ -72,7 +72,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
         };
         (topic, m)
     });
-    let n = runtime.block_on(super::kafka_demo::produce(brokers, messages))?;
+    let n = runtime.block_on(gridstat_ingest::kafka::produce(brokers, messages))?;
     println!(
         "kafka: {n} messages on {} topics × {} partitions (produced in {:.1} s)",
         topics.len(),
