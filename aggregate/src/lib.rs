@@ -6,6 +6,7 @@
 //! - [`tables`]: the lake's tables registered in a DataFusion session;
 //! - [`curated`]: step 1, per-day deduplication and registry join;
 //! - [`rollup`]: step 2, rollups at four levels, daily and cumulative;
+//! - [`reference`]: step 2's queries as plain SQL, for other engines;
 //! - [`store`]: listing, reading and writing lake objects, bookkeeping;
 //! - this module: step 3, deciding what a run must recompute ([`run`]).
 //!
@@ -19,6 +20,7 @@ pub mod duckdb;
 pub mod error;
 mod open_cases;
 mod percentiles;
+pub mod reference;
 pub mod rollup;
 pub mod store;
 pub mod tables;
