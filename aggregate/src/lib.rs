@@ -16,7 +16,6 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod curated;
-pub mod duckdb;
 pub mod error;
 mod open_cases;
 mod percentiles;
@@ -601,7 +600,8 @@ async fn rollup_step(
 }
 
 /// Recompute every rollup from the curated tables as they are (no
-/// curation): what `gridstat bench rollup` measures against DuckDB.
+/// curation): the rollup step alone, which the benchmarks measure against
+/// DuckDB running [`reference`]'s queries.
 pub async fn rebuild_rollups(
     store: Arc<dyn ObjectStore>,
     registry: &Registry,
