@@ -2,9 +2,9 @@
 //! timed from its start to its exit.
 //!
 //! It is the binary next to `gridstat-bench`, from the same target
-//! directory and profile: `cargo build --release --workspace` builds both
-//! (the benchmarks never build it themselves, so a stale one is timed as
-//! it is; its path and build time are logged).
+//! directory and profile: `cargo build --release` builds it. The
+//! benchmarks never build it themselves, so a stale one is timed as it is;
+//! its path and build time are logged.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -39,10 +39,10 @@ impl Gridstat {
             .and_then(|m| m.modified())
             .with_context(|| {
                 format!(
-                    "no gridstat binary at {}: this benchmark times it. Build it in the same \
-                     profile as gridstat-bench (`cargo build --release --workspace`) and run \
-                     the benchmark again",
-                    exe.display()
+                    "no gridstat binary at {}: this benchmark times it. Build it in the \
+                     profile of gridstat-bench (`{}`) and run the benchmark again",
+                    exe.display(),
+                    build_command(&exe)
                 )
             })?;
         let built = chrono::DateTime::<chrono::Local>::from(built).format("%Y-%m-%d %H:%M:%S");
@@ -87,5 +87,30 @@ impl Gridstat {
             seconds,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         })
+    }
+}
+
+/// The command that builds the `gridstat` binary at `exe`, in the profile
+/// whose directory (`target/<dir>/`) holds it.
+fn build_command(exe: &Path) -> String {
+    let dir = exe.parent().and_then(Path::file_name);
+    match dir.and_then(|d| d.to_str()) {
+        Some("release") => "cargo build --release".into(),
+        Some("debug") => "cargo build".into(),
+        Some(profile) => format!("cargo build --profile {profile}"),
+        None => "cargo build --release".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_command_names_the_profile() {
+        let build = |path: &str| build_command(Path::new(path));
+        assert_eq!(build("/t/release/gridstat"), "cargo build --release");
+        assert_eq!(build("/t/debug/gridstat"), "cargo build");
+        assert_eq!(build("/t/bench/gridstat"), "cargo build --profile bench");
     }
 }
