@@ -6,7 +6,7 @@ mod cmd;
 mod zstd_contexts;
 
 /// jemalloc. Generation allocates many small strings per message, at which
-/// glibc's allocator is slow (`bench gen` 2.1 s against 1.5 s). Ingest fills
+/// glibc's allocator is slow (the generator benchmark: 2.1 s against 1.5 s). Ingest fills
 /// builders of many megabytes that an encoding thread frees; jemalloc hands
 /// their pages out again where mimalloc, the allocator before, touched new
 /// ones (ingest CPU −5 %, peak RSS 390 → 290 MB; docs/BENCHMARKS.md).
@@ -57,8 +57,6 @@ enum Command {
     Site(cmd::site::SiteArgs),
     /// Run the whole pipeline on a generated Jiangmen campaign, local files only.
     Demo(cmd::demo::DemoArgs),
-    /// Benchmarks (see docs/BENCHMARKS.md).
-    Bench(cmd::bench::BenchArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -97,7 +95,6 @@ fn main() -> ExitCode {
         Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
         Command::Site(args) => cmd::site::run(args),
         Command::Demo(args) => cmd::demo::run(cli.registry.as_deref(), args),
-        Command::Bench(args) => cmd::bench::run(cli.registry.as_deref(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -639,59 +639,6 @@ async fn s3_lake_gives_the_same_rollups() {
     }
 }
 
-/// DuckDB, running the rollup SQL over the same curated Parquet, gets
-/// every figure gridstat wrote (enabled by GRIDSTAT_TEST_DUCKDB, a Python
-/// with the duckdb package, which infra/test.sh installs).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_computes_the_same_rollups() {
-    let Some(python) = python_with_duckdb() else {
-        return;
-    };
-    let registry = Arc::new(Registry::jiangmen());
-    let msgs = messages(&registry);
-    let dir = tempfile::tempdir().unwrap();
-    let lake = store(dir.path());
-    ingest_and_aggregate(&lake, &registry, &msgs, "campaign.ndjson").await;
-    let scratch = tempfile::tempdir().unwrap();
-    let start = campaign().start;
-    let last = start + Duration::days(i64::from(campaign().days) - 1);
-    let script = gridstat_aggregate::duckdb::rollup_script(
-        dir.path(),
-        scratch.path(),
-        &registry,
-        start,
-        last,
-        AggregateOptions::default().overdue_hours,
-    )
-    .unwrap();
-    let script_file = scratch.path().join("script.json");
-    std::fs::write(&script_file, serde_json::to_vec(&script).unwrap()).unwrap();
-    let out = std::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/duckdb_rollups.py"
-        ))
-        .arg(&script_file)
-        .arg(dir.path())
-        .arg(scratch.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "DuckDB disagrees:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("daily:")
-            && said.contains("cumulative:")
-            && said.contains("quality:")
-            && said.contains("raw cases:"),
-        "{said}"
-    );
-}
-
 /// Golden rollups of a small day: city and counties, every figure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_rollups_of_a_small_day() {

@@ -6,6 +6,7 @@
 //! - [`tables`]: the lake's tables registered in a DataFusion session;
 //! - [`curated`]: step 1, per-day deduplication and registry join;
 //! - [`rollup`]: step 2, rollups at four levels, daily and cumulative;
+//! - [`reference`]: step 2's queries as plain SQL, for other engines;
 //! - [`store`]: listing, reading and writing lake objects, bookkeeping;
 //! - this module: step 3, deciding what a run must recompute ([`run`]).
 //!
@@ -16,10 +17,10 @@
 
 pub mod committed;
 pub mod curated;
-pub mod duckdb;
 pub mod error;
 mod open_cases;
 mod percentiles;
+pub mod reference;
 pub mod rollup;
 pub mod store;
 pub mod tables;
@@ -601,7 +602,8 @@ async fn rollup_step(
 }
 
 /// Recompute every rollup from the curated tables as they are (no
-/// curation): what `gridstat bench rollup` measures against DuckDB.
+/// curation): the rollup step alone, which the benchmarks measure against
+/// DuckDB running [`reference`]'s queries.
 pub async fn rebuild_rollups(
     store: Arc<dyn ObjectStore>,
     registry: &Registry,

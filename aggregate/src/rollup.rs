@@ -100,7 +100,7 @@ fn grid_targets_sql(days: &str) -> String {
 }
 
 /// Targets first visited per day and grid (1.67M groups for 10M visits),
-/// in SQL: what DuckDB runs in `gridstat bench rollup`. gridstat finds the
+/// in SQL: what DuckDB runs in the rollup benchmark. gridstat finds the
 /// targets visited before `from` in its state instead ([`crate::target_firsts`]).
 /// The first day is taken as a date: the minimum of a string per group
 /// cost DataFusion a third of the query.

@@ -4,6 +4,10 @@
 //! `Draining` (flush every segment, commit synchronously), then the consumer
 //! is dropped, which leaves the group. Offsets are committed only for what
 //! the engine reports durable (see `engine`).
+//!
+//! For demos and benchmarks it also creates topics ([`ensure_topics`]),
+//! probes a group's lag ([`GroupLag`]) and produces a generated campaign
+//! ([`produce`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,11 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
+use gridstat_schemas::GeneratedMessage;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use crate::engine::{Commit, IngestEngine, SourceRecord};
@@ -443,7 +450,7 @@ impl std::fmt::Debug for GroupLag {
 /// How long a lag probe waits for the broker.
 const LAG_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn kafka(context: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
+fn kafka(context: &str) -> impl FnOnce(KafkaError) -> Error {
     let context = context.to_string();
     move |source| Error::Kafka { context, source }
 }
@@ -490,6 +497,55 @@ pub async fn ensure_topics(brokers: &str, topics: &[String], partitions: i32) ->
         }
     }
     Ok(())
+}
+
+/// Most messages [`produce`] has in flight at once.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Produce generated messages, each as (topic, message), keyed by its grid
+/// and stamped with its send time, with at most 10,000 in flight; returns
+/// how many were produced. The phones' side, for demos and benchmarks.
+pub async fn produce(
+    brokers: &str,
+    messages: impl IntoIterator<Item = (String, GeneratedMessage)>,
+) -> Result<u64> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("compression.type", "zstd")
+        .create()
+        .map_err(kafka("creating a producer"))?;
+    let mut inflight = std::collections::VecDeque::new();
+    let mut n = 0;
+    for (topic, m) in messages {
+        let record = FutureRecord::to(&topic)
+            .key(m.key.as_bytes())
+            .payload(&m.bytes)
+            .timestamp(m.sent_at_ms);
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| kafka("producing")(e))?;
+        inflight.push_back(delivery);
+        n += 1;
+        if inflight.len() >= MAX_IN_FLIGHT {
+            if let Some(d) = inflight.pop_front() {
+                delivered(d).await?;
+            }
+        }
+    }
+    for d in inflight {
+        delivered(d).await?;
+    }
+    Ok(n)
+}
+
+/// Wait for one message's delivery.
+async fn delivered(delivery: DeliveryFuture) -> Result<()> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(kafka("producing")(e)),
+        Err(_cancelled) => Err(kafka("producing")(KafkaError::Canceled)),
+    }
 }
 
 #[cfg(test)]

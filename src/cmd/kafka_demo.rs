@@ -4,13 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use gridstat_ingest::kafka::{ensure_topics, group_lag, KafkaIngestConfig};
+use gridstat_ingest::kafka::{ensure_topics, group_lag, produce, KafkaIngestConfig};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
-use gridstat_schemas::generate::{GenOptions, GeneratedMessage, Generator, Stream};
+use gridstat_schemas::generate::{GenOptions, Generator, Stream};
 use gridstat_schemas::Registry;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Returns (rows written, messages quarantined).
 pub(crate) async fn run(
@@ -73,45 +70,4 @@ pub(crate) async fn run(
     gridstat_ingest::kafka::run(consumer, &mut engine, caught_up).await?;
     let quarantined = metrics.quarantined_by_class().iter().map(|c| c.1).sum();
     Ok((metrics.rows_written(), quarantined))
-}
-
-/// Produce generated messages (topic, message), keyed by grid, with at most
-/// 10,000 in flight; returns how many were produced.
-pub(crate) async fn produce(
-    brokers: &str,
-    messages: impl IntoIterator<Item = (String, GeneratedMessage)>,
-) -> anyhow::Result<u64> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("compression.type", "zstd")
-        .create()
-        .context("creating a producer")?;
-    let mut inflight = std::collections::VecDeque::new();
-    let mut n = 0;
-    for (topic, m) in messages {
-        let delivery = producer.send_result(
-            FutureRecord::to(&topic)
-                .key(m.key.as_bytes())
-                .payload(&m.bytes)
-                .timestamp(m.sent_at_ms),
-        );
-        inflight.push_back(delivery.map_err(|(e, _)| e).context("producing")?);
-        n += 1;
-        if inflight.len() >= 10_000 {
-            if let Some(d) = inflight.pop_front() {
-                d.await
-                    .context("delivery cancelled")?
-                    .map_err(|(e, _)| e)
-                    .context("producing")?;
-            }
-        }
-    }
-    for d in inflight {
-        d.await
-            .context("delivery cancelled")?
-            .map_err(|(e, _)| e)
-            .context("producing")?;
-    }
-    Ok(n)
 }

@@ -1,8 +1,6 @@
 //! One module per subcommand.
 
 pub(crate) mod aggregate;
-pub(crate) mod bench;
-pub(crate) mod bench_kafka;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod gen;

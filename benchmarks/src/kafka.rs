@@ -1,6 +1,7 @@
-//! `gridstat bench kafka`: Kafka → lake throughput of 1, 2, 3… worker
-//! processes in one group, against a bare rdkafka consumer that reads the
-//! same topics and discards the messages, in the same run.
+//! `gridstat-bench kafka`: Kafka → lake throughput of 1, 2, 3… `gridstat
+//! ingest` worker processes (the binary) in one group, against a bare
+//! rdkafka consumer in this process that reads the same topics and
+//! discards the messages, in the same run.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -8,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use gridstat_ingest::kafka::{ensure_topics, GroupLag};
+use gridstat_ingest::kafka::{ensure_topics, produce, GroupLag};
 use gridstat_schemas::generate::{Generator, Stream};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
-use super::gen::CampaignArgs;
+use crate::campaign::{load_registry, CampaignArgs};
+use crate::gridstat::Gridstat;
+use crate::harness::runtime;
 
 #[derive(Debug, Args)]
-pub(crate) struct KafkaBenchArgs {
+pub(crate) struct KafkaArgs {
     /// Kafka bootstrap servers (a local broker: the run creates topics).
     #[arg(long)]
     brokers: String,
@@ -49,10 +52,11 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::Result<()> {
-    let registry = super::load_registry(registry_dir)?;
+pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaArgs) -> anyhow::Result<()> {
+    let gridstat = Gridstat::next_to_this_binary(registry_dir)?;
+    let registry = load_registry(registry_dir)?;
     let opts = args.campaign.options()?;
-    let runtime = super::runtime()?;
+    let runtime = runtime()?;
     let tag = format!(
         "{}-{}",
         std::process::id(),
@@ -72,7 +76,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
         };
         (topic, m)
     });
-    let n = runtime.block_on(super::kafka_demo::produce(brokers, messages))?;
+    let n = runtime.block_on(produce(brokers, messages))?;
     println!(
         "kafka: {n} messages on {} topics × {} partitions (produced in {:.1} s)",
         topics.len(),
@@ -85,7 +89,6 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
         "  bare rdkafka consumer      {raw:6.2} s  {:>9.0} msgs/s (reads and discards)",
         n as f64 / raw
     );
-    let exe = std::env::current_exe().context("finding the gridstat binary")?;
     for &k in &args.workers {
         let lake = tempfile::tempdir()?;
         let group = format!("ingest-{k}-{tag}");
@@ -93,13 +96,13 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaBenchArgs) -> anyhow::
         let started = Instant::now();
         let workers: Vec<WorkerProcess> = (0..k)
             .map(|_| {
-                Command::new(&exe)
+                gridstat
+                    .command()
                     .args(["ingest", "--brokers", brokers, "--group", &group])
                     .args(["--topics", &topics.join(",")])
                     .args(["--flush-interval-ms", "1000"])
                     .arg("--lake")
                     .arg(lake.path())
-                    .env("GRIDSTAT_LOG", "warn")
                     .stdout(Stdio::null())
                     .spawn()
                     .map(WorkerProcess)

@@ -1,7 +1,8 @@
 """Run gridstat's rollup SQL in DuckDB and compare every figure with the
 rollups gridstat wrote: an independent engine over the same curated Parquet.
 
-usage: duckdb_rollups.py SCRIPT.json LAKE SCRATCH
+usage: python duckdb_rollups.py SCRIPT.json LAKE SCRATCH
+(benchmarks/tests/it/duckdb.rs runs it with `python -c`)
 """
 import json
 import math
