@@ -7,6 +7,10 @@
 //!   nothing lost when it returns;
 //! - scale-out: three workers on a 12-partition topic, a rolling restart of
 //!   all three while producing, a fourth joining and one leaving;
+//! - a zombie: a worker whose S3 connection stalls (a TCP proxy in the
+//!   test holds its bytes) past its write deadline and the group's poll
+//!   interval while a second worker takes over; when the stall ends its
+//!   held writes arrive late;
 //!
 //! and afterwards every produced message is in the lake or quarantine
 //! exactly as often as it was produced, and the committed offsets equal the
@@ -277,7 +281,11 @@ async fn wait_caught_up(brokers: &str, topic: &str, group: &str, partitions: i32
     }
 }
 
+/// `sql` over the lake's committed files, as aggregate and `gridstat sql` read them.
 async fn query(store: Arc<dyn ObjectStore>, sql: &str) -> Vec<RecordBatch> {
+    let store = gridstat_aggregate::committed::CommittedFiles::wrap(store)
+        .await
+        .unwrap();
     let ctx = gridstat_aggregate::tables::session(Arc::clone(&store));
     gridstat_aggregate::tables::register_all(&ctx, &store, &Registry::jiangmen())
         .await
@@ -617,4 +625,263 @@ fn kafka_path_and_embedded_source_give_the_same_rollups() {
             "{table} differs between the embedded source and Kafka"
         );
     }
+}
+
+/// A TCP proxy to `127.0.0.1:upstream` that can stall: while `stalled`,
+/// the bytes it receives in either direction are held, not forwarded, and
+/// go on once the stall ends — as a network that drops a worker's
+/// packets for a while and then delivers its retransmissions.
+struct StallingProxy {
+    port: u16,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: u16) -> StallingProxy {
+        use std::sync::atomic::AtomicBool;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let task = {
+            let stalled = Arc::clone(&stalled);
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        continue;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::spawn(Self::pipe(client_read, server_write, Arc::clone(&stalled)));
+                    tokio::spawn(Self::pipe(server_read, client_write, Arc::clone(&stalled)));
+                }
+            })
+        };
+        StallingProxy {
+            port,
+            stalled,
+            task,
+        }
+    }
+
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            while stalled.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Each partition's newest state (`next_offset` and epoch) in the lake.
+async fn newest_states(store: &Arc<dyn ObjectStore>) -> HashMap<i32, (u64, i64, u64)> {
+    use futures::TryStreamExt;
+    use gridstat_schemas::lake::{PartitionState, StateObject};
+    use object_store::ObjectStoreExt;
+    let listed: Vec<object_store::ObjectMeta> = store
+        .list(Some(&object_store::path::Path::from("_ingest")))
+        .try_collect()
+        .await
+        .unwrap_or_default();
+    let mut newest: HashMap<i32, (u64, object_store::path::Path)> = HashMap::new();
+    for meta in listed {
+        let Some(object) = StateObject::parse(meta.location.as_ref()) else {
+            continue;
+        };
+        let seq = object.seq.unwrap_or(0);
+        if newest.get(&object.partition).is_none_or(|(s, _)| seq > *s) {
+            newest.insert(object.partition, (seq, meta.location));
+        }
+    }
+    let mut out = HashMap::new();
+    for (partition, (seq, path)) in newest {
+        // Removed since the listing: a newer version exists; the next poll sees it.
+        let Ok(got) = store.get(&path).await else {
+            continue;
+        };
+        let state: PartitionState = serde_json::from_slice(&got.bytes().await.unwrap()).unwrap();
+        out.insert(partition, (seq, state.next_offset, state.epoch));
+    }
+    out
+}
+
+/// A zombie: worker A's connection to S3 stalls (a TCP proxy holds its
+/// bytes) while it is writing, past its write deadline and the group's
+/// poll interval, and worker B takes its partitions over and goes on.
+/// When the stall ends, A's held writes arrive late: none may overwrite
+/// or roll back B's files or state. Afterwards every produced message is
+/// in the lake's committed files exactly as often as it was produced, and
+/// no partition's state ever went backwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_worker_is_fenced_nothing_lost_nothing_doubled() {
+    let (Some(brokers), Ok(s3s)) = (broker(), std::env::var("GRIDSTAT_TEST_S3S_FS")) else {
+        eprintln!("skipped: set GRIDSTAT_TEST_KAFKA and GRIDSTAT_TEST_S3S_FS (infra/test.sh does)");
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    const PARTITIONS: i32 = 4;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("zombie")).unwrap();
+    let s3_port = free_port();
+    let _server = s3_server(&s3s, root.path(), s3_port);
+    wait_for_port(s3_port).await;
+    let proxy = StallingProxy::start(s3_port).await;
+    let direct = Lake::s3(&format!("http://127.0.0.1:{s3_port}"), "zombie");
+    let Lake::S3 { prefix, .. } = &direct else {
+        unreachable!()
+    };
+    let through_proxy = Lake::S3 {
+        endpoint: format!("http://127.0.0.1:{}", proxy.port),
+        bucket: "zombie".into(),
+        prefix: prefix.clone(),
+    };
+    let topic = unique("visits");
+    let group = unique("ingest");
+    create_topic(&brokers, &topic, PARTITIONS).await;
+    let messages = campaign(3, 0.003);
+    let (first, rest) = messages.split_at(messages.len() / 3);
+    let (second, third) = rest.split_at(rest.len() / 2);
+
+    // Every 200 ms: no partition's newest state version may go backwards.
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (store, watching) = (direct.store(), Arc::clone(&watching));
+        tokio::spawn(async move {
+            let mut seen: HashMap<i32, (u64, i64, u64)> = HashMap::new();
+            let mut versions = 0usize;
+            while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                for (partition, now) in newest_states(&store).await {
+                    if let Some(before) = seen.get(&partition) {
+                        assert!(
+                            now.0 >= before.0 && now.1 >= before.1 && now.2 >= before.2,
+                            "partition {partition}'s state went back from {before:?} to {now:?}"
+                        );
+                    }
+                    versions += usize::from(seen.insert(partition, now) != Some(now));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            versions
+        })
+    };
+
+    let zombie_log = root.path().join("a.log");
+    let a = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gridstat"));
+        cmd.args([
+            "ingest",
+            "--brokers",
+            &brokers,
+            "--topics",
+            &topic,
+            "--group",
+            &group,
+        ])
+        .args(["--flush-interval-ms", "500", "--max-segment-rows", "400"])
+        .args(["--write-deadline-ms", "3000"])
+        .args([
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ])
+        .args(["-X", "max.poll.interval.ms=8000"])
+        .env("GRIDSTAT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&zombie_log).unwrap());
+        through_proxy.configure(&mut cmd);
+        Proc(cmd.spawn().unwrap())
+    };
+    produce(&brokers, &topic, first).await;
+    wait_caught_up(
+        &brokers,
+        &topic,
+        &group,
+        PARTITIONS,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // A's store stalls while new messages come: its next writes hang.
+    proxy.stall(true);
+    produce(&brokers, &topic, second).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = worker(&brokers, &topic, &group, &direct, None);
+    // B takes every partition over once the group drops A, and goes on.
+    wait_caught_up(
+        &brokers,
+        &topic,
+        &group,
+        PARTITIONS,
+        Duration::from_secs(120),
+    )
+    .await;
+    produce(&brokers, &topic, third).await;
+    wait_caught_up(
+        &brokers,
+        &topic,
+        &group,
+        PARTITIONS,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // The stall ends: A's held requests arrive, late.
+    proxy.stall(false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    wait_caught_up(
+        &brokers,
+        &topic,
+        &group,
+        PARTITIONS,
+        Duration::from_secs(90),
+    )
+    .await;
+    stop(b);
+    stop(a);
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let versions = watcher.await.unwrap();
+    assert!(
+        versions > PARTITIONS as usize,
+        "the watcher saw the states move"
+    );
+    let log = std::fs::read_to_string(&zombie_log).unwrap();
+    assert!(
+        log.contains("rejoining the group") || log.contains("taken over by another worker"),
+        "A noticed it lost its partitions: {log}"
+    );
+    // B's takeover moved every partition to a later epoch than A's first.
+    let states = newest_states(&direct.store()).await;
+    assert_eq!(states.len(), PARTITIONS as usize);
+    assert!(
+        states.values().all(|(_, _, epoch)| *epoch >= 2),
+        "{states:?}"
+    );
+    assert_exactly_once(&direct, &messages).await;
 }
