@@ -24,6 +24,7 @@ pub mod error;
 pub mod file;
 pub mod kafka;
 pub mod metrics;
+pub mod repair;
 mod segment;
 pub mod source;
 pub mod store;
