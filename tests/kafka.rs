@@ -885,3 +885,87 @@ async fn a_zombie_worker_is_fenced_nothing_lost_nothing_doubled() {
     );
     assert_exactly_once(&direct, &messages).await;
 }
+
+/// A tansu broker of this test's own on `port`, storing in `dir`, so it
+/// can be stopped and restarted with its topics, messages and offsets.
+fn kafka_server(binary: &str, dir: &Path, port: u16) -> Proc {
+    let url = format!("tcp://127.0.0.1:{port}");
+    Proc(
+        Command::new(binary)
+            .current_dir(dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// One worker killed with SIGKILL five times in a row, each time restarted
+/// at once, and then the broker itself stopped and restarted, all while
+/// messages keep coming: nothing lost, nothing doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_kills_and_a_broker_restart_lose_nothing() {
+    let Ok(tansu) = std::env::var("GRIDSTAT_TEST_TANSU") else {
+        eprintln!("skipped: set GRIDSTAT_TEST_TANSU to a tansu binary (infra/test.sh does)");
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    const PARTITIONS: i32 = 4;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = kafka_server(&tansu, data.path(), port);
+    wait_for_port(port).await;
+    let brokers = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::Local(dir.path().to_path_buf());
+    let topic = unique("visits");
+    let group = unique("ingest");
+    create_topic(&brokers, &topic, PARTITIONS).await;
+    let messages = campaign(3, 0.003);
+    let slices: Vec<&[GeneratedMessage]> = messages.chunks(messages.len().div_ceil(8)).collect();
+    produce(&brokers, &topic, slices[0]).await;
+    let mut a = worker(&brokers, &topic, &group, &lake, None);
+    let b = worker(&brokers, &topic, &group, &lake, None);
+    for slice in &slices[1..6] {
+        // Let the workers write something, then kill A without warning.
+        let before = offsets(&brokers, &topic, &group, PARTITIONS).0;
+        let started = Instant::now();
+        while offsets(&brokers, &topic, &group, PARTITIONS).0 == before
+            && started.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        a.0.kill().unwrap();
+        a.0.wait().unwrap();
+        produce(&brokers, &topic, slice).await;
+        a = worker(&brokers, &topic, &group, &lake, None);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // The broker goes down and comes back on its own data.
+    drop(server);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _server = kafka_server(&tansu, data.path(), port);
+    wait_for_port(port).await;
+    for slice in &slices[6..] {
+        produce(&brokers, &topic, slice).await;
+    }
+    wait_caught_up(
+        &brokers,
+        &topic,
+        &group,
+        PARTITIONS,
+        Duration::from_secs(180),
+    )
+    .await;
+    stop(a);
+    stop(b);
+    assert_exactly_once(&lake, &messages).await;
+}
