@@ -631,6 +631,26 @@ const KAFKA_SECURITY_SETTINGS: [&str; 5] = [
     "ssl.ca.location",
 ];
 
+/// Every Secret's keys and values (`stringData`; `data` as given), by name.
+fn k8s_secrets(docs: &[(String, Yaml)]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (_, doc) in docs
+        .iter()
+        .filter(|(_, d)| d["kind"].as_str() == Some("Secret"))
+    {
+        let keys = secrets
+            .entry(doc["metadata"]["name"].as_str().unwrap().to_string())
+            .or_default();
+        for field in ["stringData", "data"] {
+            for (k, v) in doc[field].as_hash().into_iter().flatten() {
+                let v = v.as_str().unwrap_or_default().to_string();
+                keys.insert(k.as_str().unwrap().to_string(), v);
+            }
+        }
+    }
+    secrets
+}
+
 /// The runtime stage's user id in the Dockerfile (`USER uid[:gid]`).
 fn dockerfile_uid() -> i64 {
     let text = std::fs::read_to_string(infra().join("Dockerfile")).unwrap();
@@ -988,21 +1008,7 @@ fn kubernetes_network_is_denied_by_default_and_allowed_per_workload() {
 #[test]
 fn kubernetes_credentials_and_kafka_security_come_from_secrets() {
     let docs = k8s_docs();
-    let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (_, doc) in docs
-        .iter()
-        .filter(|(_, d)| d["kind"].as_str() == Some("Secret"))
-    {
-        let keys = secrets
-            .entry(doc["metadata"]["name"].as_str().unwrap().to_string())
-            .or_default();
-        for field in ["stringData", "data"] {
-            for (k, v) in doc[field].as_hash().into_iter().flatten() {
-                let v = v.as_str().unwrap_or_default().to_string();
-                keys.insert(k.as_str().unwrap().to_string(), v);
-            }
-        }
-    }
+    let secrets = k8s_secrets(&docs);
 
     // No credential in the ConfigMap or in a container's literal env.
     let mut keys = Vec::new();
@@ -1135,4 +1141,49 @@ fn kubernetes_credentials_and_kafka_security_come_from_secrets() {
         script.contains("--command-config"),
         "kafka-topics.sh gets the client settings"
     );
+}
+
+#[test]
+fn the_linked_librdkafka_accepts_the_workers_kafka_security() {
+    // The workers' -X settings as the kubelet expands them from the Secret's
+    // placeholders: SASL over TLS needs librdkafka built with OpenSSL.
+    let docs = k8s_docs();
+    let secrets = k8s_secrets(&docs);
+    let pods = pod_templates(&docs);
+    let (_, ingest) = pods
+        .iter()
+        .find(|(n, _)| n.ends_with("/gridstat-ingest"))
+        .expect("the ingest workers");
+    let worker = &ingest["spec"]["containers"][0];
+    let value_of = |var: &str| -> String {
+        let entry = worker["env"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"].as_str() == Some(var))
+            .unwrap_or_else(|| panic!("{var} is not in the container's env"));
+        let r = &entry["valueFrom"]["secretKeyRef"];
+        secrets[r["name"].as_str().unwrap()][r["key"].as_str().unwrap()].clone()
+    };
+    let args = strings(&worker["args"]);
+    let mut cfg = rdkafka::ClientConfig::new();
+    cfg.set("bootstrap.servers", "127.0.0.1:9")
+        .set("group.id", "gridstat-infra-test");
+    let mut set = Vec::new();
+    for pair in args.windows(2).filter(|w| w[0] == "-X") {
+        let (key, value) = pair[1].split_once('=').unwrap();
+        let value = match value.strip_prefix("$(").and_then(|v| v.strip_suffix(')')) {
+            // The CA file is the cluster's, mounted only in the pod.
+            Some(_) if key == "ssl.ca.location" => "probe".to_string(),
+            Some(var) => value_of(var),
+            None => value.to_string(),
+        };
+        cfg.set(key, &value);
+        set.push(format!("{key}={value}"));
+    }
+    assert!(set.len() >= KAFKA_SECURITY_SETTINGS.len(), "{set:?}");
+    let consumer: Result<rdkafka::consumer::BaseConsumer, _> = cfg.create();
+    if let Err(e) = consumer {
+        panic!("librdkafka refuses the workers' settings {set:?}: {e}");
+    }
 }
