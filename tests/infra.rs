@@ -1,7 +1,11 @@
 //! The deployment files in `infra/`: every file parses, the compose file and
 //! the Kubernetes manifests have the parts operations rely on, and every
 //! `gridstat` subcommand and flag they use exists (checked against
-//! `gridstat <subcommand> --help` of the binary under test).
+//! `gridstat <subcommand> --help` of the binary under test). Their security
+//! defaults hold: compose publishes on 127.0.0.1 only and reads credentials
+//! from `infra/.env`; every pod runs non-root with least privilege behind a
+//! default-deny NetworkPolicy; credentials and Kafka SASL/TLS settings come
+//! from Secrets, in a form the linked librdkafka accepts.
 //!
 //! `yamllint` runs too when `GRIDSTAT_TEST_YAMLLINT` names it (the test
 //! script installs it from PyPI).
