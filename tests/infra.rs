@@ -660,8 +660,8 @@ fn dockerfile_uid() -> i64 {
     let text = std::fs::read_to_string(infra().join("Dockerfile")).unwrap();
     let user = text
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
         .expect("the Dockerfile sets USER");
     let uid = user.split(':').next().unwrap().trim();
     uid.parse()
