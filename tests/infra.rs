@@ -1,7 +1,11 @@
 //! The deployment files in `infra/`: every file parses, the compose file and
 //! the Kubernetes manifests have the parts operations rely on, and every
 //! `gridstat` subcommand and flag they use exists (checked against
-//! `gridstat <subcommand> --help` of the binary under test).
+//! `gridstat <subcommand> --help` of the binary under test). Their security
+//! defaults hold: compose publishes on 127.0.0.1 only and reads credentials
+//! from `infra/.env`; every pod runs non-root with least privilege behind a
+//! default-deny NetworkPolicy; credentials and Kafka SASL/TLS settings come
+//! from Secrets, in a form the linked librdkafka accepts.
 //!
 //! `yamllint` runs too when `GRIDSTAT_TEST_YAMLLINT` names it (the test
 //! script installs it from PyPI).
@@ -464,4 +468,726 @@ fn yamllint_accepts_every_yaml_file() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// --- Deployment defaults that keep strangers out -----------------------------
+
+/// Every Kubernetes manifest (documents with a `kind`), with its file name.
+fn k8s_docs() -> Vec<(String, Yaml)> {
+    let mut out = Vec::new();
+    for path in yaml_files()
+        .iter()
+        .filter(|p| p.starts_with(infra().join("k8s")))
+    {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for doc in load_yaml(path) {
+            if doc["kind"].as_str().is_some() {
+                out.push((name.clone(), doc));
+            }
+        }
+    }
+    out
+}
+
+/// The pod template (metadata + spec) of a workload, if the document is one.
+fn pod_template(doc: &Yaml) -> Option<&Yaml> {
+    match doc["kind"].as_str()? {
+        "Pod" => Some(doc),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            Some(&doc["spec"]["template"])
+        }
+        "CronJob" => Some(&doc["spec"]["jobTemplate"]["spec"]["template"]),
+        _ => None,
+    }
+}
+
+/// Every workload's pod template, named `file/metadata.name`.
+fn pod_templates(docs: &[(String, Yaml)]) -> Vec<(String, &Yaml)> {
+    docs.iter()
+        .filter_map(|(file, doc)| {
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            pod_template(doc).map(|t| (format!("{file}/{name}"), t))
+        })
+        .collect()
+}
+
+/// Containers and init containers of a pod spec.
+fn containers_of(spec: &Yaml) -> Vec<&Yaml> {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_vec().into_iter().flatten())
+        .collect()
+}
+
+/// Whether a Kubernetes label selector selects these labels.
+fn selects(selector: &Yaml, labels: &Yaml) -> bool {
+    let label = |k: &Yaml| labels[k.as_str().unwrap()].as_str();
+    let by_label = selector["matchLabels"]
+        .as_hash()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| label(k) == v.as_str());
+    let by_expression = selector["matchExpressions"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let have = label(&e["key"]);
+            let listed = have.is_some_and(|h| strings(&e["values"]).iter().any(|v| v == h));
+            match e["operator"].as_str().unwrap() {
+                "In" => listed,
+                "NotIn" => !listed,
+                "Exists" => have.is_some(),
+                "DoesNotExist" => have.is_none(),
+                op => panic!("unknown selector operator {op}"),
+            }
+        });
+    by_label && by_expression
+}
+
+/// A name that holds a credential (an environment variable, a config key).
+fn credential_like(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "access_key",
+        "token",
+        "credential",
+        "sasl",
+        "jaas",
+        "username",
+        "_user",
+        "ssl.key",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
+/// The name `NAME` of a value that is exactly `${NAME:?message}`: compose
+/// interpolation that fails, with a message, when the variable is unset or empty.
+fn required_variable(value: &str) -> Option<&str> {
+    let inner = value.strip_prefix("${")?.strip_suffix('}')?;
+    let (name, message) = inner.split_once(":?")?;
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (valid && !message.trim().is_empty()).then_some(name)
+}
+
+/// A service's environment as (name, value), from either compose form.
+fn compose_environment(service: &BTreeMap<String, Yaml>) -> Vec<(String, String)> {
+    match service.get("environment") {
+        Some(Yaml::Hash(h)) => h
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    _ => String::new(),
+                };
+                (k.as_str().unwrap().to_string(), value)
+            })
+            .collect(),
+        Some(list) => strings(list)
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Words of shell text that hand a credential over literally: the user and
+/// password of `mc alias set`, and `…password=VALUE` / `sasl.username=VALUE`
+/// whose value is not a variable.
+fn literal_credentials_in_shell(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in text.split(['\n', ';', '|', '&']) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if words[i..].starts_with(&["mc", "alias", "set"]) {
+                // mc alias set ALIAS URL USER PASSWORD
+                for cred in words.iter().skip(i + 5).take(2) {
+                    if !cred.contains('$') {
+                        found.push(format!("mc alias set … {cred}"));
+                    }
+                }
+            }
+            if let Some((key, value)) = w.split_once('=') {
+                if credential_like(key) && !value.trim_matches('"').starts_with('$') {
+                    found.push(w.to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The librdkafka settings that secure the workers' Kafka connection; they
+/// come from a Secret, never from the ConfigMap.
+const KAFKA_SECURITY_SETTINGS: [&str; 5] = [
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+];
+
+/// Every Secret's keys and values (`stringData`; `data` as given), by name.
+fn k8s_secrets(docs: &[(String, Yaml)]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (_, doc) in docs
+        .iter()
+        .filter(|(_, d)| d["kind"].as_str() == Some("Secret"))
+    {
+        let keys = secrets
+            .entry(doc["metadata"]["name"].as_str().unwrap().to_string())
+            .or_default();
+        for field in ["stringData", "data"] {
+            for (k, v) in doc[field].as_hash().into_iter().flatten() {
+                let v = v.as_str().unwrap_or_default().to_string();
+                keys.insert(k.as_str().unwrap().to_string(), v);
+            }
+        }
+    }
+    secrets
+}
+
+/// The runtime stage's user id in the Dockerfile (`USER uid[:gid]`).
+fn dockerfile_uid() -> i64 {
+    let text = std::fs::read_to_string(infra().join("Dockerfile")).unwrap();
+    let user = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
+        .expect("the Dockerfile sets USER");
+    let uid = user.split(':').next().unwrap().trim();
+    uid.parse()
+        .unwrap_or_else(|_| panic!("USER {user}: a numeric uid, so Kubernetes can check it"))
+}
+
+/// The gridstat config embedded in the ConfigMap, parsed.
+fn configmap_config() -> toml::Table {
+    let cm = load_yaml(&infra().join("k8s/configmap.yaml"));
+    let text = cm[0]["data"]["gridstat.toml"].as_str().unwrap();
+    toml::from_str(text).unwrap()
+}
+
+/// Every key of a TOML table, dotted, recursively.
+fn toml_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = format!("{prefix}{k}");
+        if let toml::Value::Table(t) = v {
+            toml_keys(t, &format!("{key}."), out);
+        }
+        out.push(key);
+    }
+}
+
+#[test]
+fn compose_publishes_ports_on_loopback_only() {
+    let doc = &load_yaml(&infra().join("compose.yaml"))[0];
+    let mut published = Vec::new();
+    for (name, service) in doc["services"].as_hash().unwrap() {
+        let name = name.as_str().unwrap();
+        let service = merged(service);
+        assert_ne!(
+            service.get("network_mode").and_then(Yaml::as_str),
+            Some("host"),
+            "{name}: host networking would expose every port it listens on"
+        );
+        for port in service
+            .get("ports")
+            .and_then(Yaml::as_vec)
+            .into_iter()
+            .flatten()
+        {
+            // Short syntax `[IP:]HOST:CONTAINER[/proto]` (IPv6 in brackets)
+            // or long syntax with `host_ip`.
+            let host_ip = match port {
+                Yaml::Hash(_) => port["host_ip"].as_str().map(String::from),
+                Yaml::String(s) => {
+                    let s = s.split('/').next().unwrap();
+                    if let Some(rest) = s.strip_prefix('[') {
+                        rest.split_once(']').map(|(ip, _)| ip.to_string())
+                    } else {
+                        let parts: Vec<&str> = s.split(':').collect();
+                        (parts.len() == 3).then(|| parts[0].to_string())
+                    }
+                }
+                other => panic!(
+                    "{name}: a port as a bare number publishes on every interface: {other:?}"
+                ),
+            };
+            assert!(
+                matches!(host_ip.as_deref(), Some("127.0.0.1" | "::1")),
+                "{name}: port {port:?} is published on every interface; bind it to 127.0.0.1"
+            );
+            published.push(name.to_string());
+        }
+    }
+    for name in ["kafka", "minio", "web"] {
+        assert!(
+            published.iter().any(|p| p == name),
+            "{name} publishes a port (to localhost): {published:?}"
+        );
+    }
+}
+
+#[test]
+fn compose_takes_every_credential_from_the_env_file() {
+    let path = infra().join("compose.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc = &load_yaml(&path)[0];
+    let example = std::fs::read_to_string(infra().join(".env.example")).unwrap();
+    let example: BTreeMap<&str, &str> = example
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_once('=').expect("NAME=value lines"))
+        .collect();
+
+    let mut required = BTreeSet::new();
+    for (name, service) in doc["services"].as_hash().unwrap() {
+        let name = name.as_str().unwrap();
+        for (key, value) in compose_environment(&merged(service)) {
+            if credential_like(&key) {
+                let var = required_variable(&value).unwrap_or_else(|| {
+                    panic!("{name}: {key} is a credential: `${{VAR:?message}}` from infra/.env, not {value:?}")
+                });
+                required.insert(var.to_string());
+            }
+        }
+    }
+    assert!(
+        required.len() >= 2,
+        "MinIO's account and the lake keys: {required:?}"
+    );
+    let mut texts = Vec::new();
+    all_strings(doc, &mut texts);
+    for text in &texts {
+        let found = literal_credentials_in_shell(text);
+        assert!(
+            found.is_empty(),
+            "literal credentials in compose: {found:?}"
+        );
+    }
+    // Every variable compose reads is in the example, and the example's
+    // placeholders are not copied into compose.
+    for (i, _) in text.match_indices("${") {
+        if text[..i].ends_with('$') {
+            continue; // `$${…}`: the container's shell, not compose
+        }
+        let var: String = text[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            example.contains_key(var.as_str()),
+            "compose reads {var}, which infra/.env.example does not list"
+        );
+    }
+    for var in &required {
+        let placeholder = example[var.as_str()];
+        assert!(!placeholder.is_empty(), "{var} has a placeholder");
+        assert!(
+            !text.contains(placeholder),
+            "the placeholder of {var} is written in compose.yaml"
+        );
+    }
+    let gitignore = std::fs::read_to_string(infra().join("../.gitignore")).unwrap();
+    assert!(
+        gitignore.lines().any(|l| l.trim() == "/infra/.env"),
+        "git ignores infra/.env"
+    );
+}
+
+#[test]
+fn kubernetes_pods_run_as_the_image_user_with_least_privilege() {
+    let docs = k8s_docs();
+    let uid = dockerfile_uid();
+    let pods = pod_templates(&docs);
+    assert!(
+        pods.len() >= 4,
+        "ingest, aggregate, site, topics: {:?}",
+        pods.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    for (name, template) in pods {
+        let spec = &template["spec"];
+        let pod = &spec["securityContext"];
+        assert!(
+            pod.as_hash().is_some(),
+            "{name}: the pod has a securityContext"
+        );
+        let mounts_tmp_from_empty_dir = |c: &Yaml| {
+            c["volumeMounts"].as_vec().into_iter().flatten().any(|m| {
+                m["mountPath"].as_str() == Some("/tmp")
+                    && spec["volumes"]
+                        .as_vec()
+                        .into_iter()
+                        .flatten()
+                        .any(|v| v["name"] == m["name"] && v["emptyDir"].as_hash().is_some())
+            })
+        };
+        for c in containers_of(spec) {
+            let cname = format!("{name}/{}", c["name"].as_str().unwrap_or_default());
+            let own = &c["securityContext"];
+            assert!(
+                own.as_hash().is_some(),
+                "{cname}: the container has a securityContext"
+            );
+            // The container's value wins over the pod's.
+            let effective = |key: &str| {
+                if own[key].is_badvalue() {
+                    &pod[key]
+                } else {
+                    &own[key]
+                }
+            };
+            assert_eq!(
+                effective("runAsNonRoot").as_bool(),
+                Some(true),
+                "{cname}: runAsNonRoot"
+            );
+            let run_as = effective("runAsUser").as_i64();
+            assert!(
+                run_as.is_some_and(|u| u > 0),
+                "{cname}: a fixed non-root runAsUser, not {run_as:?}"
+            );
+            if c["image"].as_str().unwrap_or_default().contains("gridstat") {
+                assert_eq!(run_as, Some(uid), "{cname}: the Dockerfile's user");
+            }
+            assert_eq!(
+                effective("seccompProfile")["type"].as_str(),
+                Some("RuntimeDefault"),
+                "{cname}: seccompProfile RuntimeDefault"
+            );
+            assert_eq!(
+                own["allowPrivilegeEscalation"].as_bool(),
+                Some(false),
+                "{cname}: allowPrivilegeEscalation false"
+            );
+            assert_eq!(
+                own["readOnlyRootFilesystem"].as_bool(),
+                Some(true),
+                "{cname}: readOnlyRootFilesystem"
+            );
+            assert!(
+                strings(&own["capabilities"]["drop"]).contains(&"ALL".to_string()),
+                "{cname}: capabilities drop ALL"
+            );
+            assert!(
+                mounts_tmp_from_empty_dir(c),
+                "{cname}: a writable /tmp (emptyDir) on the read-only root"
+            );
+        }
+    }
+}
+
+#[test]
+fn kubernetes_network_is_denied_by_default_and_allowed_per_workload() {
+    let docs = k8s_docs();
+    // Every manifest is applied by the kustomization.
+    let kustomization = &load_yaml(&infra().join("k8s/kustomization.yaml"))[0];
+    let resources: BTreeSet<String> = strings(&kustomization["resources"]).into_iter().collect();
+    let files: BTreeSet<String> = docs
+        .iter()
+        .filter(|(_, d)| d["kind"].as_str() != Some("Kustomization"))
+        .map(|(f, _)| f.clone())
+        .collect();
+    assert_eq!(resources, files, "kustomization.yaml lists every manifest");
+
+    let policies: Vec<&Yaml> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| d["kind"].as_str() == Some("NetworkPolicy"))
+        .collect();
+    let types = |p: &Yaml| strings(&p["spec"]["policyTypes"]);
+    assert!(
+        policies.iter().any(|p| {
+            p["spec"]["podSelector"]
+                .as_hash()
+                .is_some_and(|h| h.is_empty())
+                && types(p).contains(&"Ingress".to_string())
+                && types(p).contains(&"Egress".to_string())
+                && p["spec"]["ingress"].is_badvalue()
+                && p["spec"]["egress"].is_badvalue()
+        }),
+        "a NetworkPolicy denies all ingress and egress for every pod"
+    );
+    // Allow rules name their peers and ports.
+    for p in &policies {
+        for dir in ["ingress", "egress"] {
+            for rule in p["spec"][dir].as_vec().into_iter().flatten() {
+                let peers = if dir == "ingress" { "from" } else { "to" };
+                assert!(
+                    rule[peers].as_vec().is_some_and(|v| !v.is_empty())
+                        && rule["ports"].as_vec().is_some_and(|v| !v.is_empty()),
+                    "{}: every {dir} rule names its peers and ports",
+                    p["metadata"]["name"].as_str().unwrap()
+                );
+            }
+        }
+    }
+
+    // Ports each pod may reach: (protocol, port) of the egress rules of the
+    // policies that select it; and ports open to it from outside.
+    let allowed = |labels: &Yaml, dir: &str| -> BTreeSet<(String, i64)> {
+        policies
+            .iter()
+            .filter(|p| selects(&p["spec"]["podSelector"], labels))
+            .flat_map(|p| p["spec"][dir].as_vec().into_iter().flatten())
+            .flat_map(|rule| rule["ports"].as_vec().into_iter().flatten())
+            .map(|port| {
+                let protocol = port["protocol"].as_str().unwrap_or("TCP").to_string();
+                (protocol, port["port"].as_i64().expect("numeric ports"))
+            })
+            .collect()
+    };
+    let config = configmap_config();
+    let kafka_ports: BTreeSet<i64> = config["ingest"]["brokers"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(|b| b.rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    let s3 = url::Url::parse(config["s3_endpoint"].as_str().unwrap()).unwrap();
+    let s3_port = i64::from(s3.port_or_known_default().unwrap());
+    let secret_names = |spec: &Yaml| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for c in containers_of(spec) {
+            for e in c["envFrom"].as_vec().into_iter().flatten() {
+                out.extend(e["secretRef"]["name"].as_str().map(String::from));
+            }
+            for e in c["env"].as_vec().into_iter().flatten() {
+                out.extend(
+                    e["valueFrom"]["secretKeyRef"]["name"]
+                        .as_str()
+                        .map(String::from),
+                );
+            }
+        }
+        out
+    };
+    for (name, template) in pod_templates(&docs) {
+        let labels = &template["metadata"]["labels"];
+        let spec = &template["spec"];
+        let egress = allowed(labels, "egress");
+        assert!(
+            egress.contains(&("UDP".into(), 53)),
+            "{name}: DNS allowed ({egress:?})"
+        );
+        let uses = secret_names(spec);
+        if uses.contains("gridstat-kafka") {
+            for port in &kafka_ports {
+                assert!(
+                    egress.contains(&("TCP".into(), *port)),
+                    "{name}: Kafka (port {port}) allowed ({egress:?})"
+                );
+            }
+        }
+        if uses.contains("gridstat-s3") {
+            assert!(
+                egress.contains(&("TCP".into(), s3_port)),
+                "{name}: S3 (port {s3_port}) allowed ({egress:?})"
+            );
+        }
+        // Only ports a container listens on are open, and only those.
+        let listening: BTreeSet<i64> = containers_of(spec)
+            .iter()
+            .flat_map(|c| c["ports"].as_vec().into_iter().flatten())
+            .filter_map(|p| p["containerPort"].as_i64())
+            .collect();
+        for (_, port) in allowed(labels, "ingress") {
+            assert!(
+                listening.contains(&port),
+                "{name}: ingress allowed on {port}, where nothing listens"
+            );
+        }
+    }
+}
+
+#[test]
+fn kubernetes_credentials_and_kafka_security_come_from_secrets() {
+    let docs = k8s_docs();
+    let secrets = k8s_secrets(&docs);
+
+    // No credential in the ConfigMap or in a container's literal env.
+    let mut keys = Vec::new();
+    toml_keys(&configmap_config(), "", &mut keys);
+    let file: toml::Table =
+        toml::from_str(&std::fs::read_to_string(infra().join("gridstat.toml")).unwrap()).unwrap();
+    toml_keys(&file, "", &mut keys);
+    for key in &keys {
+        let kafka_security = KAFKA_SECURITY_SETTINGS
+            .iter()
+            .any(|s| key == &format!("ingest.kafka.{s}"));
+        assert!(
+            !credential_like(key) && !kafka_security,
+            "{key} is in the config file; credentials and Kafka security belong in a Secret"
+        );
+    }
+    for (_, doc) in docs
+        .iter()
+        .filter(|(_, d)| d["kind"].as_str() == Some("ConfigMap"))
+    {
+        for (k, _) in doc["data"].as_hash().into_iter().flatten() {
+            assert!(!credential_like(k.as_str().unwrap()), "ConfigMap key {k:?}");
+        }
+    }
+    let pods = pod_templates(&docs);
+    for (name, template) in &pods {
+        for c in containers_of(&template["spec"]) {
+            for e in c["env"].as_vec().into_iter().flatten() {
+                let var = e["name"].as_str().unwrap();
+                assert!(
+                    !credential_like(var) || e["value"].is_badvalue(),
+                    "{name}: {var} is written in the manifest; take it from a Secret"
+                );
+            }
+        }
+    }
+
+    // The workers: each Kafka security setting is a `-X key=$(VAR)` whose
+    // variable is a key of a Secret, and the CA file is mounted from one.
+    let from_secret = |c: &Yaml, var: &str| -> (String, String) {
+        let entry = c["env"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"].as_str() == Some(var))
+            .unwrap_or_else(|| panic!("{var} is not in the container's env"));
+        let r = &entry["valueFrom"]["secretKeyRef"];
+        let (secret, key) = (r["name"].as_str(), r["key"].as_str());
+        let (Some(secret), Some(key)) = (secret, key) else {
+            panic!("{var} is not taken from a Secret: {entry:?}");
+        };
+        assert!(
+            secrets.get(secret).is_some_and(|s| s.contains_key(key)),
+            "{var}: the Secret {secret} has no key {key}"
+        );
+        (secret.to_string(), key.to_string())
+    };
+    let (_, ingest) = pods
+        .iter()
+        .find(|(n, _)| n.ends_with("/gridstat-ingest"))
+        .expect("the ingest workers");
+    let spec = &ingest["spec"];
+    let worker = &spec["containers"][0];
+    let args = strings(&worker["args"]);
+    let mut vars = Vec::new();
+    for setting in KAFKA_SECURITY_SETTINGS {
+        let at = args
+            .iter()
+            .position(|a| a.starts_with(&format!("{setting}=")))
+            .unwrap_or_else(|| panic!("the workers get {setting} as -X {setting}=…: {args:?}"));
+        assert_eq!(
+            args[at.saturating_sub(1)],
+            "-X",
+            "{setting} is a -X setting"
+        );
+        let var = args[at][setting.len() + 1..]
+            .strip_prefix("$(")
+            .and_then(|v| v.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{setting} is $(VAR), filled from a Secret: {}", args[at]));
+        vars.push((setting, from_secret(worker, var)));
+    }
+    let (ca_secret, ca_key) = &vars
+        .iter()
+        .find(|(s, _)| *s == "ssl.ca.location")
+        .unwrap()
+        .1;
+    let ca_path = Path::new(&secrets[ca_secret][ca_key]);
+    let mount = worker["volumeMounts"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"].as_str().map(Path::new) == ca_path.parent())
+        .unwrap_or_else(|| panic!("nothing is mounted at {}", ca_path.display()));
+    let volume = spec["volumes"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    let source = volume["secret"]["secretName"].as_str();
+    assert!(
+        source.is_some_and(|s| secrets.contains_key(s)),
+        "{}: the CA file comes from a Secret",
+        ca_path.display()
+    );
+    let file_name = ca_path.file_name().unwrap().to_str().unwrap();
+    let item = volume["secret"]["items"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .find(|i| i["path"].as_str() == Some(file_name));
+    let key = item.map_or(file_name, |i| i["key"].as_str().unwrap());
+    assert!(
+        secrets[source.unwrap()].contains_key(key),
+        "the Secret has the CA file {key}"
+    );
+
+    // The topic job connects with the same settings.
+    let (_, topics) = pods
+        .iter()
+        .find(|(n, _)| n.ends_with("/gridstat-topics"))
+        .expect("the topic job");
+    let job = &topics["spec"]["containers"][0];
+    for (setting, (secret, key)) in &vars {
+        let (s, k) = from_secret(job, key);
+        assert_eq!((&s, &k), (secret, key), "the topic job's {setting}");
+    }
+    let script = strings(&job["args"]).join("\n");
+    assert!(
+        script.contains("--command-config"),
+        "kafka-topics.sh gets the client settings"
+    );
+}
+
+#[test]
+fn the_linked_librdkafka_accepts_the_workers_kafka_security() {
+    // The workers' -X settings as the kubelet expands them from the Secret's
+    // placeholders: SASL over TLS needs librdkafka built with OpenSSL.
+    let docs = k8s_docs();
+    let secrets = k8s_secrets(&docs);
+    let pods = pod_templates(&docs);
+    let (_, ingest) = pods
+        .iter()
+        .find(|(n, _)| n.ends_with("/gridstat-ingest"))
+        .expect("the ingest workers");
+    let worker = &ingest["spec"]["containers"][0];
+    let value_of = |var: &str| -> String {
+        let entry = worker["env"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"].as_str() == Some(var))
+            .unwrap_or_else(|| panic!("{var} is not in the container's env"));
+        let r = &entry["valueFrom"]["secretKeyRef"];
+        secrets[r["name"].as_str().unwrap()][r["key"].as_str().unwrap()].clone()
+    };
+    let args = strings(&worker["args"]);
+    let mut cfg = rdkafka::ClientConfig::new();
+    cfg.set("bootstrap.servers", "127.0.0.1:9")
+        .set("group.id", "gridstat-infra-test");
+    let mut set = Vec::new();
+    for pair in args.windows(2).filter(|w| w[0] == "-X") {
+        let (key, value) = pair[1].split_once('=').unwrap();
+        let value = match value.strip_prefix("$(").and_then(|v| v.strip_suffix(')')) {
+            // The CA file is the cluster's, mounted only in the pod.
+            Some(_) if key == "ssl.ca.location" => "probe".to_string(),
+            Some(var) => value_of(var),
+            None => value.to_string(),
+        };
+        cfg.set(key, &value);
+        set.push(format!("{key}={value}"));
+    }
+    assert!(set.len() >= KAFKA_SECURITY_SETTINGS.len(), "{set:?}");
+    let consumer: Result<rdkafka::consumer::BaseConsumer, _> = cfg.create();
+    if let Err(e) = consumer {
+        panic!("librdkafka refuses the workers' settings {set:?}: {e}");
+    }
 }

@@ -67,7 +67,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: KafkaArgs) -> anyhow::Resul
         format!("gridstat-bench-{tag}.cases"),
     ];
     let brokers = args.brokers.as_str();
-    runtime.block_on(ensure_topics(brokers, &topics, args.partitions))?;
+    runtime.block_on(ensure_topics(brokers, &topics, args.partitions, &[]))?;
     let started = Instant::now();
     let messages = Generator::new(&registry, opts).map(|m| {
         let topic = match m.stream {

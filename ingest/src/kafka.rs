@@ -466,17 +466,25 @@ pub fn group_lag(
     GroupLag::new(brokers, group, topics, settings)?.lag()
 }
 
-/// Create topics that do not exist yet.
-pub async fn ensure_topics(brokers: &str, topics: &[String], partitions: i32) -> Result<()> {
+/// Create topics that do not exist yet. `settings` are librdkafka settings
+/// (`-X key=value`), e.g. the same SASL/TLS settings as the consumer's.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[String],
+    partitions: i32,
+    settings: &[(String, String)],
+) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|source| Error::Kafka {
-            context: "creating an admin client".into(),
-            source,
-        })?;
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    for (k, v) in settings {
+        cfg.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> = cfg.create().map_err(|source| Error::Kafka {
+        context: "creating an admin client".into(),
+        source,
+    })?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
@@ -589,6 +597,22 @@ mod tests {
         assert!(check_write_deadline(&[], Duration::from_secs(200)).is_err());
         assert!(
             check_write_deadline(&settings(&[("max.poll.interval.ms", "x")]), deadline).is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn ensure_topics_gives_the_admin_client_the_settings() {
+        // A value librdkafka refuses fails the client before any broker is
+        // contacted, so it proves the setting reached the client.
+        let bad = settings(&[("security.protocol", "carrier-pigeon")]);
+        let err = ensure_topics("127.0.0.1:9", &["t".into()], 1, &bad)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Kafka { context, source }
+                if context.contains("admin client")
+                    && source.to_string().contains("security.protocol")),
+            "{err:?}"
         );
     }
 }

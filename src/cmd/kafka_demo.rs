@@ -22,7 +22,13 @@ pub(crate) async fn run(
     let cases = format!("gridstat-demo-{tag}.cases");
     let topics = vec![visits.clone(), cases.clone()];
     let group = format!("gridstat-demo-{tag}");
-    ensure_topics(brokers, &topics, 6).await?;
+    let config = KafkaIngestConfig {
+        brokers: brokers.into(),
+        topics: topics.clone(),
+        group: group.clone(),
+        settings: vec![],
+    };
+    ensure_topics(brokers, &topics, 6, &config.settings).await?;
     let already: i64 = group_lag(brokers, &format!("{group}-probe"), &topics, &[])?
         .iter()
         .map(|l| l.2)
@@ -37,12 +43,6 @@ pub(crate) async fn run(
         });
         produce(brokers, messages).await?;
     }
-    let config = KafkaIngestConfig {
-        brokers: brokers.into(),
-        topics: topics.clone(),
-        group: group.clone(),
-        settings: vec![],
-    };
     let metrics = Arc::new(IngestMetrics::default());
     let mut engine = IngestEngine::new(
         LakeStore::new(store),
