@@ -24,8 +24,6 @@ log() { printf '\n== %s\n' "$*"; }
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
-# librdkafka is built with OpenSSL (TLS and SCRAM for Kafka).
-dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v python3 >/dev/null || need_apt+=(python3)
 # Debian splits venv's pip bootstrap (ensurepip) into python3-venv; needed

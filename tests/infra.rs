@@ -438,6 +438,20 @@ fn dockerfile_is_multi_stage_small_and_non_root() {
         }
     }
     assert!(stages.len() >= 2, "multi-stage: {stages:?}");
+    // Cargo needs every workspace member's manifest to build any of them.
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    for member in manifest["workspace"]["members"].as_array().unwrap() {
+        let member = member.as_str().unwrap();
+        assert!(
+            joined
+                .lines()
+                .any(|l| l.trim() == format!("COPY {member} {member}")),
+            "the build stage copies the workspace member {member}"
+        );
+    }
     let user = last_user.expect("the runtime stage sets USER");
     assert!(
         !user.starts_with("root") && !user.starts_with('0'),
