@@ -161,7 +161,7 @@ pub async fn run(
     raw.seed(&ctx);
     let t = Instant::now();
     progress.step("curate", changes.days.len() as u64);
-    let mut written_schemas = curated::WrittenSchemas::new();
+    let mut written_schemas = curated::dedup::WrittenSchemas::new();
     for group in raw.curation_groups(&changes.days) {
         let (with_raw, without): (Vec<NaiveDate>, Vec<NaiveDate>) =
             group.iter().partition(|day| raw.days.contains(day));
@@ -170,7 +170,7 @@ pub async fn run(
         }
         if !with_raw.is_empty() {
             let (days, schemas) =
-                curated::curate_days(&ctx, &store, &with_raw, raw.day_listing()).await?;
+                curated::dedup::curate_days(&ctx, &store, &with_raw, raw.day_listing()).await?;
             for d in days {
                 report.files_written += d.files_written;
                 report.visits_curated += d.visits;
@@ -278,9 +278,9 @@ impl RawListing {
     }
 
     /// The raw tables' objects, for curation's tables of one day each.
-    fn day_listing(&self) -> curated::RawDayListing<'_> {
+    fn day_listing(&self) -> curated::dedup::RawDayListing<'_> {
         let [visits, cases, _] = &self.metas;
-        curated::RawDayListing { visits, cases }
+        curated::dedup::RawDayListing { visits, cases }
     }
 
     /// Hand the listing to the session's tables of raw files, so that
@@ -499,13 +499,17 @@ async fn rollup_step(
     let case_state = async {
         Ok(match &plan.case_state {
             CaseStateWork::Keep => None,
-            CaseStateWork::Rebuild => {
-                Some(timed("case_state", curated::case_state(ctx, store, gate.clone())).await?)
-            }
+            CaseStateWork::Rebuild => Some(
+                timed(
+                    "case_state",
+                    curated::case_state::rebuild(ctx, store, gate.clone()),
+                )
+                .await?,
+            ),
             CaseStateWork::Update(days) => Some(
                 timed(
                     "case_state update",
-                    curated::update_case_state(ctx, store, days, gate.clone()),
+                    curated::case_update::update(ctx, store, days, gate.clone()),
                 )
                 .await?,
             ),
