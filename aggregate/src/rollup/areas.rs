@@ -1,0 +1,109 @@
+//! Figures per area and day at the four levels: the grid-day figures
+//! summed up the hierarchy (`area_day`), and the resolve-time percentiles,
+//! which are not additive and are computed per level (`hours_day`,
+//! `hours_cum`).
+
+use std::sync::Arc;
+
+use datafusion::execution::context::SessionContext;
+
+use super::columns::{FLOWS, STATES};
+use crate::error::Result;
+use crate::open_cases::Days;
+use crate::tables::{query_batch, register_batches};
+
+/// The four levels: name, key column, name column, parent column.
+pub const LEVELS: &[(&str, &str, &str, &str)] = &[
+    (
+        "city",
+        "g.city_code",
+        "g.city_name",
+        "CAST(NULL AS VARCHAR)",
+    ),
+    ("county", "g.county_code", "g.county_name", "g.city_code"),
+    ("town", "g.town_code", "g.town_name", "g.county_code"),
+    ("grid", "g.grid_id", "g.grid_name", "g.town_code"),
+];
+
+pub(super) fn area_day_sql() -> String {
+    LEVELS
+        .iter()
+        .enumerate()
+        .map(|(rank, (level, key, name, parent))| {
+            let sums: String = FLOWS.iter().chain(STATES).map(|f| format!(", SUM(gd.{f}) AS {f}")).collect();
+            format!(
+                "SELECT {rank} AS level_rank, '{level}' AS level, {key} AS area_code, {name} AS area_name, {parent} AS parent_code, gd.dt, \
+                 SUM(g.households) AS households_registered {sums} \
+                 FROM grid_day gd JOIN registry_grids g ON gd.grid_id = g.grid_id GROUP BY {key}, {name}, {parent}, gd.dt"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+pub(super) fn hours_sql(cumulative: bool, from: &str) -> String {
+    LEVELS
+        .iter()
+        .map(|(level, key, _, _)| {
+            // Cumulative percentiles take every resolution up to the day;
+            // `days` holds only the days being recomputed.
+            let (join, day) = if cumulative {
+                ("JOIN days d ON c.resolved_dt <= d.dt".to_string(), "d.dt")
+            } else {
+                (String::new(), "c.resolved_dt")
+            };
+            let since = if cumulative {
+                String::new()
+            } else {
+                format!(" AND c.resolved_dt >= '{from}'")
+            };
+            format!(
+                "SELECT '{level}' AS hl, {key} AS ha, {day} AS hdt, \
+                 percentile_cont(0.5) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS resolve_hours_median, \
+                 percentile_cont(0.9) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS resolve_hours_p90 \
+                 FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id {join} \
+                 WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL{since} GROUP BY {key}, {day}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// Build both resolve-time tables for `days` with
+/// [`crate::percentiles::hours_to_resolve`] rather than [`hours_sql`].
+pub(super) async fn materialize_hours(ctx: &SessionContext, days: &Days) -> Result<()> {
+    let started = std::time::Instant::now();
+    let Some(last) = days.dt.last() else {
+        return Ok(());
+    };
+    let keys: String = LEVELS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, key, _, _))| format!("{key} AS area{i}, "))
+        .collect();
+    let sql = format!(
+        "SELECT {keys}c.resolved_dt, c.hours_to_resolve \
+         FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id \
+         WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL AND c.resolved_dt <= '{last}'"
+    );
+    let input = query_batch(ctx, "hours to resolve", &sql).await?;
+    let resolutions = crate::percentiles::Resolutions {
+        levels: LEVELS
+            .iter()
+            .enumerate()
+            .map(|(i, (level, _, _, _))| (*level, Arc::clone(input.column(i))))
+            .collect(),
+        day: Arc::clone(input.column(LEVELS.len())),
+        hours: Arc::clone(input.column(LEVELS.len() + 1)),
+    };
+    let (daily, cumulative) = crate::percentiles::hours_to_resolve(&resolutions, &days.dt)?;
+    for (name, batch) in [("hours_day", daily), ("hours_cum", cumulative)] {
+        register_batches(ctx, name, batch.schema(), vec![batch])?;
+    }
+    tracing::debug!(
+        tables = "hours_day, hours_cum",
+        seconds = started.elapsed().as_secs_f64(),
+        "Materialized."
+    );
+    Ok(())
+}
