@@ -832,4 +832,60 @@ mod tests {
         assert_eq!(all.days, BTreeSet::from([day(25), day(26)]));
         assert_eq!(all.quarantine_days, BTreeSet::from([day(26)]));
     }
+
+    /// The daily and cumulative files hold the catalogue's rollup columns,
+    /// in its order and with its types. Their nullability is the
+    /// catalogue's but for the distinct reporter counts, which the files
+    /// declare never null.
+    #[tokio::test]
+    async fn rollup_files_have_the_catalogues_columns() {
+        use arrow::datatypes::{DataType, Schema};
+        use object_store::ObjectStoreExt;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let registry = Registry::jiangmen();
+        let campaign = gridstat_schemas::generate::GenOptions {
+            days: 2,
+            scale: 0.002,
+            ..Default::default()
+        };
+        test_support::write_raw_lake(&store, &registry, campaign).await;
+        let opts = AggregateOptions::default();
+        let report = run(Arc::clone(&store), &registry, &opts, &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(report.rollup_days.len(), 2, "{report:?}");
+        let columns = |schema: &Schema| -> Vec<(String, DataType)> {
+            schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        };
+        let catalogue = gridstat_schemas::metrics::rollup_schema();
+        let expected = columns(&catalogue);
+        let nullable = |schema: &Schema| -> Vec<bool> {
+            schema.fields().iter().map(|f| f.is_nullable()).collect()
+        };
+        let expected_nullable: Vec<bool> = catalogue
+            .fields()
+            .iter()
+            .map(|f| {
+                let reporters = gridstat_schemas::metrics::Metric::from_name(f.name())
+                    .is_some_and(|m| m.is_reporter_count());
+                f.is_nullable() && !reporters
+            })
+            .collect();
+        for table in ["rollups/daily", "rollups/cumulative"] {
+            for day in &report.rollup_days {
+                let path = format!("{table}/{}/part-00000.parquet", dt_partition(*day));
+                let object = store.get(&path.as_str().into()).await.unwrap();
+                let file = ParquetRecordBatchReaderBuilder::try_new(object.bytes().await.unwrap())
+                    .unwrap();
+                assert_eq!(columns(file.schema()), expected, "{path}");
+                assert_eq!(nullable(file.schema()), expected_nullable, "{path}");
+            }
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
 
-use super::columns::{FLOWS, STATES};
+use super::columns::{stored, Recipe, FLOWS, STATES};
 use crate::error::Result;
 use crate::open_cases::Days;
 use crate::tables::{query_batch, register_batches};
@@ -25,15 +25,24 @@ pub const LEVELS: &[(&str, &str, &str, &str)] = &[
     ("grid", "g.grid_id", "g.grid_name", "g.town_code"),
 ];
 
+/// The grid-day figures summed up to every area at the four levels, with
+/// the registry's figures (registered households).
 pub(super) fn area_day_sql() -> String {
+    let registered = stored()
+        .filter_map(|(metric, recipe)| match recipe {
+            Recipe::Registry(column) => Some(format!("SUM(g.{column}) AS {}", metric.name())),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     LEVELS
         .iter()
         .enumerate()
         .map(|(rank, (level, key, name, parent))| {
-            let sums: String = FLOWS.iter().chain(STATES).map(|f| format!(", SUM(gd.{f}) AS {f}")).collect();
+            let sums: String = FLOWS.iter().chain(STATES.iter()).map(|f| format!(", SUM(gd.{f}) AS {f}")).collect();
             format!(
                 "SELECT {rank} AS level_rank, '{level}' AS level, {key} AS area_code, {name} AS area_name, {parent} AS parent_code, gd.dt, \
-                 SUM(g.households) AS households_registered {sums} \
+                 {registered} {sums} \
                  FROM grid_day gd JOIN registry_grids g ON gd.grid_id = g.grid_id GROUP BY {key}, {name}, {parent}, gd.dt"
             )
         })
@@ -41,7 +50,21 @@ pub(super) fn area_day_sql() -> String {
         .join(" UNION ALL ")
 }
 
+/// Resolve-time percentiles per level, area and day: of the day's
+/// resolutions from `from` on, or (`cumulative`) of every resolution up to
+/// each day of `days` (the SQL that [`crate::percentiles`] replaces in
+/// gridstat).
 pub(super) fn hours_sql(cumulative: bool, from: &str) -> String {
+    let percentiles = stored()
+        .filter_map(|(metric, recipe)| match recipe {
+            Recipe::HoursToResolve(p) => Some(format!(
+                "percentile_cont({p}) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS {}",
+                metric.name()
+            )),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     LEVELS
         .iter()
         .map(|(level, key, _, _)| {
@@ -59,8 +82,7 @@ pub(super) fn hours_sql(cumulative: bool, from: &str) -> String {
             };
             format!(
                 "SELECT '{level}' AS hl, {key} AS ha, {day} AS hdt, \
-                 percentile_cont(0.5) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS resolve_hours_median, \
-                 percentile_cont(0.9) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS resolve_hours_p90 \
+                 {percentiles} \
                  FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id {join} \
                  WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL{since} GROUP BY {key}, {day}"
             )

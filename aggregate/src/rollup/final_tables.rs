@@ -1,6 +1,8 @@
 //! The daily and cumulative tables as their files hold them.
 
-use super::columns::{cumulative_column, CATEGORIES, FLOWS, REPORTERS};
+use gridstat_schemas::metrics::{Metric, KEY_COLUMNS};
+
+use super::columns::{cumulative_column, select_item, FLOWS, REPORTERS};
 
 /// The previous run's cumulative row of the day before the first
 /// recomputed day, per level and area; no rows when recomputing from the
@@ -23,98 +25,18 @@ pub(super) fn previous_sql(has_previous: bool) -> String {
     }
 }
 
+/// The daily or the `cumulative` table, one column per stored metric after
+/// the keys and `dt`, sorted by day, level (city first) and area code.
+/// `area_day` (the daily figures) or `area_running` (their running sums)
+/// is `a`; the reporters `r`, the resolve times `h` and, for the
+/// cumulative table, the previous run's row of the day before `p`.
 pub(crate) fn final_sql(cumulative: bool, has_previous: bool) -> String {
-    // The cumulative table reads `area_running`, whose flows and reporter
-    // counts are already running sums since the first recomputed day.
-    let flow = |f: &str| {
-        if cumulative {
-            format!("(COALESCE(p.{}, 0) + a.{f})", cumulative_column(f))
-        } else {
-            format!("a.{f}")
-        }
-    };
-    let reporter = |c: &str| {
-        if cumulative {
-            format!("(COALESCE(p.{c}, 0) + a.{c})")
-        } else {
-            format!("COALESCE(r.{c}, 0)")
-        }
-    };
-    // In the cumulative table distinct households are the running sum of
-    // first visits; per day they are the day's distinct households.
-    let visited = |kind: &str| {
-        if cumulative {
-            flow(&format!("{kind}_new"))
-        } else {
-            flow(&format!("{kind}_visited"))
-        }
-    };
-    let mut cols = vec![
-        "a.level".to_string(),
-        "a.area_code".into(),
-        "a.area_name".into(),
-        "a.parent_code".into(),
-        "a.dt".into(),
-        "a.households_registered".into(),
-        format!("{} AS visits", flow("visits")),
-        format!("{} AS households_visited", visited("households")),
-        format!(
-            "CAST({} AS DOUBLE) / CAST(a.households_registered AS DOUBLE) AS coverage",
-            visited("households")
-        ),
-        format!("{} AS households_new", flow("households_new")),
-        format!("{} AS enterprises_visited", visited("enterprises")),
-        format!("{} AS venues_visited", visited("venues")),
-    ];
-    for f in [
-        "residents_recorded",
-        "newcomers_registered",
-        "residents_tested",
-        "residents_vaccinated",
-    ] {
-        cols.push(format!("{} AS {f}", flow(f)));
-    }
-    for (share, num) in [
-        ("tested_share", "residents_tested"),
-        ("vaccinated_share", "residents_vaccinated"),
-    ] {
-        cols.push(format!(
-            "CASE WHEN {den} = 0 THEN NULL ELSE CAST({n} AS DOUBLE) / CAST({den} AS DOUBLE) END AS {share}",
-            den = flow("residents_recorded"),
-            n = flow(num)
-        ));
-    }
-    for f in ["hazards_found", "hazards_fixed_on_spot"] {
-        cols.push(format!("{} AS {f}", flow(f)));
-    }
-    cols.push(format!(
-        "{} - {} AS hazards_handed_on",
-        flow("hazards_found"),
-        flow("hazards_fixed_on_spot")
-    ));
-    cols.push(format!("{} AS hazards_resolved", flow("hazards_resolved")));
-    cols.push("a.hazards_open".into());
-    cols.push(format!("{} AS hardships_raised", flow("hardships_raised")));
-    for c in CATEGORIES {
-        cols.push(format!(
-            "{} AS hardships_{c}",
-            flow(&format!("hardships_{c}"))
-        ));
-    }
-    cols.push(format!(
-        "{} AS hardships_resolved",
-        flow("hardships_resolved")
-    ));
-    cols.push("a.hardships_open".into());
-    cols.push("a.hardships_overdue".into());
-    cols.push("h.resolve_hours_median".into());
-    cols.push("h.resolve_hours_p90".into());
-    for (c, _) in REPORTERS {
-        cols.push(format!("{} AS {c}", reporter(c)));
-    }
-    for f in ["enlisted_building_leads", "enlisted_volunteers"] {
-        cols.push(format!("{} AS {f}", flow(f)));
-    }
+    let keys = KEY_COLUMNS
+        .iter()
+        .map(|(name, _)| format!("a.{name}"))
+        .chain(["a.dt".to_string()]);
+    let metrics = Metric::stored().filter_map(|metric| select_item(metric, cumulative));
+    let cols: Vec<String> = keys.chain(metrics).collect();
     let joins = if cumulative {
         format!(
             "area_running a \

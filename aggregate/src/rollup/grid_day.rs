@@ -9,7 +9,10 @@ use arrow::array::AsArray;
 use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
 
-use super::columns::{CATEGORIES, FLOWS, STATES};
+use gridstat_schemas::metrics::Metric;
+use gridstat_schemas::record::TargetKind;
+
+use super::columns::{first_visits_column, stored, Daily, Recipe, FLOWS, STATES};
 use super::{collect, days_of};
 use crate::error::Result;
 use crate::open_cases::Days;
@@ -20,14 +23,28 @@ use crate::tables::{query_batch, register_batches, Computed};
 /// its day (9.35M groups for 10M visits), so DataFusion runs it a few days
 /// at a time ([`BY_DAYS`]): the same rows, a fraction of the hash table.
 pub(super) fn grid_targets_sql(days: &str) -> String {
+    let counts = per_target_kind(|metric, _| metric.name());
     format!(
-        "SELECT dt AS t_dt, grid_id AS t_grid, \
-           SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_visited, \
-           SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_visited, \
-           SUM(CASE WHEN target_kind = 'venue' THEN 1 ELSE 0 END) AS venues_visited \
+        "SELECT dt AS t_dt, grid_id AS t_grid, {counts} \
          FROM (SELECT dt, grid_id, target_kind, target_id FROM curated_visits WHERE {days} GROUP BY dt, grid_id, target_kind, target_id) \
          GROUP BY dt, grid_id"
     )
+}
+
+/// A count of rows per kind of the targets the rollups count
+/// ([`Recipe::Targets`]), each named by `name` of the metric and kind.
+fn per_target_kind(name: impl Fn(Metric, TargetKind) -> &'static str) -> String {
+    stored()
+        .filter_map(|(metric, recipe)| match recipe {
+            Recipe::Targets(kind) => Some(format!(
+                "{} AS {}",
+                count_where("target_kind", kind.as_str()),
+                name(metric, kind)
+            )),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Targets first visited per day and grid (1.67M groups for 10M visits),
@@ -47,11 +64,9 @@ pub(super) fn grid_firsts_sql(from: &str) -> String {
 /// `grid_firsts` from `targets`: rows of targets first visited, with
 /// `grid_id`, `target_kind` and `first_dt` (a date).
 pub(crate) fn firsts_per_grid_sql(targets: &str) -> String {
+    let counts = per_target_kind(|_, kind| first_visits_column(kind));
     format!(
-        "SELECT CAST(first_dt AS VARCHAR) AS f_dt, grid_id AS f_grid, \
-           SUM(CASE WHEN target_kind = 'household' THEN 1 ELSE 0 END) AS households_new, \
-           SUM(CASE WHEN target_kind = 'enterprise' THEN 1 ELSE 0 END) AS enterprises_new, \
-           SUM(CASE WHEN target_kind = 'venue' THEN 1 ELSE 0 END) AS venues_new \
+        "SELECT CAST(first_dt AS VARCHAR) AS f_dt, grid_id AS f_grid, {counts} \
          FROM {targets} \
          GROUP BY first_dt, grid_id"
     )
@@ -69,34 +84,56 @@ pub(crate) const OPEN_CASES_SQL: &str = "SELECT d.dt AS s_dt, c.grid_id AS s_gri
 /// The in-memory table gridstat builds with [`crate::open_cases`].
 pub(super) const OPEN_CASES_TABLE: &str = "open_cases";
 
+/// `, SQL AS name` for each flow that `sql` gives the daily SQL of, from
+/// its [`Daily`] recipe, in column order.
+fn daily_sums(sql: impl Fn(Daily, Metric) -> Option<String>) -> String {
+    stored()
+        .filter_map(|(metric, recipe)| match recipe {
+            Recipe::Flow(daily) => {
+                sql(daily, metric).map(|sql| format!(", {sql} AS {}", metric.name()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The number of rows whose `column` is `value`.
+fn count_where(column: &str, value: &str) -> String {
+    format!("SUM(CASE WHEN {column} = '{value}' THEN 1 ELSE 0 END)")
+}
+
+/// Every figure per grid and day of `days` (from `from` on), zero-filled:
+/// the sums of `v` (visits), `grid_targets`, `grid_firsts`, `hs`
+/// (hardships raised, by category), `res` (cases resolved) and `st`
+/// (cases open at the day's end), by their columns in [`FLOWS`] and
+/// [`STATES`].
 pub(super) fn grid_day_sql(from: &str, computed: Computed) -> String {
     let open_cases = match computed {
         Computed::InSql => OPEN_CASES_SQL.to_string(),
         Computed::InMemory => format!("SELECT * FROM {OPEN_CASES_TABLE}"),
     };
-    let cats: String = CATEGORIES
-        .iter()
-        .map(|c| format!(", SUM(CASE WHEN category = '{c}' THEN 1 ELSE 0 END) AS hardships_{c}"))
-        .collect();
+    let visits = daily_sums(|daily, _| match daily {
+        Daily::Visits(sql) => Some(sql.to_string()),
+        _ => None,
+    });
+    let raised = daily_sums(|daily, metric| match (daily, metric.hardship_category()) {
+        (Daily::Raised, Some(category)) => Some(count_where("category", category.as_str())),
+        _ => None,
+    });
+    let resolved = daily_sums(|daily, _| match daily {
+        Daily::Resolved(kind) => Some(count_where("case_kind", kind.as_str())),
+        _ => None,
+    });
     let mut select = String::from("p.dt, p.grid_id");
-    for f in FLOWS.iter().chain(STATES) {
+    for f in FLOWS.iter().chain(STATES.iter()) {
         select += &format!(", COALESCE({f}, 0) AS {f}");
     }
     format!(
         "WITH panel AS (SELECT d.dt, g.grid_id FROM days d CROSS JOIN registry_grids g), \
-         v AS (SELECT dt AS v_dt, grid_id AS v_grid, COUNT(*) AS visits, \
-           SUM(CASE WHEN target_kind = 'household' THEN residents_recorded ELSE 0 END) AS residents_recorded, \
-           SUM(newcomers_registered) AS newcomers_registered, \
-           SUM(CASE WHEN target_kind = 'household' THEN residents_tested ELSE 0 END) AS residents_tested, \
-           SUM(CASE WHEN target_kind = 'household' THEN residents_vaccinated ELSE 0 END) AS residents_vaccinated, \
-           SUM(hazards_found) AS hazards_found, SUM(hazards_fixed_on_spot) AS hazards_fixed_on_spot, \
-           SUM(hardships_raised) AS hardships_raised, \
-           SUM(enlisted_building_leads) AS enlisted_building_leads, SUM(enlisted_volunteers) AS enlisted_volunteers \
+         v AS (SELECT dt AS v_dt, grid_id AS v_grid{visits} \
            FROM curated_visits WHERE dt >= '{from}' GROUP BY dt, grid_id), \
-         hs AS (SELECT opened_dt AS h_dt, grid_id AS h_grid {cats} FROM case_state WHERE case_kind = 'hardship' AND opened_dt >= '{from}' GROUP BY opened_dt, grid_id), \
-         res AS (SELECT resolved_dt AS r_dt, grid_id AS r_grid, \
-           SUM(CASE WHEN case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_resolved, \
-           SUM(CASE WHEN case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_resolved \
+         hs AS (SELECT opened_dt AS h_dt, grid_id AS h_grid {raised} FROM case_state WHERE case_kind = 'hardship' AND opened_dt >= '{from}' GROUP BY opened_dt, grid_id), \
+         res AS (SELECT resolved_dt AS r_dt, grid_id AS r_grid{resolved} \
            FROM case_state WHERE resolved_dt >= '{from}' GROUP BY resolved_dt, grid_id), \
          st AS ({open_cases}) \
          SELECT {select} FROM panel p \
