@@ -180,7 +180,7 @@ pub(crate) async fn materialize(
     let (schema, batches) = run_query(
         ctx,
         "grid_firsts",
-        &crate::rollup::firsts_per_grid_sql("new_targets"),
+        &crate::rollup::grid_day::firsts_per_grid_sql("new_targets"),
     )
     .await?;
     register_batches(ctx, "grid_firsts", schema, batches)?;

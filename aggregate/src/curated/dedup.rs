@@ -18,6 +18,7 @@ use crate::error::{query, Result};
 use crate::store::{plain_schema, put_if_changed, write_parquet, ParquetBody};
 use crate::tables::{register_raw_day, RAW_CASES, RAW_VISITS};
 use gridstat_schemas::arrow_schema::{raw_cases_schema, raw_visits_schema};
+use gridstat_schemas::lake::dt_partition;
 
 const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporter_id, r.reporter_role, \
     r.grid_id, g.village_code, g.town_code, g.county_code, r.target_kind, r.target_id, \
@@ -234,6 +235,15 @@ pub(crate) async fn curate_days(
     )
     .await?;
     Ok((days, schemas))
+}
+
+/// Delete the curated files of a day that no longer has raw files.
+pub(crate) async fn clear_day(store: &Arc<dyn ObjectStore>, day: NaiveDate) -> Result<()> {
+    for table in ["visits", "cases", "hardships", "hazards"] {
+        crate::store::delete_prefix(store, &format!("curated/{table}/{}", dt_partition(day)))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Deduplicate the case updates of `days` by `sql` (its rows tagged with

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use datafusion::execution::context::SessionContext;
 
 use super::columns::{stored, Recipe, FLOWS, STATES};
+use super::grid_day::grid_day_sql;
+use super::materialize_in_turn;
 use crate::error::Result;
 use crate::open_cases::Days;
-use crate::tables::{query_batch, register_batches};
+use crate::tables::{query_batch, register_batches, Computed};
 
 /// The four levels: name, key column, name column, parent column.
 pub const LEVELS: &[(&str, &str, &str, &str)] = &[
@@ -25,9 +27,25 @@ pub const LEVELS: &[(&str, &str, &str, &str)] = &[
     ("grid", "g.grid_id", "g.grid_name", "g.town_code"),
 ];
 
+/// The tables of figures per grid and per area, in the order they are
+/// built, for rollups from `from` on.
+pub(super) fn tables(from: &str, computed: Computed) -> [(&'static str, String); 2] {
+    [
+        ("grid_day", grid_day_sql(from, computed)),
+        ("area_day", area_day_sql()),
+    ]
+}
+
+/// Build `grid_day`, then `area_day` from it, for rollups from `from` on.
+/// They read `grid_targets`, `grid_firsts`, `open_cases`, `case_state` and
+/// `days`.
+pub(crate) async fn build(ctx: &SessionContext, from: &str) -> Result<()> {
+    materialize_in_turn(ctx, tables(from, Computed::InMemory).into()).await
+}
+
 /// The grid-day figures summed up to every area at the four levels, with
 /// the registry's figures (registered households).
-pub(super) fn area_day_sql() -> String {
+fn area_day_sql() -> String {
     let registered = stored()
         .filter_map(|(metric, recipe)| match recipe {
             Recipe::Registry(column) => Some(format!("SUM(g.{column}) AS {}", metric.name())),
@@ -93,7 +111,7 @@ pub(super) fn hours_sql(cumulative: bool, from: &str) -> String {
 
 /// Build both resolve-time tables for `days` with
 /// [`crate::percentiles::hours_to_resolve`] rather than [`hours_sql`].
-pub(super) async fn materialize_hours(ctx: &SessionContext, days: &Days) -> Result<()> {
+pub(crate) async fn build_resolve_hours(ctx: &SessionContext, days: &Days) -> Result<()> {
     let started = std::time::Instant::now();
     let Some(last) = days.dt.last() else {
         return Ok(());

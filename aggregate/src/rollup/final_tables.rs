@@ -1,13 +1,17 @@
 //! The daily and cumulative tables as their files hold them.
 
+use arrow::array::RecordBatch;
+use datafusion::execution::context::SessionContext;
 use gridstat_schemas::metrics::{Metric, KEY_COLUMNS};
 
+use super::collect;
 use super::columns::{cumulative_column, select_item, FLOWS, REPORTERS};
+use crate::error::Result;
 
 /// The previous run's cumulative row of the day before the first
 /// recomputed day, per level and area; no rows when recomputing from the
 /// campaign's start.
-pub(super) fn previous_sql(has_previous: bool) -> String {
+fn previous_sql(has_previous: bool) -> String {
     let columns: std::collections::BTreeSet<&str> = FLOWS
         .iter()
         .map(|f| cumulative_column(f))
@@ -54,4 +58,26 @@ pub(crate) fn final_sql(cumulative: bool, has_previous: bool) -> String {
         "SELECT {} FROM {joins} ORDER BY a.dt, a.level_rank, a.area_code",
         cols.join(", ")
     )
+}
+
+/// Compute the daily or the `cumulative` table ([`final_sql`]) for the
+/// recomputed days, from the registered intermediate tables.
+pub(crate) async fn compute(
+    ctx: &SessionContext,
+    cumulative: bool,
+    has_previous: bool,
+) -> Result<Vec<RecordBatch>> {
+    let name = if cumulative {
+        "rollups_cumulative"
+    } else {
+        "rollups_daily"
+    };
+    let started = std::time::Instant::now();
+    let batches = collect(ctx, name, &final_sql(cumulative, has_previous)).await?;
+    tracing::debug!(
+        table = name,
+        seconds = started.elapsed().as_secs_f64(),
+        "Computed."
+    );
+    Ok(batches)
 }

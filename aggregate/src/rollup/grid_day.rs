@@ -13,7 +13,7 @@ use gridstat_schemas::metrics::Metric;
 use gridstat_schemas::record::TargetKind;
 
 use super::columns::{first_visits_column, stored, Daily, Recipe, FLOWS, STATES};
-use super::{collect, days_of};
+use super::{collect, days_of, materialize};
 use crate::error::Result;
 use crate::open_cases::Days;
 use crate::tables::{query_batch, register_batches, Computed};
@@ -21,7 +21,8 @@ use crate::tables::{query_batch, register_batches, Computed};
 /// Distinct targets visited per day and grid, on the days `days` (a
 /// predicate on `dt`) selects. Nearly every visit is a distinct target of
 /// its day (9.35M groups for 10M visits), so DataFusion runs it a few days
-/// at a time ([`BY_DAYS`]): the same rows, a fraction of the hash table.
+/// at a time ([`build_grid_targets`]): the same rows, a fraction of the
+/// hash table.
 pub(super) fn grid_targets_sql(days: &str) -> String {
     let counts = per_target_kind(|metric, _| metric.name());
     format!(
@@ -147,7 +148,7 @@ pub(super) fn grid_day_sql(from: &str, computed: Computed) -> String {
 }
 
 /// Build [`OPEN_CASES_TABLE`] for `days` with [`crate::open_cases`].
-pub(super) async fn materialize_open_cases(ctx: &SessionContext, days: &Days) -> Result<()> {
+pub(crate) async fn build_open_cases(ctx: &SessionContext, days: &Days) -> Result<()> {
     let started = std::time::Instant::now();
     let Some(last) = days.dt.last() else {
         return Ok(());
@@ -176,14 +177,6 @@ pub(super) async fn materialize_open_cases(ctx: &SessionContext, days: &Days) ->
     Ok(())
 }
 
-/// SQL for some days, from a predicate on `dt`.
-pub(super) type DaysSql = fn(&str) -> String;
-
-/// Materialized tables whose rows are a union over days: DataFusion builds
-/// them from consecutive days holding at most [`VISITS_PER_CHUNK`] visits
-/// together (a larger day alone).
-pub(super) const BY_DAYS: &[(&str, DaysSql)] = &[("grid_targets", grid_targets_sql)];
-
 /// The 10M lake's largest day holds 2.16M visits; a chunk of that size
 /// keeps the distinct-targets hash table to a few hundred MB, while small
 /// campaigns still need one query for many days.
@@ -191,7 +184,7 @@ pub(super) const VISITS_PER_CHUNK: i64 = 2_000_000;
 
 /// `days` cut into runs of consecutive days of at most [`VISITS_PER_CHUNK`]
 /// curated visits (a larger day makes a run of its own).
-pub(super) async fn day_chunks(
+pub(crate) async fn day_chunks(
     ctx: &SessionContext,
     days: &[NaiveDate],
 ) -> Result<Vec<(NaiveDate, NaiveDate)>> {
@@ -216,6 +209,25 @@ pub(super) async fn day_chunks(
         |d| visits.get(&d).copied().unwrap_or(0),
         VISITS_PER_CHUNK,
     ))
+}
+
+/// Build `grid_targets` for `chunks` of consecutive days ([`day_chunks`]),
+/// one query per chunk.
+pub(crate) async fn build_grid_targets(
+    ctx: &SessionContext,
+    chunks: &[(NaiveDate, NaiveDate)],
+) -> Result<()> {
+    let queries: Vec<String> = chunks
+        .iter()
+        .map(|(first, last)| {
+            grid_targets_sql(&format!(
+                "dt >= '{}' AND dt <= '{}'",
+                first.format("%Y-%m-%d"),
+                last.format("%Y-%m-%d")
+            ))
+        })
+        .collect();
+    materialize(ctx, "grid_targets", &queries).await
 }
 
 /// Consecutive runs of `days` whose `size` sums stay within `budget`.

@@ -12,7 +12,7 @@ use crate::error::Result;
 
 /// Rewrite `rollups/quality`: recompute the figures of `days` (every day
 /// when `None`) and keep the file's rows of all other days.
-pub(crate) async fn write_quality(
+pub(crate) async fn write(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     has_quarantine: bool,

@@ -9,8 +9,33 @@ use object_store::ObjectStore;
 
 use super::areas::LEVELS;
 use super::columns::REPORTERS;
+use super::materialize_in_turn;
+use crate::error::Result;
 
-pub(super) fn reporters_sql(cumulative: bool, from: &str) -> String {
+/// The reporters' tables, in the order they are built, for rollups from
+/// `from` on (see [`reporter_firsts_sql`] for `has_previous`).
+pub(super) fn tables(from: &str, has_previous: bool) -> [(&'static str, String); 4] {
+    [
+        ("reporter_days", reporter_days_sql(from)),
+        ("reporter_firsts", reporter_firsts_sql(from, has_previous)),
+        ("reporters_day", reporters_sql(false, from)),
+        ("reporters_cum", reporters_sql(true, from)),
+    ]
+}
+
+/// Build the reporters' tables from the curated visits, one after another.
+pub(crate) async fn build(ctx: &SessionContext, from: &str, has_previous: bool) -> Result<()> {
+    materialize_in_turn(ctx, tables(from, has_previous).into()).await
+}
+
+/// Each reporter active on a day from `from` on, per grid and role.
+fn reporter_days_sql(from: &str) -> String {
+    format!("SELECT DISTINCT dt, grid_id, reporter_id, reporter_role FROM curated_visits WHERE dt >= '{from}'")
+}
+
+/// Distinct reporters per level, area and day: those of the day, or
+/// (`cumulative`) those active there for the first time.
+fn reporters_sql(cumulative: bool, from: &str) -> String {
     LEVELS
         .iter()
         .map(|(level, key, _, _)| {
@@ -71,7 +96,7 @@ pub(crate) const REPORTER_FIRSTS: &str = "_state/reporter_firsts.parquet";
 /// campaign's start. With `has_previous`, `previous_reporter_firsts` holds
 /// the last run's table: its rows before `from` stay, and reporters not
 /// among them get their first day from the recomputed days.
-pub(super) fn reporter_firsts_sql(from: &str, has_previous: bool) -> String {
+fn reporter_firsts_sql(from: &str, has_previous: bool) -> String {
     let recomputed = "SELECT grid_id, reporter_id, reporter_role, MIN(dt) AS first_dt \
                       FROM reporter_days GROUP BY grid_id, reporter_id, reporter_role";
     if has_previous {
@@ -89,7 +114,7 @@ pub(super) fn reporter_firsts_sql(from: &str, has_previous: bool) -> String {
 /// Rewrite the reporters' first days ([`REPORTER_FIRSTS`]) from the
 /// materialized `reporter_firsts` table, in the background once `gate`
 /// opens.
-pub(crate) fn write_reporter_firsts(
+pub(crate) fn write_firsts(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     gate: crate::store::WriteGate,

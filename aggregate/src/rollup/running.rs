@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 
-use super::columns::REPORTERS;
+use datafusion::execution::context::SessionContext;
+
+use super::columns::{FLOWS, REPORTERS};
 use crate::error::Result;
+use crate::tables::register_batches;
 
 /// `area_day` with each area's new reporters per day: the input of the
 /// running sums behind the cumulative table.
@@ -20,10 +23,24 @@ pub(crate) fn area_totals_sql() -> String {
     )
 }
 
+/// Build `area_running`: [`area_totals_sql`] with the flows and reporter
+/// counts running-summed per area over the recomputed days.
+pub(crate) async fn build(ctx: &SessionContext) -> Result<()> {
+    let (schema, totals) =
+        crate::tables::run_query(ctx, "area_running", &area_totals_sql()).await?;
+    let summed: Vec<&str> = FLOWS
+        .iter()
+        .copied()
+        .chain(REPORTERS.iter().map(|(c, _)| *c))
+        .collect();
+    let running = running_sums(&totals, &["level", "area_code"], "dt", &summed)?;
+    register_batches(ctx, "area_running", schema, running.into_iter().collect())
+}
+
 /// Replace each of `columns` (Int64) by its running sum over the rows of
 /// the same `partition` key in `order`: DataFusion's bounded window
 /// operator took over a second for 90k rows with thousands of areas.
-pub(super) fn running_sums(
+fn running_sums(
     batches: &[RecordBatch],
     partition: &[&str],
     order: &str,
