@@ -1,8 +1,9 @@
 //! Each target's first visited day, kept as state so that a refresh finds
 //! the targets its days visit for the first time without reading every
-//! earlier visit. (The SQL of `grid_firsts_sql` in `crate::rollup::grid_day` does it by
-//! an anti-join that decodes grid, kind and id of every earlier visit:
-//! 1.4M rows, a third of a one-day refresh of the city's 30-day lake.)
+//! earlier visit. (The SQL of `grid_firsts_sql` in `crate::rollup::grid_day`
+//! does it by an anti-join that decodes grid, kind and id of every earlier
+//! visit: 1.4M rows, a third of a one-day refresh of the city's 30-day
+//! lake.)
 //!
 //! A target (grid, kind, id) is kept as a 128-bit SipHash-1-3 key of its
 //! three parts, one object per first day:

@@ -98,7 +98,7 @@ pub(super) async fn register_reopened(ctx: &SessionContext, openings: &str) -> R
 /// which cases it yields rows for. A case is
 /// nearly always opened once; only cases opened more than once go through
 /// the `ROW_NUMBER` window, which is slow with one partition per case.
-/// As in [`dedup_sql`], the narrower side of each join comes first: the
+/// As in curation's `dedup_sql`, the narrower side of each join comes first: the
 /// few cases opened more than once, then the updates per case.
 pub(crate) fn case_state_sql(
     cases_exist: bool,

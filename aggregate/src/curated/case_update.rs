@@ -187,7 +187,7 @@ fn held_openings(
     Ok((Some(kept.project(&columns)?), old_days))
 }
 
-/// Register [`AFFECTED_TABLE`], [`OPENED_TABLE`] and [`REOPENED_TABLE`]
+/// Register [`AFFECTED_TABLE`], [`OPENED_TABLE`] and `REOPENED_TABLE`
 /// for an update of the registered `case_state` after `days` were curated
 /// again.
 async fn register_affected(ctx: &SessionContext, days: &BTreeSet<NaiveDate>) -> Result<Affected> {

@@ -1,10 +1,10 @@
 //! Step 1: the curated tables.
 //!
-//! - [`dedup`]: each day's raw rows deduplicated and joined with the
+//! - `dedup`: each day's raw rows deduplicated and joined with the
 //!   registry (`curated_visits`, `curated_cases`), the visits' lists
 //!   flattened (`curated_hardships`, `curated_hazards`);
-//! - [`case_state`]: one row per case handed on, rebuilt from every day;
-//! - [`case_update`]: `case_state` updated for the few days a refresh
+//! - `case_state`: one row per case handed on, rebuilt from every day;
+//! - `case_update`: `case_state` updated for the few days a refresh
 //!   curates again.
 
 pub(crate) mod case_state;

@@ -8,20 +8,20 @@
 //! additive and are computed per level.
 //!
 //! Each module gives the SQL of its tables and the steps that build them
-//! in a session; the executor ([`crate::execute`]) orders the steps:
+//! in a session; the executor (`crate::execute`) orders the steps:
 //!
-//! - [`columns`]: every rollup column, from the metric catalogue;
-//! - [`grid_day`]: the figures per grid and day, and the tables they read
+//! - `columns`: every rollup column, from the metric catalogue;
+//! - `grid_day`: the figures per grid and day, and the tables they read
 //!   (`grid_targets`, `open_cases`);
-//! - [`areas`]: the figures summed up the hierarchy (`area_day`), and the
+//! - `areas`: the figures summed up the hierarchy (`area_day`), and the
 //!   resolve-time percentiles per level;
-//! - [`reporters`]: distinct reporters per level, and their first days,
+//! - `reporters`: distinct reporters per level, and their first days,
 //!   kept as state;
-//! - [`running`]: the running sums behind the cumulative table;
-//! - [`final_tables`]: the daily and cumulative tables;
-//! - [`files`]: their files, one per day;
-//! - [`start`]: the previous run's rollups a run continues;
-//! - [`quality`]: the data-quality table.
+//! - `running`: the running sums behind the cumulative table;
+//! - `final_tables`: the daily and cumulative tables;
+//! - `files`: their files, one per day;
+//! - `start`: the previous run's rollups a run continues;
+//! - `quality`: the data-quality table.
 
 pub(crate) mod areas;
 pub(crate) mod columns;

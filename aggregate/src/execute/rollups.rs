@@ -1,211 +1,31 @@
-//! The executor: it carries out a [`Plan`] against the lake, in a
-//! DataFusion session. It owns the order and overlap of the steps, the
-//! background writes, the timings and the progress; the modules it calls
-//! ([`crate::curated`], [`crate::rollup`], [`crate::target_firsts`]) each
-//! build their tables. What only the lake can tell it finds out and hands
-//! back to the plan.
+//! The rollup step, as the executor runs it: `case_state` and the tables
+//! of visits alone, then the tables that read them, the daily and
+//! cumulative tables, their files and the quality table, with the state
+//! the next run continues from written in the background.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use chrono::NaiveDate;
-use datafusion::execution::context::SessionContext;
 use futures::{StreamExt, TryStreamExt};
-use gridstat_schemas::lake;
-use gridstat_schemas::Registry;
-use object_store::ObjectStore;
 
-use crate::curated::{self, dedup::WrittenSchemas};
+use super::{timed, Executor};
+use crate::curated;
 use crate::error::{self, Result};
-use crate::listing::RawListing;
 use crate::plan::{
-    CaseStateTurn, CaseStateWork, CuratedTables, CurationGroup, Pace, Plan, PreviousRollups,
-    RollupPlan, RollupStart, RunPlan,
+    CaseStateTurn, CaseStateWork, CuratedTables, Pace, PreviousRollups, RollupPlan, RollupStart,
 };
 use crate::rollup::{self, files};
-use crate::store::{self, BackgroundWrite, GateOpener, WriteGate};
+use crate::store::{BackgroundWrite, GateOpener, WriteGate};
+use crate::tables;
 use crate::target_firsts::{self, NewFirsts};
-use crate::{tables, AggregateOptions, AggregateReport, NoProgress, Progress};
 
-/// A run in progress: its session over the lake, and what it reports.
-struct Executor<'a> {
-    ctx: SessionContext,
-    store: Arc<dyn ObjectStore>,
-    opts: &'a AggregateOptions,
-    progress: &'a dyn Progress,
-    report: AggregateReport,
-}
-
-/// Scan the lake, plan, and carry the plan out (see [`crate::run`]).
-pub(crate) async fn run(
-    store: Arc<dyn ObjectStore>,
-    registry: &Registry,
-    opts: &AggregateOptions,
-    progress: &dyn Progress,
-) -> Result<AggregateReport> {
-    let started = Instant::now();
-    let (listing, previous) = futures::try_join!(RawListing::of(&store), async {
-        if opts.full {
-            Ok(None)
-        } else {
-            store::read_state(&store, lake::AGGREGATE_STATE).await
-        }
-    })?;
-    let plan = Plan::new(
-        previous.as_ref(),
-        &listing,
-        opts,
-        &store::registry_fingerprint(registry),
-    );
-    let mut report = AggregateReport::default();
-    report.timings.push(("scan".into(), started.elapsed()));
-    let Plan::Run(plan) = plan else {
-        return Ok(report);
-    };
-    let mut run = Executor::new(store, opts, progress, report);
-    if plan.small {
-        tables::without_dynamic_filters(&run.ctx)?;
-    }
-    timed(
-        "register tables",
-        tables::register_inputs(&run.ctx, &run.store, registry, false),
-    )
-    .await?;
-    listing.seed(&run.ctx);
-    let t = Instant::now();
-    let written_schemas = run.curate(&plan, &listing).await?;
-    run.report.timings.push(("curate".into(), t.elapsed()));
-
-    let t = Instant::now();
-    run.register_curated(&written_schemas).await?;
-    let covered = Box::pin(run.rollup_step(plan.rollups.clone())).await?;
-    run.report.timings.push(("rollup".into(), t.elapsed()));
-    store::write_state(
-        &run.store,
-        lake::AGGREGATE_STATE,
-        &store::AggregateState {
-            files: listing.files,
-            rollups: plan.rollups_mark(covered),
-        },
-    )
-    .await?;
-    Ok(run.report)
-}
-
-/// Recompute every rollup from the curated tables as they are (see
-/// [`crate::rebuild_rollups`]).
-pub(crate) async fn rebuild_rollups(
-    store: Arc<dyn ObjectStore>,
-    registry: &Registry,
-    opts: &AggregateOptions,
-) -> Result<AggregateReport> {
-    let started = Instant::now();
-    let listing = RawListing::of(&store).await?;
-    let mut run = Executor::new(store, opts, &NoProgress, AggregateReport::default());
-    tables::register_inputs(&run.ctx, &run.store, registry, true).await?;
-    listing.seed(&run.ctx);
-    let plan = RollupPlan::rebuild(&listing, opts);
-    let last_day = plan.last_day;
-    let covered = run.rollup_step(plan).await?;
-    run.report
-        .timings
-        .push(("rollup".into(), started.elapsed()));
-    // Later incremental runs continue these rollups, so record how they
-    // were computed.
-    if let Some(mut state) = store::read_state(&run.store, lake::AGGREGATE_STATE).await? {
-        state.rollups = covered.then(|| store::RollupMark::of(opts, registry, last_day));
-        store::write_state(&run.store, lake::AGGREGATE_STATE, &state).await?;
-    }
-    Ok(run.report)
-}
-
-impl<'a> Executor<'a> {
-    fn new(
-        store: Arc<dyn ObjectStore>,
-        opts: &'a AggregateOptions,
-        progress: &'a dyn Progress,
-        report: AggregateReport,
-    ) -> Self {
-        Self {
-            ctx: tables::session(Arc::clone(&store)),
-            store,
-            opts,
-            progress,
-            report,
-        }
-    }
-
-    /// Step 1: curate the plan's days, group by group; returns the schemas
-    /// of the objects written last.
-    async fn curate(&mut self, plan: &RunPlan, listing: &RawListing) -> Result<WrittenSchemas> {
-        self.progress.step("curate", plan.days_curated() as u64);
-        let mut written_schemas = WrittenSchemas::new();
-        for group in &plan.curation {
-            if let Some(schemas) = self.curate_group(group, listing).await? {
-                written_schemas = schemas;
-            }
-        }
-        Ok(written_schemas)
-    }
-
-    async fn curate_group(
-        &mut self,
-        group: &CurationGroup,
-        listing: &RawListing,
-    ) -> Result<Option<WrittenSchemas>> {
-        for &day in &group.clear {
-            curated::dedup::clear_day(&self.store, day).await?;
-        }
-        let mut written_schemas = None;
-        if !group.curate.is_empty() {
-            let (days, schemas) = curated::dedup::curate_days(
-                &self.ctx,
-                &self.store,
-                &group.curate,
-                listing.day_listing(),
-            )
-            .await?;
-            for d in days {
-                self.report.files_written += d.files_written;
-                self.report.visits_curated += d.visits;
-            }
-            written_schemas = Some(schemas);
-        }
-        for day in group.days() {
-            self.report.days_curated.push(day);
-            self.progress.advance();
-        }
-        Ok(written_schemas)
-    }
-
-    /// Register the curated tables as curation left them (`case_state` is
-    /// registered once rewritten, in the rollup step), together: each
-    /// reads the footers of its files.
-    async fn register_curated(&self, written_schemas: &WrittenSchemas) -> Result<()> {
-        timed(
-            "register curated tables",
-            futures::future::try_join_all(
-                tables::TABLES
-                    .iter()
-                    .filter(|t| tables::is_curated_day_table(t))
-                    .map(|spec| {
-                        let schema = written_schemas
-                            .iter()
-                            .find(|(name, _)| *name == spec.name)
-                            .map(|(_, schema)| tables::as_inferred(schema));
-                        tables::register_as(&self.ctx, &self.store, spec, schema)
-                    }),
-            ),
-        )
-        .await?;
-        Ok(())
-    }
-
+impl Executor<'_> {
     /// Step 2 (and the quality table). Returns whether rollups now cover
     /// every day up to the plan's last day (false when there are no
     /// curated visits).
-    async fn rollup_step(&mut self, plan: RollupPlan) -> Result<bool> {
+    pub(super) async fn rollup_step(&mut self, plan: RollupPlan) -> Result<bool> {
         let found = CuratedTables {
             visits: self.ctx.table_exist("curated_visits").unwrap_or(false),
             case_state: self.ctx.table_exist("case_state").unwrap_or(false),
@@ -224,23 +44,15 @@ impl<'a> Executor<'a> {
         let (case_state, mut target_firsts) = self
             .case_state_and_visit_tables(&plan.case_state, &start, &gate)
             .await?;
-        if plan.checks_early_resolutions() {
-            // A resolution stamped before its case was opened counts on an
-            // earlier day than the opening: start there (rare, so the visit
-            // tables are built again rather than waiting for `case_state`).
-            let resolved = timed(
-                "early resolutions",
-                rollup::start::earliest_resolution_before(&self.ctx, start.from),
-            )
-            .await?;
-            if let Some(earlier) = plan.earlier_start(&start, resolved) {
-                start = self.start(&plan, earlier).await?;
-                target_firsts = self.visit_tables(&start).await?;
-            }
+        if let Some(earlier) = self.earlier_start(&plan, &start).await? {
+            start = self.start(&plan, earlier).await?;
+            target_firsts = self.visit_tables(&start).await?;
         }
         let mut background: Vec<(&str, BackgroundWrite)> = Vec::new();
         background.extend(case_state.map(|write| ("case_state", write)));
-        if !start.days.is_empty() {
+        let rollups = if start.days.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
             self.progress.step("rollup", start.days.len() as u64 * 2);
             tables::register_days(
                 &self.ctx,
@@ -248,42 +60,59 @@ impl<'a> Executor<'a> {
                 plan.last_day,
                 self.opts.overdue_hours,
             )?;
-            // The visit tables are final: their state is encoded while the
-            // rollups are computed.
-            background.push((
-                rollup::reporters::REPORTER_FIRSTS,
-                rollup::reporters::write_firsts(&self.ctx, &self.store, gate.clone()),
-            ));
-            background.push((
-                target_firsts::TARGET_FIRSTS,
-                target_firsts::write(&self.store, target_firsts, gate),
-            ));
-        }
-        let rollups = if start.days.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
+            background.extend(self.write_visit_state(target_firsts, gate));
             Box::pin(self.rollup_tables(&start, &writes)).await?
         };
         writes.open();
-        // The quality table's queries overlap the encoding of rollup files.
-        let (rollup_files, quality_files) = futures::try_join!(
-            self.write_rollups(&start.days, rollups),
-            timed(
-                "quality",
-                rollup::quality::write(
-                    &self.ctx,
-                    &self.store,
-                    plan.has_quarantine,
-                    plan.quality_days.as_ref()
-                ),
-            )
-        )?;
-        self.report.files_written += rollup_files + quality_files;
+        self.report.files_written += self
+            .write_rollups_and_quality(&plan, &start.days, rollups)
+            .await?;
         self.report.rollup_days = start.days;
         for (what, write) in background {
             self.report.files_written += usize::from(error::joined(write, what).await?);
         }
         Ok(true)
+    }
+
+    /// Where the rollups must start instead of at `start`, if a case
+    /// opened on or after it was resolved before it.
+    async fn earlier_start(
+        &self,
+        plan: &RollupPlan,
+        start: &RollupStart,
+    ) -> Result<Option<NaiveDate>> {
+        if !plan.checks_early_resolutions() {
+            return Ok(None);
+        }
+        // A resolution stamped before its case was opened counts on an
+        // earlier day than the opening: start there (rare, so the visit
+        // tables are built again rather than waiting for `case_state`).
+        let resolved = timed(
+            "early resolutions",
+            rollup::start::earliest_resolution_before(&self.ctx, start.from),
+        )
+        .await?;
+        Ok(plan.earlier_start(start, resolved))
+    }
+
+    /// Write the state of the final visit tables in the background once
+    /// `gate` opens: the reporters' and the targets' first days. They are
+    /// encoded while the rollups are computed.
+    fn write_visit_state(
+        &self,
+        target_firsts: NewFirsts,
+        gate: WriteGate,
+    ) -> [(&'static str, BackgroundWrite); 2] {
+        [
+            (
+                rollup::reporters::REPORTER_FIRSTS,
+                rollup::reporters::write_firsts(&self.ctx, &self.store, gate.clone()),
+            ),
+            (
+                target_firsts::TARGET_FIRSTS,
+                target_firsts::write(&self.store, target_firsts, gate),
+            ),
+        ]
     }
 
     /// Where rollups from `from` on start: the plan decides, given what
@@ -444,6 +273,30 @@ impl<'a> Executor<'a> {
         )
     }
 
+    /// Write the rollup files of `days` and the quality table; how many
+    /// objects changed.
+    async fn write_rollups_and_quality(
+        &self,
+        plan: &RollupPlan,
+        days: &[NaiveDate],
+        rollups: (Vec<RecordBatch>, Vec<RecordBatch>),
+    ) -> Result<usize> {
+        // The quality table's queries overlap the encoding of rollup files.
+        let (rollup_files, quality_files) = futures::try_join!(
+            self.write_rollups(days, rollups),
+            timed(
+                "quality",
+                rollup::quality::write(
+                    &self.ctx,
+                    &self.store,
+                    plan.has_quarantine,
+                    plan.quality_days.as_ref()
+                ),
+            )
+        )?;
+        Ok(rollup_files + quality_files)
+    }
+
     /// Write the daily and cumulative rollup files of `days` from
     /// `rollups` (daily, cumulative; each with a `dt` column); how many
     /// changed.
@@ -477,16 +330,4 @@ impl<'a> Executor<'a> {
         );
         Ok(changed)
     }
-}
-
-/// Await `step`, logging how long it took (`GRIDSTAT_LOG=gridstat_aggregate=debug`).
-async fn timed<T>(name: &str, step: impl std::future::Future<Output = T>) -> T {
-    let started = Instant::now();
-    let out = step.await;
-    tracing::debug!(
-        step = name,
-        seconds = started.elapsed().as_secs_f64(),
-        "Step done."
-    );
-    out
 }
