@@ -8,7 +8,6 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
-
 use gridstat_schemas::metrics::Metric;
 use gridstat_schemas::record::TargetKind;
 
