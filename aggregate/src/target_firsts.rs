@@ -1,8 +1,9 @@
 //! Each target's first visited day, kept as state so that a refresh finds
 //! the targets its days visit for the first time without reading every
-//! earlier visit. (The SQL of [`crate::rollup::grid_firsts_sql`] does it by
-//! an anti-join that decodes grid, kind and id of every earlier visit:
-//! 1.4M rows, a third of a one-day refresh of the city's 30-day lake.)
+//! earlier visit. (The SQL of `grid_firsts_sql` in `crate::rollup::grid_day`
+//! does it by an anti-join that decodes grid, kind and id of every earlier
+//! visit: 1.4M rows, a third of a one-day refresh of the city's 30-day
+//! lake.)
 //!
 //! A target (grid, kind, id) is kept as a 128-bit SipHash-1-3 key of its
 //! three parts, one object per first day:
@@ -180,7 +181,7 @@ pub(crate) async fn materialize(
     let (schema, batches) = run_query(
         ctx,
         "grid_firsts",
-        &crate::rollup::firsts_per_grid_sql("new_targets"),
+        &crate::rollup::grid_day::firsts_per_grid_sql("new_targets"),
     )
     .await?;
     register_batches(ctx, "grid_firsts", schema, batches)?;

@@ -1,0 +1,326 @@
+//! The rollup tables' columns, from the metric catalogue
+//! ([`gridstat_schemas::metrics`]).
+//!
+//! [`recipe`] says how each metric is computed, by an exhaustive `match`:
+//! a metric added to the catalogue without its SQL does not compile. Every
+//! column list of the rollup queries follows from the recipes of the stored
+//! metrics, in catalogue order: the figures summed per grid and day
+//! ([`FLOWS`], [`STATES`]), the distinct reporters ([`REPORTERS`]) and the
+//! final tables' columns ([`select_item`]).
+
+use std::sync::LazyLock;
+
+use gridstat_schemas::metrics::{Kind, Metric};
+use gridstat_schemas::record::{CaseKind, TargetKind};
+
+/// How a metric is computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Recipe {
+    /// A figure of the registry: this `registry_grids` column summed over
+    /// the area's grids; the same in both tables.
+    Registry(&'static str),
+    /// Counted per grid and day as [`Daily`] says and summed up the
+    /// hierarchy; the cumulative table holds the running sum.
+    Flow(Daily),
+    /// Distinct targets of a kind. A target belongs to one grid, so the
+    /// count is additive: per day those visited that day (`grid_targets`),
+    /// cumulative the running sum of first visits (`grid_firsts`,
+    /// [`first_visits_column`]).
+    Targets(TargetKind),
+    /// A flow that is the first metric less the second, in the same row.
+    Difference(Metric, Metric),
+    /// Cases open at the day's end, per grid (`open_cases`): a state,
+    /// summed up the hierarchy and the same in both tables.
+    OpenCases,
+    /// The catalogue's ratio of two columns of the same row
+    /// ([`Kind::Ratio`]); with `null_when_zero`, no value where the
+    /// denominator is 0.
+    Ratio {
+        /// Whether a zero denominator gives no value.
+        null_when_zero: bool,
+    },
+    /// This percentile of the hours taken to resolve a hardship, per level
+    /// (`hours_day`, `hours_cum`).
+    HoursToResolve(f64),
+    /// Distinct reporters per level: of the metric's role
+    /// ([`Metric::reporter_role`]), or all of them.
+    Reporters,
+    /// Derived by readers from stored columns ([`Kind::Sum`]): not a rollup
+    /// column.
+    Derived,
+}
+
+/// How a flow is counted per grid and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Daily {
+    /// By this aggregate over the grid's curated visits of the day.
+    Visits(&'static str),
+    /// Targets of a kind visited for the first time (`grid_firsts`).
+    FirstVisits(TargetKind),
+    /// Hardships of the metric's category ([`Metric::hardship_category`])
+    /// raised that day: the openings in `case_state`.
+    Raised,
+    /// Cases of a kind resolved that day (`case_state`).
+    Resolved(CaseKind),
+}
+
+/// How `metric` is computed.
+pub(crate) fn recipe(metric: Metric) -> Recipe {
+    use Metric as M;
+    let visits = |sql| Recipe::Flow(Daily::Visits(sql));
+    match metric {
+        M::HouseholdsRegistered => Recipe::Registry("households"),
+        M::Visits => visits("COUNT(*)"),
+        M::HouseholdsVisited => Recipe::Targets(TargetKind::Household),
+        // Divided as it is, unlike the shares: an area that registers no
+        // households has NaN here (infinity once visited), not no value.
+        M::Coverage => Recipe::Ratio {
+            null_when_zero: false,
+        },
+        M::HouseholdsNew => Recipe::Flow(Daily::FirstVisits(TargetKind::Household)),
+        M::EnterprisesVisited => Recipe::Targets(TargetKind::Enterprise),
+        M::VenuesVisited => Recipe::Targets(TargetKind::Venue),
+        M::ResidentsRecorded => {
+            visits("SUM(CASE WHEN target_kind = 'household' THEN residents_recorded ELSE 0 END)")
+        }
+        M::NewcomersRegistered => visits("SUM(newcomers_registered)"),
+        M::ResidentsTested => {
+            visits("SUM(CASE WHEN target_kind = 'household' THEN residents_tested ELSE 0 END)")
+        }
+        M::ResidentsVaccinated => {
+            visits("SUM(CASE WHEN target_kind = 'household' THEN residents_vaccinated ELSE 0 END)")
+        }
+        M::TestedShare | M::VaccinatedShare => Recipe::Ratio {
+            null_when_zero: true,
+        },
+        M::HazardsFound => visits("SUM(hazards_found)"),
+        M::HazardsFixedOnSpot => visits("SUM(hazards_fixed_on_spot)"),
+        M::HazardsHandedOn => Recipe::Difference(M::HazardsFound, M::HazardsFixedOnSpot),
+        M::HazardsResolved => Recipe::Flow(Daily::Resolved(CaseKind::Hazard)),
+        M::HazardsOpen | M::HardshipsOpen | M::HardshipsOverdue => Recipe::OpenCases,
+        M::HardshipsRaised => visits("SUM(hardships_raised)"),
+        M::HardshipsMedical
+        | M::HardshipsSupplies
+        | M::HardshipsElderlyCare
+        | M::HardshipsEmployment
+        | M::HardshipsDispute
+        | M::HardshipsHousing
+        | M::HardshipsOther => Recipe::Flow(Daily::Raised),
+        M::HardshipsResolved => Recipe::Flow(Daily::Resolved(CaseKind::Hardship)),
+        M::ResolveHoursMedian => Recipe::HoursToResolve(0.5),
+        M::ResolveHoursP90 => Recipe::HoursToResolve(0.9),
+        M::ReportersActive
+        | M::ReportersCadre
+        | M::ReportersGridWorker
+        | M::ReportersPolice
+        | M::ReportersVolunteer
+        | M::ReportersDeputy => Recipe::Reporters,
+        M::EnlistedBuildingLeads => visits("SUM(enlisted_building_leads)"),
+        M::EnlistedVolunteers => visits("SUM(enlisted_volunteers)"),
+        M::HazardsFixed | M::Enlisted => Recipe::Derived,
+    }
+}
+
+/// Every rollup column's metric with its recipe, in column order.
+pub(crate) fn stored() -> impl Iterator<Item = (Metric, Recipe)> {
+    Metric::stored().map(|m| (m, recipe(m)))
+}
+
+/// The `grid_day` column of the targets of `kind` first visited that day.
+/// Households' is a rollup figure of its own ([`Metric::HouseholdsNew`]);
+/// the others only make the cumulative counts of distinct targets.
+pub(crate) fn first_visits_column(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Household => Metric::HouseholdsNew.name(),
+        TargetKind::Enterprise => "enterprises_new",
+        TargetKind::Venue => "venues_new",
+    }
+}
+
+/// The figures summed per grid and day (`grid_day`), up the hierarchy
+/// (`area_day`) and, for the cumulative table, over the days: the flows
+/// and the distinct targets, each followed by its first visits.
+pub static FLOWS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut columns = Vec::new();
+    for (metric, recipe) in stored() {
+        let own = match recipe {
+            Recipe::Flow(_) => [Some(metric.name()), None],
+            Recipe::Targets(kind) => [Some(metric.name()), Some(first_visits_column(kind))],
+            _ => [None, None],
+        };
+        for column in own.into_iter().flatten() {
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
+        }
+    }
+    columns
+});
+
+/// State figures at the end of the day, per grid: the same in both tables.
+pub static STATES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    stored()
+        .filter(|(_, recipe)| *recipe == Recipe::OpenCases)
+        .map(|(metric, _)| metric.name())
+        .collect()
+});
+
+/// Distinct reporter columns (not additive), each with its role (`None`:
+/// every reporter).
+pub static REPORTERS: LazyLock<Vec<(&'static str, Option<&'static str>)>> = LazyLock::new(|| {
+    stored()
+        .filter(|(_, recipe)| *recipe == Recipe::Reporters)
+        .map(|(metric, _)| (metric.name(), metric.reporter_role().map(|r| r.as_str())))
+        .collect()
+});
+
+/// The cumulative-table column holding the running sum of the `grid_day`
+/// column `column` (one of [`FLOWS`]): its own, or for the first visits
+/// of enterprises and venues, their distinct count.
+pub(super) fn cumulative_column(column: &'static str) -> &'static str {
+    if Metric::from_name(column).is_some() {
+        return column;
+    }
+    stored()
+        .find_map(|(metric, recipe)| match recipe {
+            Recipe::Targets(kind) if first_visits_column(kind) == column => Some(metric.name()),
+            _ => None,
+        })
+        .unwrap_or(column)
+}
+
+/// The SQL of `metric`'s column in the daily or the `cumulative` table
+/// (see [`super::final_tables`] for the tables `a`, `r`, `h` and `p` it
+/// reads), or `None` for a metric that is not a rollup column.
+pub(super) fn value(metric: Metric, cumulative: bool) -> Option<String> {
+    // The cumulative table reads `area_running`, whose flows and reporter
+    // counts are already running sums since the first recomputed day.
+    let flow = |column: &'static str| {
+        if cumulative {
+            format!(
+                "(COALESCE(p.{}, 0) + a.{column})",
+                cumulative_column(column)
+            )
+        } else {
+            format!("a.{column}")
+        }
+    };
+    let name = metric.name();
+    Some(match recipe(metric) {
+        Recipe::Registry(_) | Recipe::OpenCases => format!("a.{name}"),
+        Recipe::Flow(_) => flow(name),
+        // In the cumulative table distinct targets are the running sum of
+        // first visits; per day they are the day's distinct targets.
+        Recipe::Targets(kind) if cumulative => flow(first_visits_column(kind)),
+        Recipe::Targets(_) => flow(name),
+        Recipe::Difference(minuend, subtrahend) => format!(
+            "{} - {}",
+            value(minuend, cumulative)?,
+            value(subtrahend, cumulative)?
+        ),
+        Recipe::Ratio { null_when_zero } => {
+            // The catalogue names a ratio's parts (a test keeps recipes
+            // and kinds together).
+            let Kind::Ratio { num, den } = metric.kind() else {
+                return None;
+            };
+            let (num, den) = (value(num, cumulative)?, value(den, cumulative)?);
+            let ratio = format!("CAST({num} AS DOUBLE) / CAST({den} AS DOUBLE)");
+            if null_when_zero {
+                format!("CASE WHEN {den} = 0 THEN NULL ELSE {ratio} END")
+            } else {
+                ratio
+            }
+        }
+        Recipe::HoursToResolve(_) => format!("h.{name}"),
+        Recipe::Reporters if cumulative => format!("(COALESCE(p.{name}, 0) + a.{name})"),
+        Recipe::Reporters => format!("COALESCE(r.{name}, 0)"),
+        Recipe::Derived => return None,
+    })
+}
+
+/// `metric`'s item in the final tables' `SELECT` list (see [`value`]): a
+/// figure read as it is keeps its name, a computed one is named.
+pub(super) fn select_item(metric: Metric, cumulative: bool) -> Option<String> {
+    let value = value(metric, cumulative)?;
+    Some(match recipe(metric) {
+        Recipe::Registry(_) | Recipe::OpenCases | Recipe::HoursToResolve(_) => value,
+        _ => format!("{value} AS {}", metric.name()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recipes and the catalogue's kinds tell the same story.
+    #[test]
+    fn recipes_agree_with_the_catalogue() {
+        for metric in Metric::all() {
+            let recipe = recipe(metric);
+            let agrees = match (metric.kind(), recipe) {
+                (Kind::Registered, Recipe::Registry(_)) => true,
+                (Kind::Flow, Recipe::Flow(Daily::Raised)) => metric.hardship_category().is_some(),
+                (Kind::Flow, Recipe::Flow(Daily::FirstVisits(kind))) => {
+                    first_visits_column(kind) == metric.name()
+                }
+                (Kind::Flow, Recipe::Flow(_) | Recipe::Difference(..)) => true,
+                (Kind::Distinct, Recipe::Targets(_)) => !metric.is_reporter_count(),
+                (Kind::Distinct, Recipe::Reporters) => metric.is_reporter_count(),
+                (Kind::State, Recipe::OpenCases) => true,
+                (Kind::Ratio { .. }, Recipe::Ratio { .. }) => true,
+                (Kind::Percentile, Recipe::HoursToResolve(_)) => true,
+                (Kind::Sum(_), Recipe::Derived) => true,
+                _ => false,
+            };
+            assert!(agrees, "{metric:?} is {:?} but {recipe:?}", metric.kind());
+            assert_eq!(
+                metric.hardship_category().is_some(),
+                recipe == Recipe::Flow(Daily::Raised),
+                "{metric:?}"
+            );
+            assert_eq!(
+                value(metric, false).is_some(),
+                metric.is_stored(),
+                "{metric:?}"
+            );
+        }
+    }
+
+    /// The tables built outside SQL name their figures as the metrics do.
+    #[test]
+    fn tables_built_in_memory_have_the_metrics_columns() {
+        let names = |schema: arrow::datatypes::SchemaRef, keys: usize| -> Vec<String> {
+            schema.fields()[keys..]
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        };
+        let of = |wanted: fn(&Recipe) -> bool| -> Vec<String> {
+            stored()
+                .filter(|(_, r)| wanted(r))
+                .map(|(m, _)| m.name().to_string())
+                .collect()
+        };
+        let mut open = names(crate::open_cases::schema(), 2);
+        open.sort();
+        let mut states = of(|r| *r == Recipe::OpenCases);
+        states.sort();
+        assert_eq!(open, states);
+        assert_eq!(
+            names(crate::percentiles::schema(), 3),
+            of(|r| matches!(r, Recipe::HoursToResolve(_)))
+        );
+    }
+
+    #[test]
+    fn first_visits_of_enterprises_and_venues_continue_their_distinct_counts() {
+        assert_eq!(cumulative_column("enterprises_new"), "enterprises_visited");
+        assert_eq!(cumulative_column("venues_new"), "venues_visited");
+        assert_eq!(cumulative_column("households_new"), "households_new");
+        assert_eq!(cumulative_column("visits"), "visits");
+        for column in FLOWS.iter() {
+            assert!(Metric::from_name(cumulative_column(column)).is_some());
+        }
+    }
+}
