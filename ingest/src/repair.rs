@@ -121,7 +121,7 @@ pub async fn repair_state(
                 .map(|s| (s, m.location))
         })
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
     let mut moved_aside = Vec::new();
     for (seq, path) in versions {
         match read(store, &path).await? {
