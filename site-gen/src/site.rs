@@ -108,12 +108,27 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    parallel_map_with(items, || Ok(()), |(), item| f(item))
+}
+
+/// [`parallel_map`] with a working state per thread, made by `init` on the
+/// thread: for what is costly to make for each item and cannot be shared
+/// between threads.
+pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
+    items: &[T],
+    init: impl Fn() -> Result<S> + Sync,
+    f: impl Fn(&mut S, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = items.len().div_ceil(threads).max(1);
+    let run = |part: &[T]| -> Result<Vec<R>> {
+        let mut state = init()?;
+        part.iter().map(|item| f(&mut state, item)).collect()
+    };
     let parts: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Result<Vec<R>>>()))
+            .map(|part| scope.spawn(|| run(part)))
             .collect();
         handles
             .into_iter()

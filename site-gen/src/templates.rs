@@ -111,11 +111,20 @@ pub(crate) struct ChartTexts<'a> {
 }
 
 impl ChartTexts<'_> {
-    /// The text of macro `name` for a chart's facts.
-    pub(crate) fn text(&mut self, name: &str, facts: &impl Serialize) -> Result<String> {
-        let facts = Value::from(Serde(facts));
+    /// The title and description of chart `chart` (macros `<chart>_title`
+    /// and `<chart>_desc`) for the chart's facts.
+    pub(crate) fn title_and_desc(
+        &mut self,
+        chart: &str,
+        facts: &impl Serialize,
+    ) -> Result<(String, String)> {
+        let facts = [Value::from(Serde(facts))];
         self.captured
-            .with_state_mut(|state| state.call_macro(name, &[facts]))
+            .with_state_mut(|state| {
+                let title = state.call_macro(&format!("{chart}_title"), &facts)?;
+                let desc = state.call_macro(&format!("{chart}_desc"), &facts)?;
+                Ok((title, desc))
+            })
             .map_err(template_error(CHART_TEXTS))
     }
 }
@@ -148,7 +157,7 @@ mod tests {
         let err = templates
             .chart_texts()
             .unwrap()
-            .text("coverage_title", &())
+            .title_and_desc("coverage", &())
             .unwrap_err();
         assert!(
             matches!(&err, Error::Template { name, .. } if name == CHART_TEXTS),

@@ -121,8 +121,7 @@ fn chart(
         last: Day(days[site.last()]),
         lines: lines.len(),
     };
-    let title = texts.text(&format!("{name}_title"), &facts)?;
-    let desc = texts.text(&format!("{name}_desc"), &facts)?;
+    let (title, desc) = texts.title_and_desc(name, &facts)?;
     let series: Vec<Series> = lines
         .iter()
         .map(|l| Series {
