@@ -12,14 +12,19 @@
 //!   and feed, downloads, methodology, quality, sitemap), each building a
 //!   serializable page model, plus the pieces they share (`pages::common`:
 //!   days, links, tables, figures, paths; `pages::charts`);
-//! - [`templates`]: the minijinja templates that render the models and hold
-//!   every word of the site, chart titles included;
+//! - [`templates`]: the minijinja templates (`templates/`) that render the
+//!   models and hold every word of the site, the bulletin's sentences and
+//!   the charts' titles and descriptions included;
 //! - [`chart`]: accessible SVG charts;
 //! - [`write_site`]: writing the files.
 //!
 //! ```
-//! use gridstat_schemas::metrics::{Metric, PUBLIC_FIGURES};
-//! assert!(PUBLIC_FIGURES.contains(&Metric::HouseholdsVisited));
+//! use gridstat_site_gen::{build, model::Rollups, templates::TEMPLATES, Error, SiteOptions};
+//! // No rollups, no site.
+//! let empty = build(&Rollups::default(), &SiteOptions::default());
+//! assert!(matches!(empty, Err(Error::NoRollups)));
+//! // Every word is in a template that `--templates DIR` can replace.
+//! assert!(TEMPLATES.iter().any(|(name, _)| *name == "bulletin_text.html"));
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 

@@ -17,7 +17,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::site::OutputFile;
 
-/// The embedded templates, by name.
+/// The embedded templates, by name: the layout (`base.html`), the pieces
+/// pages share and the site's name (`macros.html`), a template per page
+/// kind, the bulletin's words (`bulletin_text.html`, used by the bulletin
+/// pages, the home page and the feed) and the charts' words (`charts.txt`).
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("macros.html", include_str!("../templates/macros.html")),

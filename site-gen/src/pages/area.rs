@@ -34,12 +34,12 @@ pub(crate) struct AreaPage {
     /// towns on the public site).
     pub(crate) children: Option<Children>,
     /// The area's data files (public site).
-    pub(crate) downloads: Option<Downloads>,
+    pub(crate) downloads: Option<DataFiles>,
 }
 
 /// Links to an area's data files.
 #[derive(Debug, Serialize)]
-pub(crate) struct Downloads {
+pub(crate) struct DataFiles {
     /// The CSV file.
     pub(crate) csv: String,
     /// The JSON file.
@@ -57,7 +57,7 @@ pub(crate) fn model(site: &Site<'_>, texts: &mut ChartTexts<'_>, area: &Area) ->
     };
     let downloads = site.is_public().then(|| {
         let stem = format!("{root}{}", data_stem(area));
-        Downloads {
+        DataFiles {
             csv: format!("{stem}.csv"),
             json: format!("{stem}.json"),
         }
@@ -87,7 +87,7 @@ pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
     };
     let areas: Vec<&Area> = levels.iter().flat_map(|&l| site.rollups.level(l)).collect();
     // Chart texts are evaluated once per thread: evaluating them for each
-    // page took a tenth of the page's time.
+    // page would take a tenth of the page's time.
     parallel_map_with(
         &areas,
         || site.chart_texts(),
