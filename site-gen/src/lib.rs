@@ -6,12 +6,25 @@
 //! - [`load`]: reading rollups from the lake (I/O);
 //! - [`model`]: rollups indexed by area and day;
 //! - [`suppress`]: disclosure control for the public site;
-//! - [`chart`]: accessible SVG charts; [`render`]: pages (pure);
+//! - [`site`]: a build ([`build`]): disclosure control once, then each page
+//!   kind of the audience, all pure;
+//! - `pages`: one module per page kind (home, area, bulletin with archive
+//!   and feed, downloads, methodology, quality, sitemap), each building a
+//!   serializable page model, plus the pieces they share (`pages::common`:
+//!   days, links, tables, figures, paths; `pages::charts`);
+//! - [`templates`]: the minijinja templates (`templates/`) that render the
+//!   models and hold every word of the site, the bulletin's sentences and
+//!   the charts' titles and descriptions included;
+//! - [`chart`]: accessible SVG charts;
 //! - [`write_site`]: writing the files.
 //!
 //! ```
-//! use gridstat_schemas::metrics::{Metric, PUBLIC_FIGURES};
-//! assert!(PUBLIC_FIGURES.contains(&Metric::HouseholdsVisited));
+//! use gridstat_site_gen::{build, model::Rollups, templates::TEMPLATES, Error, SiteOptions};
+//! // No rollups, no site.
+//! let empty = build(&Rollups::default(), &SiteOptions::default());
+//! assert!(matches!(empty, Err(Error::NoRollups)));
+//! // Every word is in a template that `--templates DIR` can replace.
+//! assert!(TEMPLATES.iter().any(|(name, _)| *name == "bulletin_text.html"));
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
@@ -19,13 +32,15 @@ pub mod chart;
 pub mod error;
 pub mod load;
 pub mod model;
-pub mod render;
+mod pages;
+pub mod site;
 pub mod suppress;
+pub mod templates;
 
 use std::path::Path;
 
 pub use error::{Error, Result};
-pub use render::{build, Audience, OutputFile, SiteOptions};
+pub use site::{build, Audience, OutputFile, SiteOptions};
 
 /// Make `dir` hold exactly `files`: write those that are new or changed,
 /// leave identical ones untouched (so a rebuild after one new day rewrites
@@ -42,7 +57,7 @@ pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
     for d in dirs {
         std::fs::create_dir_all(d).map_err(write_error(d))?;
     }
-    let written = render::parallel_map(files, |f| {
+    let written = site::parallel_map(files, |f| {
         let path = dir.join(&f.path);
         if std::fs::read(&path).is_ok_and(|old| old == f.bytes) {
             return Ok(0);
@@ -83,7 +98,7 @@ fn remove_stale(dir: &Path, keep: &std::collections::HashSet<std::path::PathBuf>
 /// Read template overrides (files named like the embedded ones) from `dir`.
 pub fn read_template_overrides(dir: &Path) -> Result<std::collections::BTreeMap<String, String>> {
     let mut out = std::collections::BTreeMap::new();
-    for (name, _) in render::TEMPLATES {
+    for (name, _) in templates::TEMPLATES {
         let path = dir.join(name);
         if path.exists() {
             let body = std::fs::read_to_string(&path).map_err(|source| Error::ReadTemplate {

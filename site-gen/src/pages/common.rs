@@ -1,0 +1,292 @@
+//! Pieces of page models that several page kinds share: days, links,
+//! tables, figures, and the site's paths.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use gridstat_schemas::metrics::{Kind, Metric};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use super::Site;
+use crate::model::{level_dir, Area, Level};
+use crate::suppress::Cell;
+
+/// A day, as templates see it: `iso` (2022-11-28) and the `year`, `month`
+/// and `day` numbers to write it out in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Day(pub(crate) NaiveDate);
+
+impl Serialize for Day {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut day = s.serialize_struct("Day", 4)?;
+        day.serialize_field("iso", &self.0.to_string())?;
+        day.serialize_field("year", &self.0.year())?;
+        day.serialize_field("month", &self.0.month())?;
+        day.serialize_field("day", &self.0.day())?;
+        day.end()
+    }
+}
+
+/// A link whose text is data (an area's name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Link {
+    /// The text.
+    pub(crate) text: String,
+    /// Where it points, relative to the page.
+    pub(crate) href: String,
+}
+
+/// A link to a day's page; the template writes the day out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct DayLink {
+    /// The day.
+    pub(crate) day: Day,
+    /// Where it points, relative to the page.
+    pub(crate) href: String,
+}
+
+/// One cell of a table: text, and a link if it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct TableCell {
+    /// The text (a figure, a name, a date).
+    pub(crate) text: String,
+    /// Where it links to, relative to the page.
+    pub(crate) href: Option<String>,
+}
+
+impl TableCell {
+    /// A cell of text.
+    pub(crate) fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            href: None,
+        }
+    }
+
+    /// A linked cell.
+    pub(crate) fn link(text: impl Into<String>, href: String) -> Self {
+        Self {
+            text: text.into(),
+            href: Some(href),
+        }
+    }
+}
+
+/// A table's data. The template gives it a caption and headings; `columns`
+/// are the headings of the data columns that have names in the data (metric
+/// labels from the catalogue, area names), after the first column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Table {
+    /// Headings of the data columns, after the row heading.
+    pub(crate) columns: Vec<String>,
+    /// Rows; the first cell of each heads the row.
+    pub(crate) rows: Vec<Vec<TableCell>>,
+}
+
+impl Table {
+    /// One row per area, headed by a link to its page, with its figures
+    /// `metrics` on day index `day`; `columns` are the metrics' labels.
+    pub(crate) fn of_areas<'a>(
+        site: &Site<'_>,
+        areas: impl Iterator<Item = &'a Area>,
+        metrics: &[Metric],
+        day: usize,
+        root: &str,
+    ) -> Self {
+        let rows = areas
+            .map(|a| {
+                let mut row = vec![TableCell::link(
+                    a.name.clone(),
+                    format!("{root}{}", area_path(a)),
+                )];
+                row.extend(
+                    metrics
+                        .iter()
+                        .map(|&m| TableCell::text(site.figure(a, m, day).value)),
+                );
+                row
+            })
+            .collect();
+        Self {
+            columns: labels(metrics),
+            rows,
+        }
+    }
+}
+
+/// The catalogue's labels of `metrics`.
+pub(crate) fn labels(metrics: &[Metric]) -> Vec<String> {
+    metrics.iter().map(|m| m.label().to_string()).collect()
+}
+
+/// How a figure is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FigureState {
+    /// The value is shown.
+    Shown,
+    /// Below the threshold: shown as "<threshold".
+    Small,
+    /// Withheld to protect another cell: shown as "×".
+    Withheld,
+}
+
+/// One published figure, formatted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Figure {
+    /// The catalogue's label.
+    pub(crate) label: &'static str,
+    /// As shown: a count (1234), a share (45.6%), "<5" or "×".
+    pub(crate) value: String,
+    /// The catalogue's unit, to write after the value; empty for shares,
+    /// whose value ends in %.
+    pub(crate) unit: &'static str,
+    /// Whether the value is shown or withheld, and why.
+    pub(crate) state: FigureState,
+}
+
+/// Figures by metric; templates see them by metric name.
+pub(crate) type Figures = BTreeMap<Metric, Figure>;
+
+impl Figure {
+    /// The figure of `metric` in a published `cell`.
+    pub(crate) fn new(metric: Metric, cell: Cell, threshold: u32) -> Self {
+        let share = matches!(metric.kind(), Kind::Ratio { .. });
+        let (value, state) = match cell {
+            Cell::Shown(v) if share => (format!("{:.1}%", v * 100.0), FigureState::Shown),
+            Cell::Shown(v) => (format!("{v:.0}"), FigureState::Shown),
+            Cell::Small => (format!("<{threshold}"), FigureState::Small),
+            Cell::Withheld => ("×".into(), FigureState::Withheld),
+        };
+        Self {
+            label: metric.label(),
+            value,
+            unit: if share { "" } else { metric.spec().unit },
+            state,
+        }
+    }
+}
+
+/// An area's name with figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct NamedFigures {
+    /// The area's name.
+    pub(crate) name: String,
+    /// Its figures.
+    pub(crate) figures: Figures,
+}
+
+/// An area's children with their figures on the last day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Children {
+    /// The parent's name.
+    pub(crate) parent: String,
+    /// The children's level label.
+    pub(crate) level: &'static str,
+    /// One row per child.
+    pub(crate) table: Table,
+}
+
+/// The figures of the children tables.
+const CHILDREN_FIGURES: [Metric; 7] = [
+    Metric::HouseholdsVisited,
+    Metric::Coverage,
+    Metric::HazardsFound,
+    Metric::HazardsFixed,
+    Metric::HardshipsRaised,
+    Metric::HardshipsResolved,
+    Metric::HardshipsOpen,
+];
+
+impl Children {
+    /// The children of `area` the audience has pages for, on the page at `path`.
+    pub(crate) fn of(site: &Site<'_>, area: &Area, path: &str) -> Self {
+        let children = site
+            .rollups
+            .children(area)
+            .filter(|c| !site.is_public() || c.level != Level::Grid);
+        let level = area.level.child().unwrap_or(area.level);
+        Self {
+            parent: area.name.clone(),
+            level: level.label(),
+            table: Table::of_areas(
+                site,
+                children,
+                &CHILDREN_FIGURES,
+                site.last(),
+                &depth_root(path),
+            ),
+        }
+    }
+}
+
+/// The way back to the site's root from a page at `path`.
+pub(crate) fn depth_root(path: &str) -> String {
+    "../".repeat(path.matches('/').count())
+}
+
+/// The page of an area, from the site's root.
+pub(crate) fn area_path(a: &Area) -> String {
+    match a.level {
+        Level::City => "index.html".into(),
+        _ => format!("{}/{}/index.html", level_dir(a.level), a.code),
+    }
+}
+
+/// The name of an area's data files, without extension.
+pub(crate) fn data_name(a: &Area) -> String {
+    format!("{}-{}", a.level.name(), a.code)
+}
+
+/// An area's data files without extension, from the site's root.
+pub(crate) fn data_stem(a: &Area) -> String {
+    format!("data/{}", data_name(a))
+}
+
+/// The bulletin page of a day, from the site's root.
+pub(crate) fn bulletin_path(day: NaiveDate) -> String {
+    format!("bulletins/{day}/index.html")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_format_counts_shares_and_withheld_cells() {
+        let f = |m, c| Figure::new(m, c, 5);
+        assert_eq!(
+            f(Metric::HouseholdsVisited, Cell::Shown(1234.0)).value,
+            "1234"
+        );
+        assert_eq!(f(Metric::HouseholdsVisited, Cell::Shown(1234.0)).unit, "户");
+        let share = f(Metric::Coverage, Cell::Shown(0.4567));
+        assert_eq!((share.value.as_str(), share.unit), ("45.7%", ""));
+        let small = f(Metric::HazardsOpen, Cell::Small);
+        assert_eq!(
+            (small.value.as_str(), small.state),
+            ("<5", FigureState::Small)
+        );
+        let withheld = f(Metric::HazardsOpen, Cell::Withheld);
+        assert_eq!(
+            (withheld.value.as_str(), withheld.state),
+            ("×", FigureState::Withheld)
+        );
+    }
+
+    #[test]
+    fn days_serialize_with_their_parts() {
+        let day = Day(NaiveDate::from_ymd_opt(2022, 11, 28).unwrap());
+        assert_eq!(
+            serde_json::to_value(day).unwrap(),
+            serde_json::json!({"iso": "2022-11-28", "year": 2022, "month": 11, "day": 28})
+        );
+    }
+
+    #[test]
+    fn paths_lead_back_to_the_root() {
+        assert_eq!(depth_root("index.html"), "");
+        assert_eq!(depth_root("county/440781/index.html"), "../../");
+    }
+}

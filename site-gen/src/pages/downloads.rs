@@ -1,0 +1,183 @@
+//! Downloads (public site): every public figure of every city, county and
+//! town per day, as published, in CSV and JSON per area and for all of
+//! them, and the page listing them.
+
+use std::collections::BTreeMap;
+
+use gridstat_schemas::metrics::{Kind, PUBLIC_FIGURES};
+use serde::Serialize;
+
+use super::common::{data_name, data_stem};
+use super::Site;
+use crate::error::Result;
+use crate::model::{Area, Level};
+use crate::site::OutputFile;
+use crate::suppress::Cell;
+
+/// The name of the data files with every area's rows, without extension.
+const ALL_NAME: &str = "all";
+
+/// The downloads page's model.
+#[derive(Debug, Serialize)]
+pub(crate) struct DownloadsPage {
+    /// The files with every area's rows, relative to the page.
+    pub(crate) all: Vec<String>,
+    /// Each area's CSV file.
+    pub(crate) areas: Vec<AreaDownload>,
+}
+
+/// An area's CSV file.
+#[derive(Debug, Serialize)]
+pub(crate) struct AreaDownload {
+    /// The area's name.
+    pub(crate) name: String,
+    /// The file, relative to the page.
+    pub(crate) csv: String,
+}
+
+/// One row of the data files: an area on a day, by column name (the
+/// catalogue's metric names). Shares have four decimals, withheld cells
+/// read as on the pages.
+pub(crate) type Row = BTreeMap<&'static str, String>;
+
+/// The areas with data files: all but grids.
+fn areas<'a>(site: &Site<'a>) -> impl Iterator<Item = &'a Area> {
+    site.rollups
+        .areas
+        .values()
+        .filter(|a| a.level != Level::Grid)
+}
+
+/// The downloads page's model.
+pub(crate) fn model(site: &Site<'_>) -> DownloadsPage {
+    DownloadsPage {
+        all: vec![format!("{ALL_NAME}.csv"), format!("{ALL_NAME}.json")],
+        areas: areas(site)
+            .map(|a| AreaDownload {
+                name: a.name.clone(),
+                csv: format!("{}.csv", data_name(a)),
+            })
+            .collect(),
+    }
+}
+
+/// `area`'s rows, one per day.
+pub(crate) fn rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
+    (0..site.days().len())
+        .map(|d| {
+            let mut row = Row::new();
+            row.insert("date", site.days()[d].to_string());
+            row.insert("level", area.level.name().to_string());
+            row.insert("area_code", area.code.clone());
+            row.insert("area_name", area.name.clone());
+            for &m in PUBLIC_FIGURES {
+                let value = match site.published.cell(area, m, d) {
+                    Cell::Shown(v) if matches!(m.kind(), Kind::Ratio { .. }) => format!("{v:.4}"),
+                    _ => site.figure(area, m, d).value,
+                };
+                row.insert(m.name(), value);
+            }
+            row
+        })
+        .collect()
+}
+
+/// Every area's data files, all rows' files, and the page.
+pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
+    let mut out = Vec::new();
+    let mut all_rows = Vec::new();
+    for area in areas(site) {
+        let rows = rows(site, area);
+        out.extend(data_files(&data_stem(area), &rows));
+        all_rows.extend(rows);
+    }
+    out.extend(data_files(&format!("data/{ALL_NAME}"), &all_rows));
+    out.push(site.render("downloads.html", "data/index.html", &model(site))?);
+    Ok(out)
+}
+
+/// `rows` as `{stem}.csv` and `{stem}.json`.
+fn data_files(stem: &str, rows: &[Row]) -> [OutputFile; 2] {
+    [
+        OutputFile {
+            path: format!("{stem}.csv"),
+            bytes: to_csv(rows).into_bytes(),
+        },
+        OutputFile {
+            path: format!("{stem}.json"),
+            bytes: serde_json::to_vec_pretty(rows).expect("rows serialize"),
+        },
+    ]
+}
+
+/// CSV with a header of the rows' keys; fields quoted where needed.
+fn to_csv(rows: &[Row]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let mut out = first.keys().copied().collect::<Vec<_>>().join(",");
+    out.push('\n');
+    for r in rows {
+        let line: Vec<String> = r
+            .values()
+            .map(|v| {
+                if v.contains([',', '"', '\n']) {
+                    format!("\"{}\"", v.replace('"', "\"\""))
+                } else {
+                    v.clone()
+                }
+            })
+            .collect();
+        out += &line.join(",");
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::fixture::with_site;
+    use crate::site::Audience;
+    use gridstat_schemas::metrics::Metric;
+
+    #[test]
+    fn rows_carry_published_cells_and_shares_in_full() {
+        with_site(Audience::Public, |site| {
+            let town = |code: &str| &site.rollups.areas[&(Level::Town, code.to_string())];
+            let visited = Metric::HouseholdsVisited.name();
+            let small = rows(site, town("440703002"));
+            assert_eq!(small.len(), 3);
+            assert_eq!(small[2][visited], "<5");
+            assert_eq!(small[2]["date"], "2022-11-27");
+            let withheld = rows(site, town("440703003"));
+            assert_eq!(withheld[2][visited], "×");
+            assert_eq!(withheld[2][Metric::Coverage.name()], "×");
+            let shown = rows(site, town("440703001"));
+            assert_eq!(shown[2][visited], "300");
+            assert_eq!(shown[2][Metric::Coverage.name()], "0.3000");
+        });
+    }
+
+    #[test]
+    fn every_public_area_has_files_and_a_link() {
+        with_site(Audience::Public, |site| {
+            let page = model(site);
+            assert_eq!(page.all, ["all.csv", "all.json"]);
+            assert_eq!(page.areas.len(), 1 + 2 + 5);
+            assert_eq!(page.areas[0].csv, "city-440700.csv");
+            let files = pages(site).unwrap();
+            assert_eq!(files.len(), 8 * 2 + 2 + 1);
+            let all = files.iter().find(|f| f.path == "data/all.csv").unwrap();
+            let text = String::from_utf8(all.bytes.clone()).unwrap();
+            assert_eq!(text.lines().count(), 1 + 8 * 3);
+            assert!(text.starts_with("area_code,area_name,"), "{text}");
+        });
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_where_needed() {
+        let row = Row::from([("a", "x,y".to_string()), ("b", "say \"hi\"".to_string())]);
+        assert_eq!(to_csv(&[row]), "a,b\n\"x,y\",\"say \"\"hi\"\"\"\n");
+    }
+}

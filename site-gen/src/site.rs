@@ -1,0 +1,197 @@
+//! A site build: options, the page kinds of each audience, and the files
+//! they make. Pure: the same rollups and options always give the same
+//! bytes (no build timestamps).
+
+use std::collections::BTreeMap;
+
+use crate::error::Result;
+use crate::model::Rollups;
+use crate::pages::{self, Site};
+use crate::templates::STYLE_CSS;
+
+/// Who a site is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The public site: city, county and town figures, suppressed.
+    Public,
+    /// Leadership's dashboard: everything, grid pages, data quality.
+    Internal,
+}
+
+impl Audience {
+    /// The name templates see.
+    pub fn name(self) -> &'static str {
+        match self {
+            Audience::Public => "public",
+            Audience::Internal => "internal",
+        }
+    }
+}
+
+/// Options of a site build.
+#[derive(Debug, Clone)]
+pub struct SiteOptions {
+    /// Public or internal.
+    pub audience: Audience,
+    /// Counts below this are withheld on the public site.
+    pub threshold: u32,
+    /// Absolute URL the public site is served at (feed and sitemap), ending in `/`.
+    pub base_url: String,
+    /// Templates overriding the embedded ones, by file name.
+    pub template_overrides: BTreeMap<String, String>,
+}
+
+impl Default for SiteOptions {
+    fn default() -> Self {
+        Self {
+            audience: Audience::Public,
+            threshold: 5,
+            base_url: "http://127.0.0.1:8000/".into(),
+            template_overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Path relative to the output directory.
+    pub path: String,
+    /// Contents.
+    pub bytes: Vec<u8>,
+}
+
+/// The files a page kind makes from the site's input.
+type PageKind = fn(&Site<'_>) -> Result<Vec<OutputFile>>;
+
+/// The public site's page kinds; the sitemap, which lists them, comes last.
+const PUBLIC_PAGES: &[PageKind] = &[
+    pages::home::pages,
+    pages::area::pages,
+    pages::bulletin::pages,
+    pages::methodology::pages,
+    pages::downloads::pages,
+];
+
+/// The internal dashboard's page kinds.
+const INTERNAL_PAGES: &[PageKind] = &[
+    pages::home::pages,
+    pages::area::pages,
+    pages::quality::pages,
+];
+
+/// Build a whole site: disclosure control once, then every page kind of
+/// the audience. Files are sorted by path.
+pub fn build(r: &Rollups, opts: &SiteOptions) -> Result<Vec<OutputFile>> {
+    let site = Site::new(r, opts)?;
+    let mut out = vec![OutputFile {
+        path: "style.css".into(),
+        bytes: STYLE_CSS.as_bytes().to_vec(),
+    }];
+    let kinds = match opts.audience {
+        Audience::Public => PUBLIC_PAGES,
+        Audience::Internal => INTERNAL_PAGES,
+    };
+    for kind in kinds {
+        out.extend(kind(&site)?);
+    }
+    if opts.audience == Audience::Public {
+        let sitemap = pages::sitemap::page(&site, &out)?;
+        out.push(sitemap);
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// `f` over `items` on every core, results in input order; the first error wins.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    parallel_map_with(items, || Ok(()), |(), item| f(item))
+}
+
+/// [`parallel_map`] with a working state per thread, made by `init` on the
+/// thread: for what is costly to make for each item and cannot be shared
+/// between threads.
+pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
+    items: &[T],
+    init: impl Fn() -> Result<S> + Sync,
+    f: impl Fn(&mut S, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    let run = |part: &[T]| -> Result<Vec<R>> {
+        let mut state = init()?;
+        part.iter().map(|item| f(&mut state, item)).collect()
+    };
+    let parts: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| run(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::pages::fixture;
+
+    fn paths(audience: Audience) -> Vec<String> {
+        let files = build(&fixture::rollups(), &fixture::options(audience)).unwrap();
+        files.into_iter().map(|f| f.path).collect()
+    }
+
+    #[test]
+    fn each_audience_gets_its_page_kinds_sorted_by_path() {
+        let public = paths(Audience::Public);
+        for path in [
+            "index.html",
+            "county/440703/index.html",
+            "bulletins/2022-11-27/index.html",
+            "bulletins/index.html",
+            "feed.xml",
+            "methodology/index.html",
+            "data/index.html",
+            "data/all.json",
+            "sitemap.xml",
+            "style.css",
+        ] {
+            assert!(public.contains(&path.to_string()), "public {path}");
+        }
+        assert!(public.windows(2).all(|w| w[0] < w[1]));
+        assert!(!public
+            .iter()
+            .any(|p| p.starts_with("grid/") || p.starts_with("quality/")));
+        let internal = paths(Audience::Internal);
+        assert!(internal.contains(&"quality/index.html".to_string()));
+        assert!(internal.contains(&"grid/440703001-G1/index.html".to_string()));
+        assert!(!internal
+            .iter()
+            .any(|p| p.starts_with("bulletins/") || p.starts_with("data/")));
+    }
+
+    #[test]
+    fn rollups_without_days_build_nothing() {
+        let rollups = Rollups {
+            days: Vec::new(),
+            ..fixture::rollups()
+        };
+        let err = build(&rollups, &SiteOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::NoRollups), "{err}");
+    }
+}

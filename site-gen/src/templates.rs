@@ -1,0 +1,170 @@
+//! The templates: every word of the site. Page models carry figures,
+//! names, dates and links; the templates compose the sentences, headings,
+//! captions and chart texts around them. `--templates DIR` replaces any of
+//! them by a file of the same name (see [`crate::read_template_overrides`]).
+//!
+//! Every page template gets its page model's fields and these:
+//! `root` (the way back to the site's root, `../` per level), `audience`
+//! (`public` or `internal`), `threshold`, `as_of` (the last day: `iso`,
+//! `year`, `month`, `day`) and `base_url`.
+
+use std::collections::BTreeMap;
+
+use minijinja::value::{merge_maps, Serde};
+use minijinja::{Environment, Value};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::site::OutputFile;
+
+/// The embedded templates, by name: the layout (`base.html`), the pieces
+/// pages share and the site's name (`macros.html`), a template per page
+/// kind, the bulletin's words (`bulletin_text.html`, used by the bulletin
+/// pages, the home page and the feed) and the charts' words (`charts.txt`).
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("macros.html", include_str!("../templates/macros.html")),
+    ("home.html", include_str!("../templates/home.html")),
+    ("area.html", include_str!("../templates/area.html")),
+    ("bulletin.html", include_str!("../templates/bulletin.html")),
+    (
+        "bulletin_text.html",
+        include_str!("../templates/bulletin_text.html"),
+    ),
+    ("archive.html", include_str!("../templates/archive.html")),
+    ("feed.xml", include_str!("../templates/feed.xml")),
+    (
+        "methodology.html",
+        include_str!("../templates/methodology.html"),
+    ),
+    (
+        "downloads.html",
+        include_str!("../templates/downloads.html"),
+    ),
+    ("quality.html", include_str!("../templates/quality.html")),
+    ("sitemap.xml", include_str!("../templates/sitemap.xml")),
+    (CHART_TEXTS, include_str!("../templates/charts.txt")),
+];
+
+/// The embedded stylesheet.
+pub const STYLE_CSS: &str = include_str!("../templates/style.css");
+
+/// The template of the charts' titles and descriptions: plain text (a
+/// `.txt` name turns off HTML escaping), since the SVG escapes it itself.
+const CHART_TEXTS: &str = "charts.txt";
+
+/// The template environment of one site build: the embedded templates with
+/// the overrides in place.
+#[derive(Debug)]
+pub(crate) struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// The embedded templates, each replaced by its override if there is one.
+    pub(crate) fn new(overrides: &BTreeMap<String, String>) -> Result<Self> {
+        let mut env = Environment::new();
+        for (name, body) in TEMPLATES {
+            let body = overrides
+                .get(*name)
+                .cloned()
+                .unwrap_or_else(|| (*body).to_string());
+            env.add_template_owned(name.to_string(), body)
+                .map_err(template_error(name))?;
+        }
+        Ok(Self { env })
+    }
+
+    /// Render the page template `name` with `model` and the context every
+    /// page gets, as the file `path`.
+    pub(crate) fn render(
+        &self,
+        name: &str,
+        path: &str,
+        common: &impl Serialize,
+        model: &impl Serialize,
+    ) -> Result<OutputFile> {
+        let context = merge_maps([Value::from(Serde(model)), Value::from(Serde(common))]);
+        let text = self
+            .env
+            .get_template(name)
+            .and_then(|t| t.render(context))
+            .map_err(template_error(name))?;
+        Ok(OutputFile {
+            path: path.into(),
+            bytes: text.into_bytes(),
+        })
+    }
+
+    /// The chart texts, ready to be asked for several texts.
+    pub(crate) fn chart_texts(&self) -> Result<ChartTexts<'_>> {
+        let captured = self
+            .env
+            .get_template(CHART_TEXTS)
+            .and_then(|t| t.render_captured(()))
+            .map_err(template_error(CHART_TEXTS))?;
+        Ok(ChartTexts { captured })
+    }
+}
+
+/// The evaluated chart-texts template.
+#[derive(Debug)]
+pub(crate) struct ChartTexts<'a> {
+    captured: minijinja::Captured<'a>,
+}
+
+impl ChartTexts<'_> {
+    /// The title and description of chart `chart` (macros `<chart>_title`
+    /// and `<chart>_desc`) for the chart's facts.
+    pub(crate) fn title_and_desc(
+        &mut self,
+        chart: &str,
+        facts: &impl Serialize,
+    ) -> Result<(String, String)> {
+        let facts = [Value::from(Serde(facts))];
+        self.captured
+            .with_state_mut(|state| {
+                let title = state.call_macro(&format!("{chart}_title"), &facts)?;
+                let desc = state.call_macro(&format!("{chart}_desc"), &facts)?;
+                Ok((title, desc))
+            })
+            .map_err(template_error(CHART_TEXTS))
+    }
+}
+
+fn template_error(name: &str) -> impl FnOnce(minijinja::Error) -> Error + '_ {
+    move |source| Error::Template {
+        name: name.to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_override_names_its_template() {
+        let overrides = BTreeMap::from([("area.html".to_string(), "{% if %}".to_string())]);
+        let err = Templates::new(&overrides).unwrap_err();
+        assert!(
+            matches!(&err, Error::Template { name, .. } if name == "area.html"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_chart_text_is_an_error_of_its_template() {
+        let overrides = BTreeMap::from([(CHART_TEXTS.to_string(), String::new())]);
+        let templates = Templates::new(&overrides).unwrap();
+        let err = templates
+            .chart_texts()
+            .unwrap()
+            .title_and_desc("coverage", &())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Template { name, .. } if name == CHART_TEXTS),
+            "{err}"
+        );
+    }
+}
