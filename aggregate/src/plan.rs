@@ -295,6 +295,40 @@ impl Plan {
 }
 
 impl RunPlan {
+    /// The days the run curates or clears.
+    pub(crate) fn days(&self) -> BTreeSet<NaiveDate> {
+        self.curation.iter().flat_map(CurationGroup::days).collect()
+    }
+
+    /// The plan with `more` days curated too (they hold another copy of a
+    /// submission of a planned day, or have no index of their
+    /// submissions yet): the curation groups are cut again, the rollups
+    /// start no later than the first of them, `case_state` is updated for
+    /// them and their quality figures recomputed.
+    pub(crate) fn with_days(mut self, more: &BTreeSet<NaiveDate>, listing: &RawListing) -> Self {
+        let Some(&first) = more.first() else {
+            return self;
+        };
+        let days: BTreeSet<NaiveDate> = self.days().union(more).copied().collect();
+        self.curation = curation_groups(listing, &days);
+        let rollups = &mut self.rollups;
+        if rollups.continue_after.is_some() {
+            rollups.from = rollups.from.min(first).max(rollups.campaign_start);
+        }
+        rollups.case_state = match std::mem::replace(&mut rollups.case_state, CaseStateWork::Keep) {
+            CaseStateWork::Rebuild => CaseStateWork::Rebuild,
+            CaseStateWork::Keep => CaseStateWork::Update(more.clone()),
+            CaseStateWork::Update(days) => {
+                CaseStateWork::Update(days.union(more).copied().collect())
+            }
+        };
+        if let Some(quality) = &mut rollups.quality_days {
+            quality.extend(more);
+        }
+        self.small = listing.bytes_from(rollups.from) <= SMALL_RUN_BYTES;
+        self
+    }
+
     /// How many days the run curates or clears.
     pub(crate) fn days_curated(&self) -> usize {
         self.curation
@@ -641,6 +675,32 @@ mod tests {
             }
         );
         assert_eq!(run.rollups_mark(true), Some(settings(28)));
+    }
+
+    /// A resend on an older day (or a day without an index of its
+    /// submissions) joins the curation: the groups are cut again, the
+    /// rollups start from it, and case_state and quality follow it.
+    #[test]
+    fn days_a_resend_touches_join_the_curation_and_move_the_rollups_back() {
+        let before = lake(&[(25, 1), (26, 1), (27, 1), (28, 1)], &[]);
+        let now = lake(&[(25, 1), (26, 1), (27, 1), (28, 1), (28, 1)], &[]);
+        let run = run_plan(Some(&state(&before, 28)), &now);
+        assert_eq!(groups(&run), [(vec![28], vec![])]);
+        let same = run.clone().with_days(&BTreeSet::new(), &now);
+        assert_eq!(same, run, "no more days, the same plan");
+        let run = run.with_days(&days(&[25]), &now);
+        assert_eq!(run.days(), days(&[25, 28]));
+        assert_eq!(groups(&run), [(vec![25, 28], vec![])]);
+        assert_eq!(run.rollups.from, day(25));
+        assert_eq!(
+            run.rollups.case_state,
+            CaseStateWork::Update(days(&[25, 28]))
+        );
+        assert_eq!(run.rollups.quality_days, Some(days(&[25, 28])));
+        // Without previous rollups, everything is rebuilt anyway.
+        let rebuild = run_plan(None, &now).with_days(&days(&[25]), &now);
+        assert_eq!(rebuild.rollups.case_state, CaseStateWork::Rebuild);
+        assert_eq!(rebuild.rollups.from, day(25));
     }
 
     #[test]

@@ -206,6 +206,39 @@ pub(crate) async fn put(store: &Arc<dyn ObjectStore>, path: &str, body: Bytes) -
 
 /// Write `batches` as one Parquet object, unless the object already holds
 /// exactly these bytes. Returns whether it wrote.
+/// The batches of the Parquet object at `path`; `None` if there is none.
+/// An object that cannot be decoded is a corrupt state.
+pub(crate) async fn read_parquet(
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+) -> Result<Option<Vec<RecordBatch>>> {
+    let got = match store.get(&Path::from(path)).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    let body = match got {
+        Ok(body) => body,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(Error::Store {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let corrupt = |e: parquet::errors::ParquetError| Error::CorruptState {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+        .and_then(|b| b.build())
+        .map_err(corrupt)?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(e.into()))?;
+    Ok(Some(batches))
+}
+
 pub(crate) async fn write_parquet(
     store: &Arc<dyn ObjectStore>,
     path: &str,

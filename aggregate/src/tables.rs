@@ -163,6 +163,11 @@ pub const TABLES: &[TableSpec] = &[
         prefix: "rollups/quality",
         partitions: &[],
     },
+    TableSpec {
+        name: "resends",
+        prefix: "rollups/resends",
+        partitions: &[],
+    },
 ];
 
 fn known_schema(name: &str) -> Option<SchemaRef> {

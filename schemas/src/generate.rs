@@ -29,6 +29,10 @@ pub enum Expect {
     Valid,
     /// A byte-identical resend of an earlier valid message.
     Duplicate,
+    /// A later resend of an earlier valid visit with the same submission
+    /// id but other content (an edited visit, sometimes dated a day
+    /// earlier): valid, but counted once, as its first copy.
+    Conflict,
     /// Invalid, to be rejected with this class.
     Invalid(ErrorClass),
 }
@@ -77,6 +81,9 @@ pub struct GenOptions {
     pub late_rate: f64,
     /// Share of handed-on cases whose updates are sent.
     pub case_update_rate: f64,
+    /// Share of visits sent again hours later, edited, under the same
+    /// submission id ([`Expect::Conflict`]).
+    pub conflict_rate: f64,
     /// The decoder's message size limit (to make too-large messages).
     pub max_message_bytes: usize,
 }
@@ -92,6 +99,7 @@ impl Default for GenOptions {
             invalid_rate: 0.005,
             late_rate: 0.03,
             case_update_rate: 1.0,
+            conflict_rate: 0.0,
             max_message_bytes: crate::decode::DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
@@ -388,7 +396,39 @@ impl<'r> Generator<'r> {
         if self.rng.random_bool(self.opts.invalid_rate.clamp(0.0, 1.0)) {
             self.make_invalid(&visit);
         }
+        // Drawn only when asked for, so that campaigns without them stay
+        // the same message for message.
+        if self.opts.conflict_rate > 0.0
+            && self
+                .rng
+                .random_bool(self.opts.conflict_rate.clamp(0.0, 1.0))
+        {
+            self.make_conflict(&visit, day, sent_at);
+        }
         self.emit(sent_at, Stream::Visits, grid_id, bytes);
+    }
+
+    /// Send `visit` again hours after `sent_at`, edited: dated a day
+    /// earlier (from the campaign's second day on) or with another count
+    /// of residents present.
+    fn make_conflict(&mut self, visit: &Visit, day: u32, sent_at: DateTime<FixedOffset>) {
+        let mut edited = visit.clone();
+        if day > 0 && self.rng.random_bool(0.5) {
+            edited.visited_at -= Duration::days(1);
+        } else {
+            edited.residents_present =
+                (visit.residents_present + 1) % (visit.residents_recorded + 1);
+        }
+        let resend = sent_at + Duration::minutes(self.rng.random_range(60..360));
+        edited.sent_at = resend;
+        let message = GeneratedMessage {
+            bytes: to_json(&edited),
+            expect: Expect::Conflict,
+            stream: Stream::Visits,
+            key: visit.grid_id.to_string(),
+            sent_at_ms: resend.timestamp_millis(),
+        };
+        self.schedule(resend, message);
     }
 
     /// Schedule a valid message and, at the duplicate rate, its resend.

@@ -92,7 +92,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result
         .with_context(|| format!("creating {}", campaign.display()))?;
     let counted = Generator::new(&registry, opts.clone()).inspect(|m| match m.expect {
         Expect::Valid => s.valid += 1,
-        Expect::Duplicate => s.duplicates += 1,
+        Expect::Duplicate | Expect::Conflict => s.duplicates += 1,
         Expect::Invalid(_) => s.invalid += 1,
     });
     s.messages = write_ndjson(std::io::BufWriter::with_capacity(1 << 20, file), counted)

@@ -108,6 +108,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: GenArgs) -> anyhow::Result<
             let (expect, class) = match m.expect {
                 Expect::Valid => ("valid", ""),
                 Expect::Duplicate => ("duplicate", ""),
+                Expect::Conflict => ("conflict", ""),
                 Expect::Invalid(c) => ("invalid", c.as_str()),
             };
             // A failed manifest write surfaces at the flush below.

@@ -14,6 +14,7 @@ use datafusion::execution::context::SessionContext;
 use futures::{FutureExt, StreamExt};
 use object_store::{ObjectMeta, ObjectStore};
 
+use super::resends::{superseded_table, RawTable};
 use crate::error::{query, Result};
 use crate::store::{plain_schema, put_if_changed, write_parquet, ParquetBody};
 use crate::tables::{register_raw_day, RAW_CASES, RAW_VISITS};
@@ -31,28 +32,47 @@ const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, 
     r.status, r.updated_at, r.handler_id, r.source_topic, r.source_partition, r.source_offset, r.received_at";
 
 /// Deduplicate the raw rows of the days whose tables are `tables` (one
-/// per day, in order; see [`crate::tables::register_raw_day`]) within
-/// each day, a row's day being its table's index as [`DAY_COLUMN`]. Most submissions arrive once: only
-/// those with several copies are ranked (a window over a whole day's rows
-/// sorts every column of every row).
-/// Each join's left side is the one hashed, without statistics to say
-/// otherwise, so the narrow sides come first: hashing the day's raw rows
-/// held them twice, once there and once in the sort (2.1 GiB at 10M).
-/// Rows come sorted by day first, then by `order`, with [`DAY_COLUMN`]
-/// last.
+/// per day, in order, with its day; see [`crate::tables::register_raw_day`])
+/// within each day, a row's day being its table's index as [`DAY_COLUMN`].
+/// Rows of a day whose submission another day's copy supersedes (listed
+/// in the table `superseded`, see [`super::resends`]) are left out first.
+///
+/// Most submissions arrive once: only those with several copies are
+/// ranked, and of those only the first row is kept — so two rows of the
+/// same message (the same topic, partition and offset, written twice by
+/// a replay) collapse into one too. Each join's left side is the one
+/// hashed, without statistics to say otherwise, so the narrow sides come
+/// first: hashing the day's raw rows held them twice, once there and once
+/// in the sort (2.1 GiB at 10M). Rows come sorted by day first, then by
+/// `order`, with [`DAY_COLUMN`] last.
 ///
 /// A day curated alone (every large day) is read without the day in any
 /// key: with that constant among the join keys, DataFusion held the day's
 /// raw rows once more (the 10M lake's largest day, 2.16M visits, peaked at
 /// 5.6 GB instead of 2.3 GB); its rows get the day's index 0 at the end.
-fn dedup_sql(tables: &[String], columns: &str, order: &str) -> String {
+fn dedup_sql(
+    tables: &[(String, NaiveDate)],
+    superseded: Option<&str>,
+    columns: &str,
+    order: &str,
+) -> String {
     let alone = tables.len() == 1;
     let raw = tables
         .iter()
         .enumerate()
-        .map(|(day, table)| match alone {
-            true => format!("SELECT * FROM {table}"),
-            false => format!("SELECT *, {day} AS {DAY_COLUMN} FROM {table}"),
+        .map(|(i, (table, day))| {
+            let rows = match superseded {
+                None => table.clone(),
+                Some(s) => format!(
+                    "(SELECT * FROM {table} WHERE submission_id NOT IN \
+                       (SELECT submission_id FROM {s} WHERE dt = '{}'))",
+                    day.format("%Y-%m-%d")
+                ),
+            };
+            match alone {
+                true => format!("SELECT * FROM {rows}"),
+                false => format!("SELECT *, {i} AS {DAY_COLUMN} FROM {rows}"),
+            }
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
@@ -73,26 +93,21 @@ fn dedup_sql(tables: &[String], columns: &str, order: &str) -> String {
     format!(
         "WITH raw AS ({raw}), \
          copies AS (SELECT {day}submission_id, COUNT(*) AS copies FROM raw GROUP BY {day}submission_id), \
-         firsts AS (SELECT {day}submission_id, source_topic, source_partition, source_offset FROM ( \
-           SELECT {x}x.submission_id, x.source_topic, x.source_partition, x.source_offset, \
-             ROW_NUMBER() OVER (PARTITION BY {x}x.submission_id \
+         firsts AS (SELECT * EXCLUDE (rn) FROM ( \
+           SELECT x.*, ROW_NUMBER() OVER (PARTITION BY {x}x.submission_id \
              ORDER BY x.received_at ASC NULLS LAST, x.source_topic, x.source_partition, x.source_offset) AS rn \
            FROM (SELECT {day}submission_id FROM copies WHERE copies > 1) m \
            JOIN raw x ON {xm}x.submission_id = m.submission_id) \
-           WHERE rn = 1) \
-         SELECT {columns}, {day_out} FROM registry_grids g RIGHT JOIN ( \
-           firsts f RIGHT JOIN (copies c JOIN raw r ON {rc}r.submission_id = c.submission_id) \
-           ON {rf}r.submission_id = f.submission_id) \
-         ON r.grid_id = g.grid_id \
-         WHERE (c.copies = 1 OR (r.source_topic = f.source_topic \
-           AND r.source_partition = f.source_partition AND r.source_offset = f.source_offset)) \
+           WHERE rn = 1), \
+         kept AS (SELECT r.* FROM copies c JOIN raw r ON {rc}r.submission_id = c.submission_id WHERE c.copies = 1 \
+           UNION ALL SELECT * FROM firsts) \
+         SELECT {columns}, {day_out} FROM registry_grids g RIGHT JOIN kept r ON r.grid_id = g.grid_id \
          ORDER BY {r}{order}",
         day = key(""),
         x = key("x."),
         r = key("r."),
         xm = same_day("x", "m"),
         rc = same_day("r", "c"),
-        rf = same_day("r", "f"),
     )
 }
 
@@ -144,9 +159,9 @@ pub(crate) async fn curate_days(
     days: &[NaiveDate],
     listed: RawDayListing<'_>,
 ) -> Result<(Vec<CuratedDay>, WrittenSchemas)> {
-    let names = |table: &str| -> Vec<String> {
+    let names = |table: &str| -> Vec<(String, NaiveDate)> {
         days.iter()
-            .map(|day| format!("raw_{table}_{}", day.format("%Y%m%d")))
+            .map(|day| (format!("raw_{table}_{}", day.format("%Y%m%d")), *day))
             .collect()
     };
     let (visit_tables, case_tables) = (names("visits"), names("cases"));
@@ -154,19 +169,28 @@ pub(crate) async fn curate_days(
     futures::future::try_join_all(days.iter().zip(&visit_tables).zip(&case_tables).flat_map(
         |((&day, visits), cases)| {
             [
-                register_raw_day(ctx, &RAW_VISITS, &raw_visits, day, visits, listed.visits).boxed(),
-                register_raw_day(ctx, &RAW_CASES, &raw_cases, day, cases, listed.cases).boxed(),
+                register_raw_day(ctx, &RAW_VISITS, &raw_visits, day, &visits.0, listed.visits)
+                    .boxed(),
+                register_raw_day(ctx, &RAW_CASES, &raw_cases, day, &cases.0, listed.cases).boxed(),
             ]
         },
     ))
     .await?;
+    let superseded = |table| {
+        let name = superseded_table(table);
+        ctx.table_exist(name.as_str())
+            .unwrap_or(false)
+            .then_some(name)
+    };
     let visits_sql = dedup_sql(
         &visit_tables,
+        superseded(RawTable::Visits).as_deref(),
         VISIT_COLUMNS,
         "g.county_code, g.town_code, r.grid_id, r.visited_at, r.submission_id",
     );
     let cases_sql = dedup_sql(
         &case_tables,
+        superseded(RawTable::Cases).as_deref(),
         CASE_COLUMNS,
         "g.county_code, g.town_code, r.grid_id, r.updated_at, r.submission_id",
     );
@@ -223,7 +247,7 @@ pub(crate) async fn curate_days(
         schemas.push(("curated_visits", Arc::clone(day.visits.schema())));
         schemas.push(("curated_cases", Arc::clone(cases.schema())));
     }
-    for table in visit_tables.iter().chain(&case_tables) {
+    for (table, _) in visit_tables.iter().chain(&case_tables) {
         ctx.deregister_table(table.as_str())
             .map_err(query("curated tables"))?;
     }

@@ -10,6 +10,7 @@
 pub(crate) mod case_state;
 pub(crate) mod case_update;
 pub(crate) mod dedup;
+pub(crate) mod resends;
 
 pub(crate) use case_state::{case_state_sql, Scope};
 pub use dedup::{hardship_schema, hazard_schema, CuratedDay};

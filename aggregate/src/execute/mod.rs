@@ -10,6 +10,7 @@ mod rollups;
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
 use gridstat_schemas::lake;
 use gridstat_schemas::Registry;
@@ -135,11 +136,24 @@ impl<'a> Executor<'a> {
         .await?;
         listing.seed(&self.ctx);
         let t = Instant::now();
+        // A submission sent again onto another day is counted once: the
+        // days holding its other copies are curated with it.
+        let resends = timed(
+            "resends",
+            curated::resends::resolve(&self.ctx, &self.store, &plan.days(), &listing.days),
+        )
+        .await?;
+        let plan = plan.with_days(&resends.more_days, &listing);
+        curated::resends::register_superseded(&self.ctx, &resends)?;
         let written_schemas = self.curate(&plan, &listing).await?;
+        let cleared: Vec<NaiveDate> = plan.curation.iter().flat_map(|g| g.clear.clone()).collect();
+        self.report.files_written +=
+            curated::resends::write_index(&self.store, &resends.keys, &cleared).await?;
         self.report.timings.push(("curate".into(), t.elapsed()));
 
         let t = Instant::now();
         self.register_curated(&written_schemas).await?;
+        curated::resends::register_conflicts(&self.ctx, &resends, &plan.days())?;
         let covered = Box::pin(self.rollup_step(plan.rollups.clone())).await?;
         self.report.timings.push(("rollup".into(), t.elapsed()));
         let state = AggregateState {

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use datafusion::execution::context::SessionContext;
 use object_store::ObjectStore;
 
+use crate::curated::resends::{conflicts_schema, CONFLICTS_TABLE};
 use crate::error::Result;
 
 /// Rewrite `rollups/quality`: recompute the figures of `days` (every day
@@ -19,9 +20,20 @@ pub(crate) async fn write(
     days: Option<&BTreeSet<NaiveDate>>,
 ) -> Result<usize> {
     let keep_old = days.is_some() && ctx.table_exist("quality").unwrap_or(false);
-    let sql = quality_sql(has_quarantine, days, keep_old, &|e| {
+    let conflicts = ctx.table_exist(CONFLICTS_TABLE).unwrap_or(false);
+    let mut sql = quality_sql(has_quarantine, days, keep_old, &|e| {
         format!("CAST({e} AS BIGINT)")
     });
+    if conflicts {
+        // Each submission sent again with other content, on the day of the
+        // copy that counts.
+        let only = days.map_or(String::new(), |d| format!(" AND dt IN ({})", sql_days(d)));
+        sql = format!(
+            "SELECT dt, kind, class, count FROM (SELECT dt, kind, class, count FROM ({sql}) q \
+             UNION ALL SELECT dt, 'conflicting_resends', raw_table, COUNT(*) FROM {CONFLICTS_TABLE} \
+               WHERE kept{only} GROUP BY dt, raw_table) ORDER BY dt, kind, class"
+        );
+    }
     let (_, wrote) = crate::store::write_query(
         ctx,
         store,
@@ -30,7 +42,51 @@ pub(crate) async fn write(
         "rollups/quality/part-00000.parquet",
     )
     .await?;
-    Ok(usize::from(wrote))
+    let listed = if conflicts {
+        write_resends(ctx, store, days).await?
+    } else {
+        false
+    };
+    Ok(usize::from(wrote) + usize::from(listed))
+}
+
+/// The resends table's object.
+const RESENDS: &str = "rollups/resends/part-00000.parquet";
+
+/// Rewrite the `resends` table: this run's conflicting resends, and the
+/// old table's rows of the days the run did not recompute. Written only
+/// once there is a row to hold.
+async fn write_resends(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    days: Option<&BTreeSet<NaiveDate>>,
+) -> Result<bool> {
+    let old = match days {
+        Some(days) if ctx.table_exist("resends").unwrap_or(false) => format!(
+            " UNION ALL SELECT raw_table, submission_id, dt, source_topic, source_partition, source_offset, received_ms, kept \
+              FROM resends WHERE dt NOT IN ({})",
+            sql_days(days)
+        ),
+        _ => String::new(),
+    };
+    let sql = format!(
+        "SELECT * FROM (SELECT * FROM {CONFLICTS_TABLE}{old}) \
+         ORDER BY raw_table, submission_id, dt, source_topic, source_partition, source_offset"
+    );
+    let (_, rows) = crate::tables::run_query(ctx, "resends", &sql).await?;
+    let any = rows.iter().any(|b| b.num_rows() > 0);
+    if !any && !crate::store::exists(store, RESENDS).await? {
+        return Ok(false);
+    }
+    crate::store::write_parquet(store, RESENDS, conflicts_schema(), &rows).await
+}
+
+/// `days` as a SQL list of quoted dates.
+fn sql_days(days: &BTreeSet<NaiveDate>) -> String {
+    days.iter()
+        .map(|d| format!("'{}'", d.format("%Y-%m-%d")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Data-quality figures per day, in long form (`dt`, `kind`, `class`,

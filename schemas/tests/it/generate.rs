@@ -57,6 +57,7 @@ fn every_line_decodes_as_intended() {
                 );
                 dups += 1;
             }
+            Expect::Conflict => panic!("no conflicting resends unless asked for"),
             Expect::Invalid(class) => {
                 let err = decoded.expect_err("an invalid line must be rejected");
                 assert_eq!(err.class(), class, "{err}");
@@ -128,4 +129,51 @@ fn coverage_follows_scale() {
     }
     let coverage = households.len() as f64 / registry.total_households() as f64;
     assert!((coverage - 0.2).abs() < 0.01, "coverage {coverage}");
+}
+
+/// Asked for, edited resends follow their originals under the same
+/// submission id with other content, some a day earlier.
+#[test]
+fn conflicting_resends_share_the_id_not_the_content() {
+    use gridstat_schemas::time::local_date;
+    let registry = Registry::jiangmen();
+    let opts = GenOptions {
+        scale: 0.01,
+        days: 4,
+        conflict_rate: 0.05,
+        ..GenOptions::default()
+    };
+    let mut originals = std::collections::HashMap::new();
+    let (mut conflicts, mut other_day) = (0, 0);
+    for m in Generator::new(&registry, opts) {
+        let Ok(Submission::Visit(v)) =
+            decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None)
+        else {
+            continue;
+        };
+        match m.expect {
+            Expect::Valid => {
+                originals.insert(v.submission_id.to_string(), m.bytes.clone());
+            }
+            Expect::Conflict => {
+                let original = originals
+                    .get(v.submission_id.as_ref())
+                    .expect("a conflicting resend follows its original");
+                assert_ne!(original, &m.bytes);
+                let Ok(Submission::Visit(first)) =
+                    decode_submission(original, &registry, &DecodeOptions::default(), None)
+                else {
+                    panic!("the original is a visit")
+                };
+                other_day +=
+                    usize::from(local_date(&first.visited_at) != local_date(&v.visited_at));
+                conflicts += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        conflicts > 10 && other_day > 0,
+        "{conflicts} conflicts, {other_day} on another day"
+    );
 }
