@@ -1030,3 +1030,132 @@ async fn pyarrow_polars_and_duckdb_read_the_lake_as_datafusion_does() {
         );
     }
 }
+
+/// Two aggregate runs started together, three times over: one holds the
+/// lake and the other is refused with the holder named, and the lake
+/// ends as a rebuild leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_aggregate_runs_take_turns() {
+    let registry = Arc::new(Registry::jiangmen());
+    let msgs = messages(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = store(dir.path());
+    let third = msgs.len() / 3;
+    for (round, batch) in msgs.chunks(third + 1).enumerate() {
+        ingest(
+            Arc::clone(&lake),
+            Arc::clone(&registry),
+            batch,
+            &format!("batch-{round}.ndjson"),
+        )
+        .await;
+        let run = |who: &str| {
+            let opts = AggregateOptions {
+                run_by: who.to_string(),
+                ..AggregateOptions::default()
+            };
+            let (lake, registry) = (Arc::clone(&lake), Arc::clone(&registry));
+            async move { gridstat_aggregate::run(lake, &registry, &opts, &NoProgress).await }
+        };
+        let (a, b) = tokio::join!(run("run-a"), run("run-b"));
+        let refused = [&a, &b].iter().filter(|r| r.is_err()).count();
+        assert!(refused <= 1, "round {round}: at most one refused");
+        for r in [&a, &b] {
+            if let Err(e) = r {
+                let text = e.to_string();
+                assert!(
+                    text.contains("another aggregate run holds the lake: run-"),
+                    "round {round}: {text}"
+                );
+            }
+        }
+        // A refused run's work is done by the next.
+        gridstat_aggregate::run(
+            Arc::clone(&lake),
+            &registry,
+            &AggregateOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    }
+    let incremental = rollup_files(dir.path());
+    gridstat_aggregate::run(
+        Arc::clone(&lake),
+        &registry,
+        &AggregateOptions {
+            full: true,
+            ..AggregateOptions::default()
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rollup_files(dir.path()), incremental);
+}
+
+/// The rollups as the site reads them, through the newest complete
+/// aggregate run, as text to compare.
+async fn site_view(lake: &Arc<dyn ObjectStore>) -> String {
+    let loaded = gridstat_aggregate::manifest::read_newest(
+        lake,
+        |snapshot| async move { gridstat_site_gen::load::load_rollups(&snapshot, None).await },
+        |e: &gridstat_site_gen::Error| gridstat_aggregate::manifest::is_snapshot_changed(e),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    format!("{:?} {:?}", loaded.days, loaded.areas)
+}
+
+/// A site built while aggregate rewrites the rollups reads one complete
+/// run's output: exactly the rollups before the run or after it, never
+/// a mix of the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_reads_one_complete_run_while_aggregate_runs() {
+    let registry = Arc::new(Registry::jiangmen());
+    let msgs = messages(&registry);
+    let (first, late) = msgs.split_at(msgs.len() * 2 / 3);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = store(dir.path());
+    ingest_and_aggregate(&lake, &registry, first, "first.ndjson").await;
+    let before = site_view(&lake).await;
+    ingest(
+        Arc::clone(&lake),
+        Arc::clone(&registry),
+        late,
+        "late.ndjson",
+    )
+    .await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let run = async {
+        let report = gridstat_aggregate::run(
+            Arc::clone(&lake),
+            &registry,
+            &AggregateOptions::default(),
+            &NoProgress,
+        )
+        .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        report
+    };
+    let reads = async {
+        let mut seen = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            seen.push(site_view(&lake).await);
+        }
+        seen
+    };
+    let (report, seen) = tokio::join!(run, reads);
+    report.unwrap();
+    let after = site_view(&lake).await;
+    assert_ne!(before, after, "the run changed the rollups");
+    assert!(!seen.is_empty(), "the site was read while the run ran");
+    for (i, view) in seen.iter().enumerate() {
+        assert!(
+            *view == before || *view == after,
+            "read {i} of {} mixes two runs",
+            seen.len()
+        );
+    }
+}

@@ -30,6 +30,35 @@ pub enum Error {
         /// The cause.
         source: parquet::errors::ParquetError,
     },
+    /// Raw data is dated after the latest day a run accepts.
+    #[error("raw data is dated {day}, after {latest}: {example} and {others} other file(s). Such messages are rejected at ingest against the real clock; find them with `gridstat sql \"SELECT source_topic, source_partition, source_offset FROM raw_visits WHERE dt > '{latest}'\"` and remove their files")]
+    FutureDays {
+        /// The latest day found.
+        day: chrono::NaiveDate,
+        /// The latest day accepted.
+        latest: chrono::NaiveDate,
+        /// One offending file.
+        example: String,
+        /// How many more.
+        others: usize,
+    },
+    /// Another aggregate run holds the lake.
+    #[error("another aggregate run holds the lake: {holder}, since {since}, until {until} (a run that died frees it when its lease ends)")]
+    LeaseHeld {
+        /// Who holds the lease.
+        holder: String,
+        /// Since when.
+        since: String,
+        /// When the lease ends unless renewed.
+        until: String,
+    },
+    /// This run's lease ended and another run took the lake over; nothing
+    /// of this run was recorded.
+    #[error("the aggregate lease was taken over by {holder} after it ran out; this run recorded nothing")]
+    LeaseLost {
+        /// Who holds it now.
+        holder: String,
+    },
     /// The bookkeeping object is unreadable.
     #[error("aggregate state {path} is corrupt ({reason}); run with --all to rebuild it")]
     CorruptState {

@@ -37,7 +37,9 @@ pub mod committed;
 pub mod curated;
 pub mod error;
 mod execute;
+mod lease;
 mod listing;
+pub mod manifest;
 mod open_cases;
 mod percentiles;
 mod plan;
@@ -67,6 +69,12 @@ pub struct AggregateOptions {
     pub overdue_hours: i64,
     /// First day of the campaign: rollups start here.
     pub campaign_start: NaiveDate,
+    /// Raw data dated after this day is refused rather than rolled up
+    /// (`None`: any day): one message dated years ahead would otherwise
+    /// stretch every day × grid table to its date. The CLI passes tomorrow.
+    pub latest_day: Option<NaiveDate>,
+    /// Who runs it (host and process), recorded with the run's lease.
+    pub run_by: String,
 }
 
 impl Default for AggregateOptions {
@@ -75,6 +83,8 @@ impl Default for AggregateOptions {
             full: false,
             overdue_hours: 72,
             campaign_start: gridstat_schemas::time::DEFAULT_CAMPAIGN_START,
+            latest_day: None,
+            run_by: format!("pid-{}", std::process::id()),
         }
     }
 }

@@ -206,25 +206,30 @@ pub(crate) async fn put(store: &Arc<dyn ObjectStore>, path: &str, body: Bytes) -
 
 /// Write `batches` as one Parquet object, unless the object already holds
 /// exactly these bytes. Returns whether it wrote.
+/// The bytes of the object at `path`; `None` if there is none.
+pub(crate) async fn read_bytes(store: &Arc<dyn ObjectStore>, path: &str) -> Result<Option<Bytes>> {
+    let got = match store.get(&Path::from(path)).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    match got {
+        Ok(body) => Ok(Some(body)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::Store {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
 /// The batches of the Parquet object at `path`; `None` if there is none.
 /// An object that cannot be decoded is a corrupt state.
 pub(crate) async fn read_parquet(
     store: &Arc<dyn ObjectStore>,
     path: &str,
 ) -> Result<Option<Vec<RecordBatch>>> {
-    let got = match store.get(&Path::from(path)).await {
-        Ok(got) => got.bytes().await,
-        Err(e) => Err(e),
-    };
-    let body = match got {
-        Ok(body) => body,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => {
-            return Err(Error::Store {
-                path: path.into(),
-                source,
-            })
-        }
+    let Some(body) = read_bytes(store, path).await? else {
+        return Ok(None);
     };
     let corrupt = |e: parquet::errors::ParquetError| Error::CorruptState {
         path: path.into(),

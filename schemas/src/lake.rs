@@ -33,6 +33,52 @@ pub const AGGREGATE_STATE: &str = "_state/aggregate.json";
 /// Ingest's per-partition state objects: `_ingest/TOPIC/pPPPP/state-SEQ.json`.
 pub const INGEST_STATE: &str = "_ingest";
 
+/// The manifests aggregate runs end with: `_state/manifests/manifest-SEQ.json`.
+pub const MANIFESTS: &str = "_state/manifests";
+
+/// The objects readers of aggregate's output see as one snapshot, under
+/// these prefixes.
+pub const SNAPSHOT_PREFIXES: [&str; 2] = ["curated/", "rollups/"];
+
+/// Version `seq` of the aggregate manifest.
+pub fn manifest_object(seq: u64) -> String {
+    format!("{MANIFESTS}/manifest-{seq:020}.json")
+}
+
+/// The version of a manifest object's path.
+pub fn manifest_seq(path: &str) -> Option<u64> {
+    path.strip_prefix(MANIFESTS)?
+        .strip_prefix("/manifest-")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+/// One object of a manifest: how to tell it is the one the run wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Size in bytes.
+    pub size: u64,
+    /// The store's entity tag when the run ended (none where the store has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+}
+
+/// What an aggregate run left: every curated and rollup object as it was
+/// when the run completed. Written last, created only if absent: the
+/// newest manifest is always of a complete run, and readers that read
+/// through it see one run's output, never half of the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The run's last day with raw data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_day: Option<NaiveDate>,
+    /// When the run completed (RFC 3339, UTC).
+    pub completed_at: String,
+    /// Objects by path.
+    pub objects: std::collections::BTreeMap<String, ManifestEntry>,
+}
+
 /// The `dt=` partition directory for a local date.
 pub fn dt_partition(day: NaiveDate) -> String {
     format!("dt={}", day.format("%Y-%m-%d"))

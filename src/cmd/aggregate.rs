@@ -63,6 +63,8 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: AggregateArgs) -> anyhow::R
         full: args.all,
         overdue_hours: args.overdue_hours,
         campaign_start: args.campaign_start,
+        latest_day: Some(super::latest_day()),
+        run_by: super::this_process(),
     };
     let bars = Bars::new();
     let report =
@@ -133,10 +135,16 @@ pub(crate) fn sql(registry_dir: Option<&Path>, args: SqlArgs) -> anyhow::Result<
     let store = args.lake.open()?;
     super::runtime()?.block_on(async move {
         let store = gridstat_aggregate::committed::CommittedFiles::wrap(store).await?;
-        let ctx = gridstat_aggregate::tables::session(Arc::clone(&store));
-        gridstat_aggregate::tables::register_all(&ctx, &store, &registry).await?;
-        let df = ctx.sql(&query).await.context("planning the query")?;
-        let batches = df.collect().await.context("running the query")?;
+        let batches = super::read_snapshot(&store, |snapshot| {
+            let (query, registry) = (&query, &registry);
+            async move {
+                let ctx = gridstat_aggregate::tables::session(Arc::clone(&snapshot));
+                gridstat_aggregate::tables::register_all(&ctx, &snapshot, registry).await?;
+                let df = ctx.sql(query).await.context("planning the query")?;
+                df.collect().await.context("running the query")
+            }
+        })
+        .await?;
         match &args.out {
             None => println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?),
             Some(path) => {

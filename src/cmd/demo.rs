@@ -145,9 +145,10 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result
     let t = Instant::now();
     let bars = super::aggregate::Bars::new();
     let agg_opts = AggregateOptions {
-        full: false,
-        overdue_hours: 72,
         campaign_start: opts.start,
+        latest_day: Some(super::latest_day()),
+        run_by: super::this_process(),
+        ..AggregateOptions::default()
     };
     let agg = runtime.block_on(gridstat_aggregate::run(
         Arc::clone(&store),

@@ -74,7 +74,10 @@ pub(crate) async fn build_sites(
     sites: &[(SiteOptions, PathBuf)],
 ) -> anyhow::Result<usize> {
     let started = std::time::Instant::now();
-    let rollups = load_rollups(&store, as_of).await?;
+    let rollups = super::read_snapshot(&store, |snapshot| async move {
+        Ok(load_rollups(&snapshot, as_of).await?)
+    })
+    .await?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "Rollups loaded.");
     let mut pages = 0;
     for (opts, out) in sites {

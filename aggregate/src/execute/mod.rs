@@ -10,7 +10,7 @@ mod rollups;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Utc};
 use datafusion::execution::context::SessionContext;
 use gridstat_schemas::lake;
 use gridstat_schemas::Registry;
@@ -18,7 +18,9 @@ use object_store::ObjectStore;
 
 use crate::curated::{self, dedup::WrittenSchemas};
 use crate::error::Result;
+use crate::lease::{Lease, LEASE_TTL};
 use crate::listing::RawListing;
+use crate::manifest;
 use crate::plan::{CurationGroup, Plan, RollupPlan, RunPlan};
 use crate::store::{self, AggregateState};
 use crate::{tables, AggregateOptions, AggregateReport, NoProgress, Progress};
@@ -40,9 +42,25 @@ pub(crate) async fn run(
     progress: &dyn Progress,
 ) -> Result<AggregateReport> {
     let started = Instant::now();
+    let mut lease = Lease::acquire(&store, &opts.run_by, Utc::now(), LEASE_TTL).await?;
+    let outcome = run_leased(store, registry, opts, progress, &mut lease, started).await;
+    lease.release().await;
+    outcome
+}
+
+/// [`run`] under its lease.
+async fn run_leased(
+    store: Arc<dyn ObjectStore>,
+    registry: &Registry,
+    opts: &AggregateOptions,
+    progress: &dyn Progress,
+    lease: &mut Lease,
+    started: Instant,
+) -> Result<AggregateReport> {
     // Every table of the run reads only committed raw files.
     let store = crate::committed::CommittedFiles::wrap(store).await?;
     let (listing, previous) = scan(&store, opts).await?;
+    refuse_future_days(&listing, opts)?;
     let plan = Plan::new(
         previous.as_ref(),
         &listing,
@@ -51,13 +69,44 @@ pub(crate) async fn run(
     );
     let mut report = AggregateReport::default();
     report.timings.push(("scan".into(), started.elapsed()));
+    let last_day = listing.days.last().copied();
     match plan {
-        Plan::Idle => Ok(report),
+        Plan::Idle => {
+            // A lake from before manifests gets one without waiting for news.
+            if manifest::newest(&store).await?.is_none() {
+                lease.renew(Utc::now()).await?;
+                manifest::write(&store, last_day).await?;
+            }
+            Ok(report)
+        }
         Plan::Run(plan) => {
-            let run = Executor::new(store, opts, progress, report);
-            run.carry_out(plan, listing, registry).await
+            let run = Executor::new(Arc::clone(&store), opts, progress, report);
+            let report = run.carry_out(plan, listing, registry, lease).await?;
+            manifest::write(&store, last_day).await?;
+            Ok(report)
         }
     }
+}
+
+/// Refuse raw data dated after the latest day the options accept.
+fn refuse_future_days(listing: &RawListing, opts: &AggregateOptions) -> Result<()> {
+    let Some(latest) = opts.latest_day else {
+        return Ok(());
+    };
+    let Some(&day) = listing.days.last().filter(|d| **d > latest) else {
+        return Ok(());
+    };
+    let late: Vec<&String> = listing
+        .files
+        .keys()
+        .filter(|p| store::day_of(p).is_some_and(|d| d > latest))
+        .collect();
+    Err(crate::error::Error::FutureDays {
+        day,
+        latest,
+        example: late.first().map_or_else(String::new, |p| (*p).clone()),
+        others: late.len().saturating_sub(1),
+    })
 }
 
 /// The listing of the raw tables and the last run's state (none with
@@ -125,6 +174,7 @@ impl<'a> Executor<'a> {
         plan: RunPlan,
         listing: RawListing,
         registry: &Registry,
+        lease: &mut Lease,
     ) -> Result<AggregateReport> {
         if plan.small {
             tables::without_dynamic_filters(&self.ctx)?;
@@ -160,6 +210,8 @@ impl<'a> Executor<'a> {
             files: listing.files,
             rollups: plan.rollups_mark(covered),
         };
+        // Recorded only while the lake is still this run's.
+        lease.renew(Utc::now()).await?;
         store::write_state(&self.store, lake::AGGREGATE_STATE, &state).await?;
         Ok(self.report)
     }
