@@ -139,7 +139,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// `store` as of `manifest`.
-    pub fn new(store: Arc<dyn ObjectStore>, manifest: Manifest) -> Arc<dyn ObjectStore> {
+    pub fn of(store: Arc<dyn ObjectStore>, manifest: Manifest) -> Arc<dyn ObjectStore> {
         Arc::new(Self {
             inner: store,
             manifest: Arc::new(manifest),
@@ -150,7 +150,7 @@ impl Snapshot {
     /// written one yet.
     pub async fn newest(store: Arc<dyn ObjectStore>) -> Result<Arc<dyn ObjectStore>> {
         Ok(match newest(&store).await? {
-            Some((_, manifest)) => Self::new(store, manifest),
+            Some((_, manifest)) => Self::of(store, manifest),
             None => store,
         })
     }
@@ -370,7 +370,7 @@ mod tests {
         .await;
         let (seq, manifest) = newest(&store).await.unwrap().unwrap();
         assert_eq!(seq, first);
-        let snapshot = Snapshot::new(Arc::clone(&store), manifest);
+        let snapshot = Snapshot::of(Arc::clone(&store), manifest);
         let listed: Vec<String> = snapshot
             .list(Some(&Path::from("rollups")))
             .map_ok(|m| m.location.to_string())
