@@ -8,7 +8,7 @@
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -128,12 +128,17 @@ impl KafkaSinkConfig {
             context: format!("creating a producer for {}", self.brokers),
             source,
         })?;
+        let producer = Arc::new(RwLock::new(producer));
         let health = Arc::new(Health::default());
         tokio::spawn(probe_loop(
-            producer.clone(),
-            self.topics.clone(),
-            self.probe_interval,
-            Arc::downgrade(&health),
+            Probe {
+                producer: Arc::downgrade(&producer),
+                config: cfg,
+                topics: self.topics.clone(),
+                interval: self.probe_interval,
+                keep_old: self.delivery_timeout + Duration::from_secs(5),
+            },
+            Arc::clone(&health),
         ));
         Ok(KafkaSink { producer, health })
     }
@@ -155,35 +160,83 @@ impl Default for Health {
     }
 }
 
-/// Probe the broker's metadata for `topics` every `interval` while the sink lives.
-async fn probe_loop(
-    producer: FutureProducer,
+/// What the health probe needs.
+struct Probe {
+    producer: Weak<RwLock<FutureProducer>>,
+    config: ClientConfig,
     topics: Vec<String>,
     interval: Duration,
-    health: std::sync::Weak<Health>,
-) {
-    let timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(3));
+    keep_old: Duration,
+}
+
+/// Probe the broker's metadata for the topics every interval while the
+/// sink lives.
+///
+/// When the broker comes back after being unreachable (or the producer hit
+/// a fatal error), the producer is replaced by a new one before any
+/// submission is queued again: a broker that restarted may have lost the
+/// old producer's sequence state, and a fresh producer id starts clean.
+/// The old producer lives on for the delivery timeout, so the reports of
+/// what it still holds arrive.
+async fn probe_loop(probe: Probe, health: Arc<Health>) {
+    let timeout = probe
+        .interval
+        .clamp(Duration::from_millis(500), Duration::from_secs(3));
+    let mut was_up = false;
+    let mut lost = false;
     loop {
-        let (p, t) = (producer.clone(), topics.clone());
-        let result = tokio::task::spawn_blocking(move || probe(&p, &t, timeout))
-            .await
-            .unwrap_or_else(|e| Err(format!("probe failed: {e}")));
-        let Some(health) = health.upgrade() else {
+        let Some(shared) = probe.producer.upgrade() else {
             return;
         };
-        let was = health.up.swap(result.is_ok(), Ordering::SeqCst);
+        let current = shared.read().expect("producer lock").clone();
+        let topics = probe.topics.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            if let Some(fatal) = current.client().fatal_error() {
+                return Err(format!("the producer failed: {fatal:?}"));
+            }
+            check_topics(&current, &topics, timeout)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("probe failed: {e}")));
+        let fatal = matches!(&result, Err(d) if d.starts_with("the producer failed"));
+        if fatal || (result.is_ok() && lost) {
+            match probe.config.create::<FutureProducer>() {
+                Ok(fresh) => {
+                    let old =
+                        std::mem::replace(&mut *shared.write().expect("producer lock"), fresh);
+                    tracing::info!("Started a new Kafka producer.");
+                    let keep = probe.keep_old;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(keep).await;
+                        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                    });
+                    lost = false;
+                }
+                Err(error) => tracing::warn!(%error, "Could not start a new Kafka producer."),
+            }
+        }
+        drop(shared);
+        let up = result.is_ok() && !fatal;
         match &result {
-            Ok(()) if !was => tracing::info!("Kafka is reachable."),
-            Err(detail) if was => tracing::warn!(detail, "Kafka is unreachable."),
+            Ok(()) if !was_up => tracing::info!("Kafka is reachable."),
+            Err(detail) if was_up => tracing::warn!(detail, "Kafka is unreachable."),
             _ => {}
         }
+        if was_up && !up {
+            lost = true;
+        }
+        was_up = up;
         *health.detail.lock().expect("health lock") = result.err().unwrap_or_default();
-        drop(health);
-        tokio::time::sleep(interval).await;
+        health.up.store(up, Ordering::SeqCst);
+        tokio::time::sleep(probe.interval).await;
     }
 }
 
-fn probe(producer: &FutureProducer, topics: &[String], timeout: Duration) -> Result<(), String> {
+fn check_topics(
+    producer: &FutureProducer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     for topic in topics {
         let metadata = producer
             .client()
@@ -203,7 +256,7 @@ fn probe(producer: &FutureProducer, topics: &[String], timeout: Duration) -> Res
 /// The Kafka sink.
 #[derive(Clone)]
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: Arc<RwLock<FutureProducer>>,
     health: Arc<Health>,
 }
 
@@ -218,7 +271,8 @@ impl Debug for KafkaSink {
 impl KafkaSink {
     /// Wait up to `limit` for everything queued to be delivered (at shutdown).
     pub fn flush(&self, limit: Duration) {
-        if let Err(error) = self.producer.flush(limit) {
+        let producer = self.producer.read().expect("producer lock").clone();
+        if let Err(error) = producer.flush(limit) {
             tracing::warn!(%error, "Not every queued message was delivered before shutdown.");
         }
     }
@@ -230,13 +284,11 @@ impl SubmissionSink for KafkaSink {
             .key(m.key)
             .payload(m.payload)
             .timestamp(m.timestamp_ms);
-        let delivery = self
-            .producer
-            .send_result(record)
-            .map_err(|(e, _)| match e {
-                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => SinkError::QueueFull,
-                other => SinkError::Unavailable(other.to_string()),
-            })?;
+        let producer = self.producer.read().expect("producer lock").clone();
+        let delivery = producer.send_result(record).map_err(|(e, _)| match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => SinkError::QueueFull,
+            other => SinkError::Unavailable(other.to_string()),
+        })?;
         Ok(async move {
             match delivery.await {
                 Ok(Ok(d)) => Ok(Delivered {

@@ -196,7 +196,7 @@ pub async fn reload_loop(
     interval: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut seen: Option<(Option<String>, Option<String>)> = None;
+    let mut seen = None;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -215,25 +215,29 @@ pub async fn reload_loop(
     }
 }
 
+/// The version of the table last read: e-tag and version, `None` when
+/// there was no table.
+type Seen = Option<(Option<String>, Option<String>)>;
+
 /// One reload; true when the table changed.
 async fn reload_once(
     store: &DeviceStore,
     registry: &Registry,
     auth: &DeviceAuth,
-    seen: &mut Option<(Option<String>, Option<String>)>,
+    seen: &mut Option<Seen>,
 ) -> Result<bool> {
     let head = match store.store.head(&store.path).await {
         Ok(meta) => Some((meta.e_tag, meta.version)),
         Err(object_store::Error::NotFound { .. }) => None,
         Err(source) => return Err(store.error("reading", source)),
     };
-    if head.is_some() && head == *seen {
+    if seen.as_ref() == Some(&head) {
         auth.touch();
         return Ok(false);
     }
     let (table, version) = store.load().await?;
     auth.replace(DeviceIndex::build(&table, registry));
-    *seen = version.map(|v| (v.e_tag, v.version));
+    *seen = Some(version.map(|v| (v.e_tag, v.version)));
     Ok(true)
 }
 
