@@ -176,9 +176,12 @@ impl Intake {
     }
 
     /// One message (the body of `POST /v1/submissions`).
+    /// Whitespace around the message is not part of it: a body with a
+    /// trailing newline is the same submission as the line in a batch.
     pub async fn submit(self: &Arc<Self>, device: &Authorized, body: Bytes) -> Outcome {
         let decode = self.decode_options();
-        match self.start(device, &body, &decode) {
+        let message = body.slice_ref(body.trim_ascii());
+        match self.start(device, &message, &decode) {
             Step::Done(outcome) => outcome,
             Step::Pending(wait) => join_detached(vec![wait]).await.remove(0),
         }
@@ -194,8 +197,8 @@ impl Intake {
         let lines: Vec<(usize, Bytes)> = body
             .split(|b| *b == b'\n')
             .enumerate()
-            .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
-            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, line)| (i + 1, line.trim_ascii()))
+            .filter(|(_, line)| !line.is_empty())
             .map(|(n, line)| (n, body.slice_ref(line)))
             .collect();
         if lines.len() > self.opts.max_batch_lines {

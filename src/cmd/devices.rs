@@ -138,7 +138,7 @@ pub(crate) fn run(registry_dir: Option<&std::path::Path>, args: DevicesArgs) -> 
     runtime.block_on(async move {
         match args.command {
             DevicesCommand::Add(add) => {
-                let now = chrono::Utc::now().fixed_offset();
+                let now = chrono::Utc::now().with_timezone(&gridstat_schemas::time::shanghai());
                 let area = add.area();
                 let (device, token) = store
                     .update(|t| t.add(&add.reporter, area.clone(), &registry, now))
@@ -164,7 +164,7 @@ pub(crate) fn run(registry_dir: Option<&std::path::Path>, args: DevicesArgs) -> 
                 }
             }
             DevicesCommand::Revoke { id } => {
-                let now = chrono::Utc::now().fixed_offset();
+                let now = chrono::Utc::now().with_timezone(&gridstat_schemas::time::shanghai());
                 let device = store
                     .update(|t| t.revoke(&id, now).map(Device::clone))
                     .await?;

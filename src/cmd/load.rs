@@ -51,7 +51,7 @@ pub(crate) fn run(registry_dir: Option<&std::path::Path>, args: LoadArgs) -> any
     let store = args.devices.open()?;
     let runtime = super::runtime()?;
     let report = runtime.block_on(async {
-        let now = chrono::Utc::now().fixed_offset();
+        let now = chrono::Utc::now().with_timezone(&gridstat_schemas::time::shanghai());
         let tokens = store
             .update(|table| {
                 plans
