@@ -166,7 +166,7 @@ pub(crate) fn run(registry_dir: Option<&std::path::Path>, args: DevicesArgs) -> 
             DevicesCommand::Revoke { id } => {
                 let now = chrono::Utc::now().with_timezone(&gridstat_schemas::time::shanghai());
                 let device = store
-                    .update(|t| t.revoke(&id, now).map(Device::clone))
+                    .update(|t| t.revoke(&id, now).cloned())
                     .await?;
                 println!(
                     "Revoked device {} (reporter {}); intake replicas refuse its token within 30 s.",
