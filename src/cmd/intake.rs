@@ -44,7 +44,7 @@ pub(crate) struct IntakeArgs {
     #[arg(
         long,
         env = "GRIDSTAT_INTAKE_DEVICE_RELOAD_MS",
-        default_value_t = 10_000
+        default_value_t = store::DEFAULT_RELOAD_INTERVAL.as_millis() as u64
     )]
     device_reload_ms: u64,
     /// Largest batch body in bytes.
