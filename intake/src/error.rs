@@ -66,22 +66,6 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// Binding or serving the HTTP address failed.
-    #[error("{context}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// An HTTP request of the load generator failed for good.
-    #[error("HTTP request to {url} failed")]
-    Http {
-        /// The URL.
-        url: String,
-        /// The client's error.
-        source: reqwest::Error,
-    },
     /// The OS random number generator failed (tokens cannot be made).
     #[error("the operating system's random number generator failed")]
     Random,

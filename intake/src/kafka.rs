@@ -372,3 +372,60 @@ impl SubmissionSink for MemorySink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(settings: &[(&str, &str)]) -> KafkaSinkConfig {
+        KafkaSinkConfig {
+            brokers: "127.0.0.1:9".into(),
+            topics: vec!["v".into(), "c".into()],
+            delivery_timeout: Duration::from_secs(1),
+            probe_interval: Duration::from_secs(1),
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn settings_that_would_break_receipts_are_refused() {
+        for (key, value) in [
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("request.required.acks", "0"),
+            ("message.timeout.ms", "600000"),
+        ] {
+            let err = config(&[(key, value)]).build().unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = KafkaSinkConfig {
+            brokers: " ".into(),
+            ..config(&[])
+        }
+        .build()
+        .unwrap_err();
+        assert!(err.to_string().contains("--brokers"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_memory_sink_writes_in_order_and_fails_on_demand() {
+        let sink = MemorySink::default();
+        let m = |payload: &'static [u8]| Outgoing {
+            topic: "t",
+            key: "g",
+            payload,
+            timestamp_ms: 0,
+        };
+        let a = sink.enqueue(m(b"a")).unwrap();
+        let b = sink.enqueue(m(b"b")).unwrap();
+        assert_eq!(a.await.unwrap().offset, 0);
+        assert_eq!(b.await.unwrap().offset, 1);
+        sink.fail_with(Some(SinkError::QueueFull));
+        assert_eq!(sink.enqueue(m(b"c")).err(), Some(SinkError::QueueFull));
+        assert!(sink.health().is_ok());
+        assert_eq!(sink.written().len(), 2);
+    }
+}
