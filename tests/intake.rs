@@ -154,6 +154,63 @@ fn devices_are_added_listed_and_revoked_without_storing_tokens() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no device \"dev_nope\""));
 }
 
+/// The device table in an S3 bucket (GRIDSTAT_TEST_S3_ENDPOINT, which
+/// infra/test.sh sets), as intake replicas share it: added, listed, revoked.
+#[test]
+fn a_device_table_in_an_s3_bucket() {
+    let Ok(endpoint) = std::env::var("GRIDSTAT_TEST_S3_ENDPOINT") else {
+        eprintln!("skipped: set GRIDSTAT_TEST_S3_ENDPOINT (infra/test.sh does)");
+        return;
+    };
+    let url = format!("s3://gridstat-test/{}/devices.json", unique("devices"));
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gridstat"));
+        cmd.args([
+            "devices",
+            "--devices",
+            &url,
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-allow-http",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("GRIDSTAT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    };
+    for i in 0..6 {
+        let reporter = format!("rp-{i}");
+        let args = [
+            "add",
+            "--reporter",
+            &reporter,
+            "--county",
+            "440703",
+            "--json",
+        ];
+        ok(command(&args).output().unwrap());
+    }
+    let listed = ok(command(&["list", "--json"]).output().unwrap());
+    let rows: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut reporters: Vec<&str> = rows
+        .iter()
+        .map(|r| r["reporter_id"].as_str().unwrap())
+        .collect();
+    reporters.sort_unstable();
+    assert_eq!(reporters, ["rp-0", "rp-1", "rp-2", "rp-3", "rp-4", "rp-5"]);
+    let id = rows[0]["id"].as_str().unwrap();
+    ok(command(&["revoke", id]).output().unwrap());
+    let listed = ok(command(&["list", "--json"]).output().unwrap());
+    assert_eq!(listed.matches("revoked_at").count(), 1, "{listed}");
+}
+
 /// A child process, killed when dropped.
 struct Proc(Child);
 

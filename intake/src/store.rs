@@ -4,8 +4,9 @@
 //! The table is one JSON object (`devices.json`) in a local directory or an
 //! S3 bucket: a bucket lets every replica read the same table, and an
 //! administrator change it from anywhere. Changes are read-modify-write
-//! with a conditional put where the store supports it (S3), so two
-//! administrators cannot lose each other's change.
+//! with a conditional put where the store supports it (S3 `If-Match`): a
+//! change made from a stale read is refused and made again on the fresh
+//! table. A local file has no such check and is replaced atomically.
 //!
 //! Each replica re-reads the table every `reload_interval` (10 s by
 //! default). If it cannot for longer than three intervals, it refuses
@@ -82,8 +83,12 @@ impl DeviceStore {
         &self,
         mut change: impl FnMut(&mut DeviceTable) -> Result<R>,
     ) -> Result<R> {
-        const ATTEMPTS: u32 = 5;
-        for _ in 0..ATTEMPTS {
+        const ATTEMPTS: u32 = 10;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                // Another writer won: let it finish, a little longer each time.
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
+            }
             let (mut table, version) = self.load().await?;
             let out = change(&mut table)?;
             let payload = PutPayload::from(table.to_json());

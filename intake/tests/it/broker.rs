@@ -416,7 +416,17 @@ async fn broker_killed_mid_run_503s_then_retries_complete() {
     // Kill the broker without warning; keep it down for 8 s.
     drop(tansu);
     let at_kill = settled.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    let client = reqwest::Client::new();
+    let health = |client: reqwest::Client, url: String| async move {
+        client.get(url).send().await.unwrap().status().as_u16()
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        health(client.clone(), served.url("/healthz")).await,
+        503,
+        "unhealthy while the broker is down"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let during = settled.load(Ordering::SeqCst);
     assert!(
         during < total,
@@ -424,6 +434,12 @@ async fn broker_killed_mid_run_503s_then_retries_complete() {
     );
     tansu = Tansu::start(&binary, dir.path(), port);
     wait_for_port(port).await;
+    served
+        .wait_for_async(|| {
+            let (client, url) = (client.clone(), served.url("/healthz"));
+            async move { health(client, url).await == 200 }
+        })
+        .await;
     let report = tokio::time::timeout(Duration::from_secs(180), run)
         .await
         .expect("the run completes once the broker is back")

@@ -78,6 +78,17 @@ impl Served {
         (device, token)
     }
 
+    pub async fn wait_for_async<F: std::future::Future<Output = bool>>(
+        &self,
+        mut ok: impl FnMut() -> F,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while !ok().await {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn wait_for(&self, mut ok: impl FnMut() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(40);
         while !ok() {

@@ -6,3 +6,4 @@ mod broker;
 mod harness;
 mod http;
 mod openapi;
+mod store_s3;
