@@ -168,6 +168,7 @@ async fn submission(intake: Arc<Intake>, route: Route, headers: HeaderMap, body:
     response
 }
 
+/// Authenticate, check the size, take budget, read the body, submit.
 async fn admit_and_run(
     intake: &Arc<Intake>,
     route: Route,
@@ -178,20 +179,7 @@ async fn admit_and_run(
     let device = intake
         .auth
         .authenticate(bearer(headers))
-        .map_err(|e| match e {
-            AuthError::Missing => {
-                unauthorized("send the device token as `Authorization: Bearer gst_…`")
-            }
-            AuthError::Unknown => unauthorized("unknown or revoked device token"),
-            AuthError::Stale => Rejection {
-                retry_after: Some(opts.retry_after_unavailable),
-                ..Rejection::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the intake cannot read its device table; send it again later",
-                )
-            },
-        })?;
+        .map_err(|e| auth_rejection(e, opts.retry_after_unavailable))?;
     let limit = match route {
         Route::Single => opts.decode.max_message_bytes,
         Route::Batch => opts.max_batch_bytes,
@@ -203,24 +191,7 @@ async fn admit_and_run(
     if let Some(len) = declared.filter(|len| *len > limit) {
         return Err(too_large(route, len, limit));
     }
-    let reserve = declared.unwrap_or(limit).max(1);
-    let permit = u32::try_from(reserve)
-        .ok()
-        .and_then(|n| Arc::clone(&intake.budget).try_acquire_many_owned(n).ok())
-        .ok_or_else(|| Rejection {
-            retry_after: Some(opts.retry_after_overloaded),
-            ..Rejection::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "overloaded",
-                "the intake is holding as many bytes as it may; send it again later",
-            )
-        })?;
-    intake.metrics.inflight(1, reserve as i64);
-    let _inflight = InFlight {
-        intake: Arc::clone(intake),
-        bytes: reserve as i64,
-        _permit: permit,
-    };
+    let _inflight = InFlight::reserve(intake, declared.unwrap_or(limit).max(1))?;
     let bytes = read_body(body, limit, opts.body_timeout, route).await?;
     Ok(match route {
         Route::Single => {
@@ -230,25 +201,77 @@ async fn admit_and_run(
         }
         Route::Batch => {
             let outcomes = intake.submit_batch(&device, bytes).await?;
-            let mut retry: Option<Duration> = None;
-            let lines: Vec<Value> = outcomes
-                .iter()
-                .map(|(line, outcome)| {
-                    note(intake, &device.device_id, outcome);
-                    if let Outcome::Rejected(Rejection { retry_after: Some(after), .. }) = outcome {
-                        retry = Some(retry.map_or(*after, |r| r.max(*after)));
-                    }
-                    let key = if matches!(outcome, Outcome::Rejected(_)) { "error" } else { "receipt" };
-                    serde_json::json!({ "line": line, "status": outcome.status().as_u16(), key: outcome.body() })
-                })
-                .collect();
-            let mut response = json_response(StatusCode::OK, &Value::Array(lines));
-            if let Some(after) = retry {
-                set_retry_after(&mut response, after);
-            }
-            response
+            batch_response(intake, &device.device_id, &outcomes)
         }
     })
+}
+
+fn auth_rejection(e: AuthError, retry: Duration) -> Rejection {
+    match e {
+        AuthError::Missing => {
+            unauthorized("send the device token as `Authorization: Bearer gst_…`")
+        }
+        AuthError::Unknown => unauthorized("unknown or revoked device token"),
+        AuthError::Stale => Rejection {
+            retry_after: Some(retry),
+            ..Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the intake cannot read its device table; send it again later",
+            )
+        },
+    }
+}
+
+impl InFlight {
+    /// Take `bytes` of the in-flight budget, or refuse at once (429).
+    fn reserve(intake: &Arc<Intake>, bytes: usize) -> Result<Self, Rejection> {
+        let permit = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| Arc::clone(&intake.budget).try_acquire_many_owned(n).ok())
+            .ok_or_else(|| Rejection {
+                retry_after: Some(intake.options().retry_after_overloaded),
+                ..Rejection::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    "the intake is holding as many bytes as it may; send it again later",
+                )
+            })?;
+        intake.metrics.inflight(1, bytes as i64);
+        Ok(Self {
+            intake: Arc::clone(intake),
+            bytes: bytes as i64,
+            _permit: permit,
+        })
+    }
+}
+
+/// One result per line; `Retry-After` when a line may be retried.
+fn batch_response(intake: &Intake, device: &str, outcomes: &[(usize, Outcome)]) -> Response {
+    let mut retry: Option<Duration> = None;
+    let lines: Vec<Value> = outcomes
+        .iter()
+        .map(|(line, outcome)| {
+            note(intake, device, outcome);
+            if let Outcome::Rejected(Rejection {
+                retry_after: Some(after),
+                ..
+            }) = outcome
+            {
+                retry = Some(retry.map_or(*after, |r| r.max(*after)));
+            }
+            let key = match outcome {
+                Outcome::Rejected(_) => "error",
+                _ => "receipt",
+            };
+            serde_json::json!({ "line": line, "status": outcome.status().as_u16(), key: outcome.body() })
+        })
+        .collect();
+    let mut response = json_response(StatusCode::OK, &Value::Array(lines));
+    if let Some(after) = retry {
+        set_retry_after(&mut response, after);
+    }
+    response
 }
 
 /// Count and log one submission's outcome (never its content).

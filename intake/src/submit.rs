@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::config::IntakeOptions;
-use crate::dedup::{content_hash, Claim, Idempotency, Receipt};
+use crate::dedup::{content_hash, Claim, FlightGuard, Idempotency, Receipt};
 use crate::devices::Authorized;
 use crate::kafka::{Outgoing, SinkError, SubmissionSink};
 use crate::metrics::IntakeMetrics;
@@ -285,6 +285,17 @@ impl Intake {
             }
             Claim::New(guard) => guard,
         };
+        self.produce(guard, submission, bytes)
+    }
+
+    /// Queue a claimed submission; the pending step settles the claim
+    /// with the receipt once Kafka confirms, or drops it (nothing written).
+    fn produce(
+        self: &Arc<Self>,
+        guard: FlightGuard,
+        submission: &Submission<'_>,
+        bytes: &[u8],
+    ) -> Step {
         if let Err(why) = self.sink.health() {
             return Step::Done(Outcome::Rejected(unavailable(
                 &format!("Kafka is unreachable ({why}); send it again later"),
@@ -304,23 +315,20 @@ impl Intake {
         let delivery = match queued {
             Ok(delivery) => delivery,
             Err(SinkError::QueueFull) => {
-                return Step::Done(Outcome::Rejected(
-                    Rejection::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "overloaded",
-                        "the intake's queue to Kafka is full; send it again later",
-                    )
-                    .retry(self.opts.retry_after_overloaded),
-                ))
+                let r = Rejection::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    "the intake's queue to Kafka is full; send it again later",
+                );
+                return Step::Done(Outcome::Rejected(r.retry(self.opts.retry_after_overloaded)));
             }
             Err(e) => {
-                return Step::Done(Outcome::Rejected(unavailable(
-                    &e.to_string(),
-                    self.opts.retry_after_unavailable,
-                )))
+                let r = unavailable(&e.to_string(), self.opts.retry_after_unavailable);
+                return Step::Done(Outcome::Rejected(r));
             }
         };
-        let (this, topic, id) = (Arc::clone(self), topic.clone(), id.to_string());
+        let this = Arc::clone(self);
+        let (topic, id) = (topic.clone(), submission.submission_id().to_string());
         let queued_at = Instant::now();
         Step::Pending(
             async move {
@@ -339,10 +347,8 @@ impl Intake {
                     Err(e) => {
                         drop(guard);
                         tracing::warn!(error = %e, "A submission was not written.");
-                        Outcome::Rejected(unavailable(
-                            &e.to_string(),
-                            this.opts.retry_after_unavailable,
-                        ))
+                        let r = unavailable(&e.to_string(), this.opts.retry_after_unavailable);
+                        Outcome::Rejected(r)
                     }
                 }
             }
