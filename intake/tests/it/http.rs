@@ -469,3 +469,29 @@ async fn health_metrics_and_unknown_paths() {
     let r = client.get(served.url("/")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn slow_or_idle_connections_are_closed_after_the_header_timeout() {
+    let opts = IntakeOptions {
+        header_timeout: Duration::from_millis(300),
+        ..fast_opts()
+    };
+    let served = Served::start(Arc::new(MemorySink::default()), opts).await;
+    // Headers that never end.
+    let mut sock = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "closed within the header timeout");
+    // A kept-alive connection that sends nothing more.
+    let mut sock = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "an idle kept-alive connection is closed too");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+}
