@@ -120,7 +120,10 @@ impl KafkaSinkConfig {
             .set("linger.ms", "5")
             .set("compression.type", "zstd")
             // A broker that comes back is found again within a second.
-            .set("reconnect.backoff.max.ms", "1000");
+            .set("reconnect.backoff.max.ms", "1000")
+            // Topics are created by operators with their partition counts;
+            // a missing one fails /healthz instead of being made on the fly.
+            .set("allow.auto.create.topics", "false");
         for (k, v) in &self.settings {
             cfg.set(k, v);
         }

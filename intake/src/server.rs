@@ -402,10 +402,7 @@ async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
     let devices = !intake.auth.is_stale();
     let (status, text) = match (&broker, devices) {
         (Ok(()), true) => (StatusCode::OK, "ok\n".to_string()),
-        (Err(why), _) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("kafka unreachable: {why}\n"),
-        ),
+        (Err(why), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("kafka: {why}\n")),
         (Ok(()), false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "device table stale\n".to_string(),
