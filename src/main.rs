@@ -57,6 +57,14 @@ enum Command {
     Site(cmd::site::SiteArgs),
     /// Run the whole pipeline on a generated Jiangmen campaign, local files only.
     Demo(cmd::demo::DemoArgs),
+    /// Serve the HTTP intake for reporters' phones in front of the Kafka topics (docs/intake.md).
+    Intake(cmd::intake::IntakeArgs),
+    /// Add, list or revoke the intake's device credentials.
+    Devices(cmd::devices::DevicesArgs),
+    /// Export the messages' JSON Schemas and the intake's OpenAPI document.
+    Schema(cmd::schema::SchemaArgs),
+    /// Replay a generated campaign against an intake with many simulated phones.
+    Load(cmd::load::LoadArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -95,6 +103,10 @@ fn main() -> ExitCode {
         Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
         Command::Site(args) => cmd::site::run(args),
         Command::Demo(args) => cmd::demo::run(cli.registry.as_deref(), args),
+        Command::Intake(args) => cmd::intake::run(cli.registry.as_deref(), args),
+        Command::Devices(args) => cmd::devices::run(cli.registry.as_deref(), args),
+        Command::Schema(args) => cmd::schema::run(args),
+        Command::Load(args) => cmd::load::run(cli.registry.as_deref(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

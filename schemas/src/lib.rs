@@ -10,6 +10,7 @@
 //! - [`arrow_schema`]: the raw tables' Arrow schemas and batch builders;
 //!   [`lake`]: where tables live.
 //! - [`metrics`]: the catalogue of rollup metrics and the rollup schema.
+//! - [`json_schema`]: the messages' JSON Schema, derived from [`record`].
 //! - [`generate`]: a deterministic synthetic campaign.
 //! - [`time`]: Asia/Shanghai local time.
 //!
@@ -29,6 +30,7 @@ pub mod decode;
 pub mod error;
 mod fast_json;
 pub mod generate;
+pub mod json_schema;
 pub mod lake;
 pub mod metrics;
 pub mod record;

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -24,7 +25,9 @@ pub const CASE_SCHEMA_V1: &str = "gridstat.case/1";
 pub const KNOWN_SCHEMAS: &[&str] = &[VISIT_SCHEMA_V1, CASE_SCHEMA_V1];
 
 /// Who visited: the five reporter roles named by the campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReporterRole {
     /// 机关干部: agency cadre sent down into the grid.
@@ -40,7 +43,9 @@ pub enum ReporterRole {
 }
 
 /// What was visited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
     /// 住户: a household.
@@ -52,7 +57,9 @@ pub enum TargetKind {
 }
 
 /// Special groups recorded for a household (重点人群).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SpecialGroup {
     /// 独居老人: elderly person living alone.
@@ -70,7 +77,9 @@ pub enum SpecialGroup {
 }
 
 /// A safety check done during the visit (家居安全 / 安全生产).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SafetyCheck {
     /// 燃气: gas.
@@ -86,7 +95,9 @@ pub enum SafetyCheck {
 }
 
 /// Kind of a safety hazard found (安全隐患).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HazardKind {
     /// Gas leak, old hose, cylinder stored indoors.
@@ -104,7 +115,9 @@ pub enum HazardKind {
 }
 
 /// Category of a hardship or request (困难诉求).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HardshipCategory {
     /// 就医: medical care, medicine.
@@ -124,7 +137,9 @@ pub enum HardshipCategory {
 }
 
 /// How urgent a hardship is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Urgency {
     /// Can wait days.
@@ -136,7 +151,9 @@ pub enum Urgency {
 }
 
 /// Kind of case a case update follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseKind {
     /// A hardship raised in a visit.
@@ -146,7 +163,9 @@ pub enum CaseKind {
 }
 
 /// Status a case update moves a case to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     /// Handed to a handler.
@@ -158,10 +177,11 @@ pub enum CaseStatus {
 }
 
 /// A hazard found during a visit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hazard<'a> {
     /// Case id, unique city-wide; case updates refer to it.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub hazard_id: Cow<'a, str>,
     /// What kind of hazard.
@@ -171,10 +191,11 @@ pub struct Hazard<'a> {
 }
 
 /// A hardship or request raised during a visit; it becomes a case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hardship<'a> {
     /// Case id, unique city-wide; case updates refer to it.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub case_id: Cow<'a, str>,
     /// Category of the request.
@@ -187,13 +208,15 @@ pub struct Hardship<'a> {
 }
 
 /// One visit to a household, enterprise or venue (`gridstat.visit/1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Visit<'a> {
     /// Always `gridstat.visit/1`.
     #[serde(borrow)]
+    #[schemars(extend("const" = VISIT_SCHEMA_V1))]
     pub schema: Cow<'a, str>,
     /// Unique id of this submission; retries reuse it.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub submission_id: Cow<'a, str>,
     /// When the phone sent it (local time with offset).
@@ -201,24 +224,29 @@ pub struct Visit<'a> {
         serialize_with = "crate::time::serialize_rfc3339",
         deserialize_with = "crate::time::deserialize_rfc3339"
     )]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub sent_at: DateTime<FixedOffset>,
     /// When the visit happened (local time with offset, Asia/Shanghai).
     #[serde(
         serialize_with = "crate::time::serialize_rfc3339",
         deserialize_with = "crate::time::deserialize_rfc3339"
     )]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub visited_at: DateTime<FixedOffset>,
     /// Pseudonymous reporter id. Never published.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub reporter_id: Cow<'a, str>,
     /// Role of the reporter.
     pub reporter_role: ReporterRole,
     /// Grid id from the place registry.
+    #[schemars(length(min = 1))]
     #[serde(borrow)]
     pub grid_id: Cow<'a, str>,
     /// Household, enterprise or venue.
     pub target_kind: TargetKind,
     /// Pseudonymous id of the household (or enterprise / venue). Never published.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub target_id: Cow<'a, str>,
     /// Residents recorded for the household (staff for an enterprise or venue).
@@ -233,9 +261,11 @@ pub struct Visit<'a> {
     pub residents_vaccinated: u32,
     /// Special-group flags for the household.
     #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
+    #[schemars(with = "Vec<SpecialGroup>")]
     pub special_groups: FlagList<SpecialGroup>,
     /// Safety checks done.
     #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
+    #[schemars(with = "Vec<SafetyCheck>")]
     pub safety_checks: FlagList<SafetyCheck>,
     /// Hazards found.
     #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
@@ -250,13 +280,15 @@ pub struct Visit<'a> {
 }
 
 /// An update of a case handed on from a visit (`gridstat.case/1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseUpdate<'a> {
     /// Always `gridstat.case/1`.
     #[serde(borrow)]
+    #[schemars(extend("const" = CASE_SCHEMA_V1))]
     pub schema: Cow<'a, str>,
     /// Unique id of this submission; retries reuse it.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub submission_id: Cow<'a, str>,
     /// When the handler's device sent it.
@@ -264,13 +296,16 @@ pub struct CaseUpdate<'a> {
         serialize_with = "crate::time::serialize_rfc3339",
         deserialize_with = "crate::time::deserialize_rfc3339"
     )]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub sent_at: DateTime<FixedOffset>,
     /// The hardship `case_id` or hazard `hazard_id` this update is about.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub case_id: Cow<'a, str>,
     /// Whether the case is a hardship or a hazard.
     pub case_kind: CaseKind,
     /// Grid of the case.
+    #[schemars(length(min = 1))]
     #[serde(borrow)]
     pub grid_id: Cow<'a, str>,
     /// New status.
@@ -280,8 +315,10 @@ pub struct CaseUpdate<'a> {
         serialize_with = "crate::time::serialize_rfc3339",
         deserialize_with = "crate::time::deserialize_rfc3339"
     )]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub updated_at: DateTime<FixedOffset>,
     /// Pseudonymous id of the handler. Never published.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
     #[serde(borrow)]
     pub handler_id: Cow<'a, str>,
 }

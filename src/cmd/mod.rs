@@ -3,12 +3,16 @@
 pub(crate) mod aggregate;
 pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod devices;
 pub(crate) mod gen;
 pub(crate) mod ingest;
+pub(crate) mod intake;
 pub(crate) mod kafka_demo;
 pub(crate) mod lake;
+pub(crate) mod load;
 pub(crate) mod metrics;
 pub(crate) mod registry;
+pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod site;
 
