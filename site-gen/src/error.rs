@@ -57,6 +57,14 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The output directory holds files gridstat did not write there.
+    #[error("refusing to write the site into {path}: it is not empty and was not made by `gridstat site` (no {marker} file); give a new or empty directory")]
+    ForeignDirectory {
+        /// The directory.
+        path: String,
+        /// The marker file a site directory holds.
+        marker: &'static str,
+    },
     /// A templates directory could not be read.
     #[error("reading template {path} failed")]
     ReadTemplate {

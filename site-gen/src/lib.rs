@@ -47,9 +47,29 @@ pub use site::{build, Audience, OutputFile, SiteOptions};
 /// few files and a static host's caches stay valid), and delete files a
 /// previous build left that are no longer part of the site. Returns the
 /// number of files written.
+///
+/// `dir` must be new, empty, or a directory this function wrote before
+/// (it leaves a [`SITE_MARKER`] file there): a site build deletes what is
+/// not part of the site, so it refuses a directory holding anything else.
+/// Each file is written under a temporary name and renamed, so a web
+/// server never serves half a page.
 pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
-    let keep: std::collections::HashSet<std::path::PathBuf> =
+    let marker = dir.join(SITE_MARKER);
+    if dir.exists() && !marker.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map_err(write_error(dir))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(Error::ForeignDirectory {
+                path: dir.display().to_string(),
+                marker: SITE_MARKER,
+            });
+        }
+    }
+    let mut keep: std::collections::HashSet<std::path::PathBuf> =
         files.iter().map(|f| dir.join(&f.path)).collect();
+    keep.insert(marker.clone());
     if dir.exists() {
         remove_stale(dir, &keep)?;
     }
@@ -57,15 +77,38 @@ pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
     for d in dirs {
         std::fs::create_dir_all(d).map_err(write_error(d))?;
     }
+    if !marker.exists() {
+        replace_file(&marker, MARKER_TEXT.as_bytes())?;
+    }
     let written = site::parallel_map(files, |f| {
         let path = dir.join(&f.path);
         if std::fs::read(&path).is_ok_and(|old| old == f.bytes) {
             return Ok(0);
         }
-        std::fs::write(&path, &f.bytes).map_err(write_error(&path))?;
+        replace_file(&path, &f.bytes)?;
         Ok(1)
     })?;
     Ok(written.iter().sum())
+}
+
+/// The file that marks a directory as one `gridstat site` writes.
+pub const SITE_MARKER: &str = ".gridstat-site";
+
+const MARKER_TEXT: &str =
+    "This directory is written by `gridstat site`: files that are not part of the site are deleted.\n";
+
+/// Write `bytes` to `path` through a temporary file in the same
+/// directory, renamed over it: readers see the old file or the new one.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, bytes).map_err(write_error(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        write_error(path)(e)
+    })
 }
 
 fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -122,6 +165,35 @@ mod tests {
         }
     }
 
+    /// A directory with files of its own is never emptied into a site;
+    /// a new or empty one is taken, and no temporary file is left behind.
+    #[test]
+    fn a_directory_gridstat_did_not_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::write(home.join("thesis.docx"), "years of work").unwrap();
+        let err = write_site(&home, &[file("index.html", "a")]).unwrap_err();
+        assert!(
+            err.to_string().contains("not made by `gridstat site`"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(home.join("thesis.docx")).unwrap(),
+            "years of work"
+        );
+        assert!(!home.join("index.html").exists());
+
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(write_site(&empty, &[file("index.html", "a")]).unwrap(), 1);
+        let names: Vec<String> = std::fs::read_dir(&empty)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
     #[test]
     fn rebuild_writes_only_changes_and_removes_stale_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -129,6 +201,10 @@ mod tests {
         let first = [file("index.html", "a"), file("town/1/index.html", "b")];
         assert_eq!(write_site(&out, &first).unwrap(), 2);
         assert_eq!(write_site(&out, &first).unwrap(), 0);
+        assert!(
+            out.join(SITE_MARKER).exists(),
+            "the site's directory is marked"
+        );
         let second = [file("index.html", "a2"), file("county/9/index.html", "c")];
         assert_eq!(write_site(&out, &second).unwrap(), 2);
         assert_eq!(

@@ -111,6 +111,23 @@ fn data_files(stem: &str, rows: &[Row]) -> [OutputFile; 2] {
 }
 
 /// CSV with a header of the rows' keys; fields quoted where needed.
+/// One CSV cell: quoted where it holds a separator, and a cell that a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return — an area name from a hostile registry)
+/// prefixed with `'`, so it is shown as text.
+fn csv_cell(value: &str) -> String {
+    let text = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 fn to_csv(rows: &[Row]) -> String {
     let Some(first) = rows.first() else {
         return String::new();
@@ -118,16 +135,7 @@ fn to_csv(rows: &[Row]) -> String {
     let mut out = first.keys().copied().collect::<Vec<_>>().join(",");
     out.push('\n');
     for r in rows {
-        let line: Vec<String> = r
-            .values()
-            .map(|v| {
-                if v.contains([',', '"', '\n']) {
-                    format!("\"{}\"", v.replace('"', "\"\""))
-                } else {
-                    v.clone()
-                }
-            })
-            .collect();
+        let line: Vec<String> = r.values().map(|v| csv_cell(v)).collect();
         out += &line.join(",");
         out.push('\n');
     }
@@ -136,6 +144,22 @@ fn to_csv(rows: &[Row]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("-2"), "'-2");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("\tx"), "'\tx");
+        assert_eq!(csv_cell("蓬江区"), "蓬江区");
+        assert_eq!(csv_cell("0.1234"), "0.1234");
+        assert_eq!(csv_cell("<5"), "<5");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+    }
+
     use super::*;
     use crate::pages::fixture::with_site;
     use crate::site::Audience;
