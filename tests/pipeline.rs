@@ -701,9 +701,18 @@ async fn ingest_from_stdin_writes_what_a_file_writes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut child = gridstat()
+    // Standard input has no name to resume under: one must be given.
+    let unnamed = gridstat()
         .arg(&from_stdin)
         .args(["--from", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!unnamed.status.success());
+    assert!(String::from_utf8_lossy(&unnamed.stderr).contains("--source-id"));
+    let mut child = gridstat()
+        .arg(&from_stdin)
+        .args(["--from", "-", "--source-id", "campaign.ndjson"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1158,4 +1167,56 @@ async fn the_site_reads_one_complete_run_while_aggregate_runs() {
             seen.len()
         );
     }
+}
+
+/// A second file of the same name resumes only if it is the same input
+/// (or the same with lines appended): another file is refused with the
+/// fix named, instead of having its first lines silently skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_file_of_the_same_name_is_refused_not_skipped() {
+    let registry = Arc::new(Registry::jiangmen());
+    let msgs = messages(&registry);
+    let (first, more) = msgs.split_at(msgs.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, input) = (dir.path().join("lake"), dir.path().join("day.ndjson"));
+    let ingest = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gridstat"))
+            .env("GRIDSTAT_LOG", "warn")
+            .args(["ingest", "--lake"])
+            .arg(&lake)
+            .arg("--from")
+            .arg(&input)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&input, ndjson(first)).unwrap();
+    assert!(ingest(&[]).status.success());
+    // The same file grown by appended lines resumes where it stopped.
+    std::fs::write(&input, ndjson(msgs.as_slice())).unwrap();
+    let grown = ingest(&[]);
+    assert!(
+        grown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grown.stderr)
+    );
+    assert!(String::from_utf8_lossy(&grown.stdout)
+        .contains(&format!("resumed at line {}", first.len() + 1)));
+    // Another file under the same name is refused, nothing written.
+    std::fs::write(&input, ndjson(more)).unwrap();
+    let other = ingest(&[]);
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("--source-id") && err.contains("differ"),
+        "{err}"
+    );
+    // Under its own source id it is a new input.
+    let renamed = ingest(&["--source-id", "day-2.ndjson"]);
+    assert!(
+        renamed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renamed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&renamed.stdout).contains("resumed at line 1"));
 }

@@ -119,6 +119,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: DemoArgs) -> anyhow::Result
                 Arc::clone(&registry),
                 ingest_opts,
                 &campaign,
+                None,
             ))?;
             s.rows_written = report.rows_written;
             s.quarantined = report.quarantined;

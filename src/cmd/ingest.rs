@@ -58,6 +58,12 @@ pub(crate) struct IngestArgs {
     /// Budget of buffered message bytes across all partitions; past it, the largest segment is flushed.
     #[arg(long, env = "GRIDSTAT_MAX_BUFFERED_BYTES", default_value_t = IngestOptions::default().max_buffered_bytes)]
     pub(crate) max_buffered_bytes: usize,
+    /// Longest a segment write may take, retries included; past it a Kafka worker gives its partitions up and rejoins. At most half of max.poll.interval.ms.
+    #[arg(long, env = "GRIDSTAT_WRITE_DEADLINE_MS", default_value_t = gridstat_ingest::config::DEFAULT_WRITE_DEADLINE.as_millis() as u64)]
+    pub(crate) write_deadline_ms: u64,
+    /// The name --from's input is tracked under in the lake (default: the file's name; required for `-`, standard input).
+    #[arg(long, value_name = "NAME", requires = "from")]
+    pub(crate) source_id: Option<String>,
 }
 
 pub(crate) fn options(campaign_start: chrono::NaiveDate, max_segment_rows: usize) -> IngestOptions {
@@ -76,6 +82,8 @@ impl IngestArgs {
             flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
             max_buffered_rows: self.max_buffered_rows,
             max_buffered_bytes: self.max_buffered_bytes,
+            write_deadline: std::time::Duration::from_millis(self.write_deadline_ms),
+            owner: super::this_process(),
             ..options(self.campaign_start, self.max_segment_rows)
         }
     }
@@ -98,7 +106,13 @@ pub(crate) fn run(
     let opts = args.options();
     let runtime = super::runtime()?;
     if let Some(from) = &args.from {
-        let report = runtime.block_on(ingest_file(lake, registry, opts, from))?;
+        let report = runtime.block_on(ingest_file(
+            lake,
+            registry,
+            opts,
+            from,
+            args.source_id.as_deref(),
+        ))?;
         println!(
             "Ingested {} lines from {} (resumed at line {}): {} rows written, {} quarantined",
             report.lines,
@@ -124,6 +138,7 @@ pub(crate) fn run(
         if let Some(addr) = args.metrics_addr {
             super::metrics::spawn(addr, Arc::clone(&metrics)).await?;
         }
+        gridstat_ingest::kafka::check_write_deadline(&config.settings, opts.write_deadline)?;
         let consumer = config.build()?;
         let mut engine = IngestEngine::new(lake, registry, opts, metrics);
         tracing::info!(brokers = %config.brokers, topics = ?config.topics, group = %config.group, "Consuming.");
@@ -148,17 +163,33 @@ pub(crate) async fn ingest_file(
     registry: Arc<gridstat_schemas::Registry>,
     opts: IngestOptions,
     from: &Path,
+    source_id: Option<&str>,
 ) -> anyhow::Result<FileReport> {
     let mut engine = IngestEngine::new(lake, registry, opts, Arc::new(IngestMetrics::default()));
+    if let Some(id) = source_id {
+        anyhow::ensure!(
+            !id.trim().is_empty() && id.len() <= 128,
+            "--source-id {id:?}: give 1 to 128 characters"
+        );
+    }
     if from == Path::new("-") {
-        Ok(ingest_ndjson(std::io::stdin(), "stdin", &mut engine).await?)
+        // Standard input has no name of its own to resume under.
+        let Some(id) = source_id else {
+            anyhow::bail!(
+                "--from - needs --source-id NAME: the lake tracks how far each input was read under its name"
+            );
+        };
+        Ok(ingest_ndjson(std::io::stdin(), id, &mut engine).await?)
     } else {
         let file =
             std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
-        let name = from
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "input".into());
+        let name = match source_id {
+            Some(id) => id.to_string(),
+            None => from
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "input".into()),
+        };
         Ok(ingest_ndjson(file, &name, &mut engine).await?)
     }
 }
