@@ -57,6 +57,8 @@ enum Command {
     Site(cmd::site::SiteArgs),
     /// Run the whole pipeline on a generated Jiangmen campaign, local files only.
     Demo(cmd::demo::DemoArgs),
+    /// Inspect and repair a lake's bookkeeping (ingest partition states).
+    Lake(cmd::lake::LakeCommandArgs),
     /// Serve the HTTP intake for reporters' phones in front of the Kafka topics (docs/intake.md).
     Intake(cmd::intake::IntakeArgs),
     /// Add, list or revoke the intake's device credentials.
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => cmd::aggregate::sql(cli.registry.as_deref(), args),
         Command::Site(args) => cmd::site::run(args),
         Command::Demo(args) => cmd::demo::run(cli.registry.as_deref(), args),
+        Command::Lake(args) => cmd::lake::run(args),
         Command::Intake(args) => cmd::intake::run(cli.registry.as_deref(), args),
         Command::Devices(args) => cmd::devices::run(cli.registry.as_deref(), args),
         Command::Schema(args) => cmd::schema::run(args),

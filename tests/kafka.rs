@@ -969,3 +969,76 @@ async fn five_kills_and_a_broker_restart_lose_nothing() {
     stop(b);
     assert_exactly_once(&lake, &messages).await;
 }
+
+/// A partition whose state in the lake cannot be read stops only that
+/// partition: the worker keeps consuming the others, and stays up (no
+/// crash loop of every worker the partition moves to); once repaired
+/// with `gridstat lake repair-state`, the partition catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_stops_its_partition_not_the_worker() {
+    let Some(brokers) = broker() else {
+        eprintln!("skipped: set GRIDSTAT_TEST_KAFKA=HOST:PORT (infra/test.sh does)");
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    const PARTITIONS: i32 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::Local(dir.path().to_path_buf());
+    let topic = unique("visits");
+    let group = unique("ingest");
+    create_topic(&brokers, &topic, PARTITIONS).await;
+    let state = dir
+        .path()
+        .join(gridstat_schemas::lake::partition_state_object(&topic, 0, 7));
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(&state, b"{not a state").unwrap();
+    let messages = campaign(2, 0.002);
+    produce(&brokers, &topic, &messages).await;
+    let mut w = worker(&brokers, &topic, &group, &lake, None);
+    // Partitions 1 and 2 catch up; 0 does not, and the worker lives on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (done, ends) = offsets(&brokers, &topic, &group, PARTITIONS);
+        if done[1..] == ends[1..] {
+            assert_eq!(
+                done[0], 0,
+                "the partition with a corrupt state is not consumed"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other partitions never caught up: {done:?} of {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(w.0.try_wait().unwrap().is_none(), "the worker is still up");
+    stop(w);
+    let repair = Command::new(env!("CARGO_BIN_EXE_gridstat"))
+        .args([
+            "lake",
+            "repair-state",
+            "--lake",
+            dir.path().to_str().unwrap(),
+        ])
+        .args(["--topic", &topic, "--partition", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        repair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&repair.stderr)
+    );
+    w = worker(&brokers, &topic, &group, &lake, None);
+    wait_caught_up(
+        &brokers,
+        &topic,
+        &group,
+        PARTITIONS,
+        Duration::from_secs(60),
+    )
+    .await;
+    stop(w);
+    assert_exactly_once(&lake, &messages).await;
+}

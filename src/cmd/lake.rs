@@ -125,3 +125,87 @@ mod tests {
         assert!(parse_location("s3://").is_err());
     }
 }
+
+/// `gridstat lake …`: operators' tools for a lake's bookkeeping.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LakeCommandArgs {
+    #[command(subcommand)]
+    command: LakeCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum LakeCommand {
+    /// List every ingest partition's newest state: where it stands, its epoch and owner, or why it cannot be read.
+    States {
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+    /// Repair a partition whose state cannot be read: its unreadable newest versions are moved aside and the newest readable one restored.
+    RepairState {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// The topic, as ingest consumes it (`file:NAME` for a file source).
+        #[arg(long)]
+        topic: String,
+        /// The partition.
+        #[arg(long)]
+        partition: i32,
+    },
+}
+
+pub(crate) fn run(args: LakeCommandArgs) -> anyhow::Result<()> {
+    let runtime = super::runtime()?;
+    match args.command {
+        LakeCommand::States { lake } => {
+            let store = lake.open()?;
+            let states = runtime.block_on(gridstat_ingest::repair::list_states(store.as_ref()))?;
+            println!("topic\tpartition\tversion\tnext_offset\tepoch\towner");
+            for s in states {
+                let version = s.seq.map_or_else(|| "legacy".into(), |v| v.to_string());
+                match s.state {
+                    Ok(state) => println!(
+                        "{}\t{}\t{version}\t{}\t{}\t{}",
+                        s.topic_slug,
+                        s.partition,
+                        state.next_offset,
+                        state.epoch,
+                        state.owner.as_deref().unwrap_or("-")
+                    ),
+                    Err(reason) => println!(
+                        "{}\t{}\t{version}\tUNREADABLE: {reason} — repair with `gridstat lake repair-state --topic … --partition {}`",
+                        s.topic_slug, s.partition, s.partition
+                    ),
+                }
+            }
+            Ok(())
+        }
+        LakeCommand::RepairState {
+            lake,
+            topic,
+            partition,
+        } => {
+            let store = lake.open()?;
+            let repaired = runtime.block_on(gridstat_ingest::repair::repair_state(
+                store.as_ref(),
+                &topic,
+                partition,
+            ))?;
+            for path in &repaired.moved_aside {
+                println!("moved aside: {path} (kept as {path}.corrupt)");
+            }
+            match repaired.restored {
+                Some((seq, next_offset)) => println!(
+                    "{topic}/{partition} restored to version {seq}: next_offset {next_offset}. \
+                     Offsets from {next_offset} on are read again by the partition's next owner if the \
+                     group's committed offset is not past {next_offset}; if it is, reset it, e.g. \
+                     `kafka-consumer-groups.sh --group GROUP --topic {topic}:{partition} --reset-offsets --to-offset {next_offset} --execute`."
+                ),
+                None => println!(
+                    "{topic}/{partition} has no readable state left: its next owner starts from offset 0 and \
+                     skips nothing; reset the group's offset for it to where its data in the lake ends, or replay it into a new lake."
+                ),
+            }
+            Ok(())
+        }
+    }
+}
