@@ -272,7 +272,10 @@ mod tests {
             county: "440781".into(),
         };
         let p = object_key(&key, "grid.visits.v1", 3, 1200, 1300, 2);
-        assert_eq!(p.as_ref(), "raw/visits/dt=2022-11-25/county=440781/part-grid_visits_v1-p0003-o00000000000000001200-00000000000000001300-e0000000002.parquet");
+        assert_eq!(
+            p.as_ref(),
+            "raw/visits/dt=2022-11-25/county=440781/part-grid_visits_v1-p3-o1200-1300-e2.parquet"
+        );
         assert_eq!(p, object_key(&key, "grid.visits.v1", 3, 1200, 1300, 2));
         let q = FileKey {
             table: Table::Quarantine,
@@ -281,7 +284,7 @@ mod tests {
         };
         assert_eq!(
             object_key(&q, "t", 0, 0, 5, 1).as_ref(),
-            "quarantine/dt=2022-11-25/part-t-p0000-o00000000000000000000-00000000000000000005-e0000000001.parquet"
+            "quarantine/dt=2022-11-25/part-t-p0-o0-5-e1.parquet"
         );
     }
 }

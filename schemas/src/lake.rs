@@ -105,9 +105,12 @@ pub fn topic_slug(topic: &str) -> String {
 }
 
 /// The name parts of a raw or quarantine file: one file of a segment
-/// (`part-TOPIC-pPPPP-oSTART-END-eEPOCH.parquet`). A segment is the offsets
+/// (`part-TOPIC-pP-oSTART-END-eEPOCH.parquet`, numbers in decimal without
+/// padding: object stores limit a key's length, and S3-compatible servers
+/// over a file system that of a file name). A segment is the offsets
 /// `[start, end)` of one partition, written by the owner holding `epoch`.
-/// Files from before fencing carry the start only (`part-TOPIC-pPPPP-oSTART.parquet`).
+/// Files from before fencing carry the zero-padded start only
+/// (`part-TOPIC-pPPPP-oSTART.parquet`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentFile {
     /// [`topic_slug`] of the topic.
@@ -134,13 +137,15 @@ impl SegmentFile {
 
     /// The file name.
     pub fn name(&self) -> String {
-        let base = format!(
-            "part-{}-p{:04}-o{:020}",
-            self.topic_slug, self.partition, self.start
-        );
         match self.written {
-            Some((end, epoch)) => format!("{base}-{end:020}-e{epoch:010}.parquet"),
-            None => format!("{base}.parquet"),
+            Some((end, epoch)) => format!(
+                "part-{}-p{}-o{}-{end}-e{epoch}.parquet",
+                self.topic_slug, self.partition, self.start
+            ),
+            None => format!(
+                "part-{}-p{:04}-o{:020}.parquet",
+                self.topic_slug, self.partition, self.start
+            ),
         }
     }
 
@@ -392,10 +397,7 @@ mod tests {
     fn segment_file_names_round_trip_old_and_new() {
         let file = SegmentFile::new("grid.visits-v1", 3, 1200, 1500, 7);
         let name = file.name();
-        assert_eq!(
-            name,
-            "part-grid_visits-v1-p0003-o00000000000000001200-00000000000000001500-e0000000007.parquet"
-        );
+        assert_eq!(name, "part-grid_visits-v1-p3-o1200-1500-e7.parquet");
         assert_eq!(
             SegmentFile::parse(&format!("raw/visits/dt=2022-11-25/county=1/{name}")),
             Some(file)
