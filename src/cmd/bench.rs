@@ -14,6 +14,16 @@ pub(crate) struct BenchArgs {
     what: BenchWhat,
 }
 
+impl BenchArgs {
+    /// The lake of a benchmark that takes `--lake`.
+    pub(crate) fn lake_mut(&mut self) -> Option<&mut super::lake::LakeArgs> {
+        match &mut self.what {
+            BenchWhat::Site { lake, .. } => Some(lake),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchWhat {
     /// Generate a campaign into memory (no disk) and report visits per second.
