@@ -2,7 +2,7 @@
 //! reads arguments and the environment and sets up logging.
 
 mod cmd;
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(feature = "zstd-pool", target_os = "linux", target_env = "gnu"))]
 mod zstd_contexts;
 
 /// jemalloc. Generation allocates many small strings per message, at which
