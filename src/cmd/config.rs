@@ -107,12 +107,8 @@ impl ConfigFile {
     /// variable.
     pub(crate) fn layer_under(&self, cli: &mut Cli, matches: &ArgMatches) {
         let top = Unset(matches);
-        top.fill(
-            "registry",
-            &mut cli.registry,
-            self.registry.clone().map(Some),
-        );
-        top.fill("log_format", &mut cli.log_format, self.log_format);
+        top.fill_some("registry", &mut cli.registry, &self.registry);
+        top.fill("log_format", &mut cli.log_format, &self.log_format);
         let Some((_, matches)) = matches.subcommand() else {
             return;
         };
@@ -121,20 +117,23 @@ impl ConfigFile {
             Command::Ingest(args) => self.layer_ingest(args, &unset),
             Command::Aggregate(args) => {
                 self.layer_lake(&mut args.lake, &unset);
-                let overdue_hours = self.aggregate.overdue_hours;
-                unset.fill("overdue_hours", &mut args.overdue_hours, overdue_hours);
+                let file = &self.aggregate;
+                unset.fill(
+                    "overdue_hours",
+                    &mut args.overdue_hours,
+                    &file.overdue_hours,
+                );
                 unset.fill(
                     "campaign_start",
                     &mut args.campaign_start,
-                    self.campaign_start,
+                    &self.campaign_start,
                 );
             }
             Command::Sql(args) => self.layer_lake(&mut args.lake, &unset),
             Command::Site(args) => {
                 self.layer_lake(&mut args.lake, &unset);
-                unset.fill("threshold", &mut args.threshold, self.site.threshold);
-                let base_url = self.site.base_url.clone();
-                unset.fill("base_url", &mut args.base_url, base_url);
+                unset.fill("threshold", &mut args.threshold, &self.site.threshold);
+                unset.fill("base_url", &mut args.base_url, &self.site.base_url);
             }
             Command::Bench(args) => {
                 if let (Some(lake), Some((_, matches))) = (args.lake_mut(), matches.subcommand()) {
@@ -146,10 +145,13 @@ impl ConfigFile {
     }
 
     fn layer_lake(&self, args: &mut LakeArgs, unset: &Unset) {
-        unset.fill("lake", &mut args.lake, self.lake.clone());
-        let endpoint = self.s3_endpoint.clone().map(Some);
-        unset.fill("s3_endpoint", &mut args.s3_endpoint, endpoint);
-        unset.fill("s3_allow_http", &mut args.s3_allow_http, self.s3_allow_http);
+        unset.fill("lake", &mut args.lake, &self.lake);
+        unset.fill_some("s3_endpoint", &mut args.s3_endpoint, &self.s3_endpoint);
+        unset.fill(
+            "s3_allow_http",
+            &mut args.s3_allow_http,
+            &self.s3_allow_http,
+        );
     }
 
     fn layer_ingest(&self, args: &mut IngestArgs, unset: &Unset) {
@@ -158,21 +160,32 @@ impl ConfigFile {
         unset.fill(
             "campaign_start",
             &mut args.campaign_start,
-            self.campaign_start,
+            &self.campaign_start,
         );
-        unset.fill("brokers", &mut args.brokers, file.brokers.clone().map(Some));
-        unset.fill("topics", &mut args.topics, file.topics.clone());
-        unset.fill("group", &mut args.group, file.group.clone());
-        let interval = file.flush_interval_ms;
-        unset.fill("flush_interval_ms", &mut args.flush_interval_ms, interval);
-        let addr = file.metrics_addr.map(Some);
-        unset.fill("metrics_addr", &mut args.metrics_addr, addr);
-        let rows = file.max_segment_rows;
-        unset.fill("max_segment_rows", &mut args.max_segment_rows, rows);
-        let rows = file.max_buffered_rows;
-        unset.fill("max_buffered_rows", &mut args.max_buffered_rows, rows);
-        let bytes = file.max_buffered_bytes;
-        unset.fill("max_buffered_bytes", &mut args.max_buffered_bytes, bytes);
+        unset.fill_some("brokers", &mut args.brokers, &file.brokers);
+        unset.fill("topics", &mut args.topics, &file.topics);
+        unset.fill("group", &mut args.group, &file.group);
+        unset.fill(
+            "flush_interval_ms",
+            &mut args.flush_interval_ms,
+            &file.flush_interval_ms,
+        );
+        unset.fill_some("metrics_addr", &mut args.metrics_addr, &file.metrics_addr);
+        unset.fill(
+            "max_segment_rows",
+            &mut args.max_segment_rows,
+            &file.max_segment_rows,
+        );
+        unset.fill(
+            "max_buffered_rows",
+            &mut args.max_buffered_rows,
+            &file.max_buffered_rows,
+        );
+        unset.fill(
+            "max_buffered_bytes",
+            &mut args.max_buffered_bytes,
+            &file.max_buffered_bytes,
+        );
     }
 
     /// The `[ingest.kafka]` librdkafka settings (`-X` flags come after and win).
@@ -190,15 +203,25 @@ impl ConfigFile {
 struct Unset<'a>(&'a ArgMatches);
 
 impl Unset<'_> {
-    /// `value` into `setting` if there is one and the flag `id` was neither
-    /// given nor set by its variable.
-    fn fill<T>(&self, id: &str, setting: &mut T, value: Option<T>) {
-        let unset = matches!(
+    /// Whether the flag `id` was neither given nor set by its variable.
+    fn is_unset(&self, id: &str) -> bool {
+        matches!(
             self.0.value_source(id),
             None | Some(ValueSource::DefaultValue)
-        );
-        if let Some(value) = value.filter(|_| unset) {
-            *setting = value;
+        )
+    }
+
+    /// The file's `value`, if any, into `setting` if the flag `id` is unset.
+    fn fill<T: Clone>(&self, id: &str, setting: &mut T, value: &Option<T>) {
+        if let Some(value) = value.as_ref().filter(|_| self.is_unset(id)) {
+            *setting = value.clone();
+        }
+    }
+
+    /// As [`Unset::fill`], for a flag without a default.
+    fn fill_some<T: Clone>(&self, id: &str, setting: &mut Option<T>, value: &Option<T>) {
+        if value.is_some() && self.is_unset(id) {
+            setting.clone_from(value);
         }
     }
 }
