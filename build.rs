@@ -1,5 +1,6 @@
-//! Links the `gridstat` binary so that zstd's context constructors and
-//! destructors go through its context pool (`src/zstd_contexts.rs`).
+//! With the `zstd-pool` feature (on by default), links the `gridstat`
+//! binary so that zstd's context constructors and destructors go through
+//! its context pool (`src/zstd_contexts.rs`).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

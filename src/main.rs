@@ -95,6 +95,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(cli.registry.as_deref(), args),
         Command::Bench(args) => cmd::bench::run(cli.registry.as_deref(), args),
     };
+    #[cfg(all(feature = "zstd-pool", target_os = "linux", target_env = "gnu"))]
+    zstd_contexts::log_counts();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
