@@ -1,5 +1,6 @@
-//! Links the `gridstat` binary so that zstd's context constructors and
-//! destructors go through its context pool (`src/zstd_contexts.rs`).
+//! With the `zstd-pool` feature (on by default), links the `gridstat`
+//! binary so that zstd's context constructors and destructors go through
+//! its context pool (`src/zstd_contexts.rs`).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -7,7 +8,8 @@ fn main() {
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     // The same condition as the module's `cfg`: GNU-style linkers (ld,
     // lld) know `--wrap`.
-    if os == "linux" && env == "gnu" {
+    let pool = std::env::var_os("CARGO_FEATURE_ZSTD_POOL").is_some();
+    if pool && os == "linux" && env == "gnu" {
         for symbol in [
             "ZSTD_createCCtx",
             "ZSTD_freeCCtx",

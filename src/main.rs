@@ -2,7 +2,7 @@
 //! reads arguments and the environment and sets up logging.
 
 mod cmd;
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(feature = "zstd-pool", target_os = "linux", target_env = "gnu"))]
 mod zstd_contexts;
 
 /// jemalloc. Generation allocates many small strings per message, at which
@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
 
 /// gridstat: neighbourhood-grid field reports → Parquet lake → rollups → public statistics site.
 #[derive(Debug, Parser)]
@@ -35,7 +36,8 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum LogFormat {
     Text,
     Json,
@@ -83,19 +85,13 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let config = match cmd::config::config_path(&args)
-        .map(|path| cmd::config::ConfigFile::load(&path))
-        .transpose()
-    {
-        Ok(config) => config.unwrap_or_default(),
+    let (cli, config) = match cmd::config::parse_args(std::env::args_os()) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    config.apply_to_env();
-    let cli = Cli::parse_from(args);
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Registry(args) => cmd::registry::run(cli.registry.as_deref(), args),
@@ -111,6 +107,8 @@ fn main() -> ExitCode {
         Command::Schema(args) => cmd::schema::run(args),
         Command::Load(args) => cmd::load::run(cli.registry.as_deref(), args),
     };
+    #[cfg(all(feature = "zstd-pool", target_os = "linux", target_env = "gnu"))]
+    zstd_contexts::log_counts();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

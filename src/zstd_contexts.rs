@@ -17,8 +17,14 @@
 //! A context that has compressed keeps its workspace (about a megabyte for
 //! a Parquet page), so each kind's pool is bounded in bytes
 //! ([`POOLED_BYTES`]) as well as in number ([`POOLED`]).
+//!
+//! The pool is the default-on `zstd-pool` feature of the binary. With
+//! `GRIDSTAT_LOG=gridstat::zstd_contexts=debug`, a run ends by logging how
+//! many contexts zstd created and how many the pool handed out again
+//! ([`log_counts`]).
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use zstd_sys::{ZSTD_CCtx, ZSTD_DCtx, ZSTD_ResetDirective};
@@ -35,9 +41,13 @@ struct Idle {
     bytes: usize,
 }
 
-/// One kind of context: its idle ones and zstd's functions for it.
+/// One kind of context: its idle ones, counts, and zstd's functions for it.
 struct Pool<T> {
     idle: Mutex<Idle>,
+    /// Contexts made by zstd's constructor.
+    created: AtomicU64,
+    /// Constructor calls answered with an idle context.
+    reused: AtomicU64,
     create: unsafe extern "C" fn() -> *mut T,
     reset: unsafe extern "C" fn(*mut T, ZSTD_ResetDirective) -> usize,
     size: unsafe extern "C" fn(*const T) -> usize,
@@ -49,6 +59,8 @@ static CCTX: Pool<ZSTD_CCtx> = Pool {
         contexts: Vec::new(),
         bytes: 0,
     }),
+    created: AtomicU64::new(0),
+    reused: AtomicU64::new(0),
     create: __real_ZSTD_createCCtx,
     reset: zstd_sys::ZSTD_CCtx_reset,
     size: zstd_sys::ZSTD_sizeof_CCtx,
@@ -60,6 +72,8 @@ static DCTX: Pool<ZSTD_DCtx> = Pool {
         contexts: Vec::new(),
         bytes: 0,
     }),
+    created: AtomicU64::new(0),
+    reused: AtomicU64::new(0),
     create: __real_ZSTD_createDCtx,
     reset: zstd_sys::ZSTD_DCtx_reset,
     size: zstd_sys::ZSTD_sizeof_DCtx,
@@ -77,9 +91,15 @@ impl<T> Pool<T> {
             })
         };
         match idle {
-            Some(address) => address as *mut T,
-            // SAFETY: the real constructor takes no arguments.
-            None => unsafe { (self.create)() },
+            Some(address) => {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                address as *mut T
+            }
+            None => {
+                self.created.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: the real constructor takes no arguments.
+                unsafe { (self.create)() }
+            }
         }
     }
 
@@ -116,6 +136,18 @@ impl<T> Pool<T> {
             false
         }
     }
+}
+
+/// Log at debug level how many contexts of each kind zstd created and how
+/// many the pool handed out again.
+pub(crate) fn log_counts() {
+    tracing::debug!(
+        compression_created = CCTX.created.load(Ordering::Relaxed),
+        compression_reused = CCTX.reused.load(Ordering::Relaxed),
+        decompression_created = DCTX.created.load(Ordering::Relaxed),
+        decompression_reused = DCTX.reused.load(Ordering::Relaxed),
+        "Counted zstd contexts."
+    );
 }
 
 extern "C" {

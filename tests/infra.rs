@@ -217,6 +217,98 @@ fn every_yaml_toml_and_shell_file_parses() {
     );
 }
 
+/// `gridstat ARGS` in `dir` with only the `GRIDSTAT_*` variables in `vars`
+/// (none inherited from the test's environment), which must succeed or fail
+/// as `ok` says; returns stderr.
+fn run_in(dir: &Path, args: &[&str], vars: &[(&str, &str)], ok: bool) -> String {
+    let mut cmd = gridstat();
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GRIDSTAT_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .current_dir(dir)
+        .args(args)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.success(), ok, "{args:?} {vars:?}: {err}");
+    err
+}
+
+/// Flags win over `GRIDSTAT_*` variables, variables over the config file,
+/// the file over built-in defaults: ingest's `--lake` (which directory the
+/// lake is created in) and site's `--threshold` (0 is refused).
+#[test]
+fn config_file_sits_under_variables_and_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("empty.ndjson"), "").unwrap();
+    std::fs::write(
+        dir.join("g.toml"),
+        "lake = \"file-lake\"\n[site]\nthreshold = 0\n",
+    )
+    .unwrap();
+    let ingest = ["ingest", "--from", "empty.ndjson"];
+    let config = [&["--config", "g.toml"][..], &ingest].concat();
+    let lakes = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("lake") || n == "gridstat-data")
+            .collect();
+        names.sort();
+        names
+    };
+    run_in(dir, &ingest, &[], true);
+    assert_eq!(lakes(), ["gridstat-data"]);
+    run_in(dir, &config, &[], true);
+    assert_eq!(lakes(), ["file-lake", "gridstat-data"]);
+    // The file named by its variable instead of the flag.
+    std::fs::remove_dir_all(dir.join("file-lake")).unwrap();
+    run_in(dir, &ingest, &[("GRIDSTAT_CONFIG", "g.toml")], true);
+    assert_eq!(lakes(), ["file-lake", "gridstat-data"]);
+    run_in(dir, &config, &[("GRIDSTAT_LAKE", "env-lake")], true);
+    assert_eq!(lakes(), ["env-lake", "file-lake", "gridstat-data"]);
+    let flag = [&config[..], &["--lake", "flag-lake"]].concat();
+    run_in(dir, &flag, &[("GRIDSTAT_LAKE", "env-lake")], true);
+    assert_eq!(
+        lakes(),
+        ["env-lake", "file-lake", "flag-lake", "gridstat-data"]
+    );
+
+    // With no rollups in the lake, a site build that gets past its options
+    // fails on the lake.
+    let site = ["site", "--lake", "flag-lake", "--out", "site"];
+    let refused = "--threshold must be at least 1";
+    let no_rollups = "no rollups";
+    let config = [&["--config", "g.toml"][..], &site].concat();
+    assert!(run_in(dir, &site, &[], false).contains(no_rollups));
+    assert!(run_in(dir, &config, &[], false).contains(refused));
+    let variable = [("GRIDSTAT_SITE_THRESHOLD", "3")];
+    assert!(run_in(dir, &config, &variable, false).contains(no_rollups));
+    let flag = [&config[..], &["--threshold", "0"]].concat();
+    assert!(run_in(dir, &flag, &variable, false).contains(refused));
+}
+
+/// A config file's unknown key is refused with the file, line and key named.
+#[test]
+fn an_unknown_key_in_the_config_file_is_named_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("g.toml"),
+        "lake = \"l\"\n\n[site]\nthreshold = 5\nbase_ulr = \"https://x/\"\n",
+    )
+    .unwrap();
+    let err = run_in(tmp.path(), &["--config", "g.toml", "registry"], &[], false);
+    assert!(
+        err.contains("g.toml") && err.contains("line 5") && err.contains("base_ulr"),
+        "{err}"
+    );
+}
+
 #[test]
 fn every_gridstat_subcommand_and_flag_in_infra_exists() {
     let invocations = gridstat_invocations();

@@ -843,9 +843,12 @@ fn transpose(batches: &[RecordBatch]) -> String {
 
 /// The `gridstat` binary pools zstd's contexts (`src/zstd_contexts.rs`),
 /// which this test binary does not: both must read the same raw files into
-/// the same curated and rollup bytes.
+/// the same curated and rollup bytes, and the binary must hand out most of
+/// its contexts again rather than have zstd create them (its count at debug
+/// level).
+#[cfg(all(feature = "zstd-pool", target_os = "linux", target_env = "gnu"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_with_pooled_zstd_contexts_writes_the_same_bytes() {
+async fn the_binary_reuses_pooled_zstd_contexts_and_writes_the_same_bytes() {
     let registry = Arc::new(Registry::jiangmen());
     let msgs = messages(&registry);
     let (library, binary) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -867,15 +870,26 @@ async fn the_binary_with_pooled_zstd_contexts_writes_the_same_bytes() {
     .await
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridstat"))
-        .args(["aggregate", "--lake"])
+        .args(["--log-format", "json", "aggregate", "--lake"])
         .arg(binary.path())
+        .env("GRIDSTAT_LOG", "gridstat::zstd_contexts=debug")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let counts = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "Counted zstd contexts.")
+        .unwrap_or_else(|| panic!("no count of zstd contexts in {stderr}"));
+    let count = |field: &str| counts["fields"][field].as_u64().unwrap();
+    for kind in ["compression", "decompression"] {
+        let (created, reused) = (
+            count(&format!("{kind}_created")),
+            count(&format!("{kind}_reused")),
+        );
+        assert!(created > 0 && reused > created, "{kind}: {counts}");
+    }
     let written = |dir: &Path| {
         let mut files = rollup_files(dir);
         for (k, v) in common::file_contents(&dir.join("curated")) {

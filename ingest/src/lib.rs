@@ -8,7 +8,8 @@
 //! - [`encode`]: pure routing, object names and Parquet encoding;
 //! - [`store`]: lake I/O and the per-partition state objects;
 //! - [`file`]: the embedded NDJSON source; [`kafka`]: the consumer-group worker;
-//! - [`metrics`]: counters and their Prometheus rendering.
+//! - [`metrics`]: counters, gauges and a histogram in a `prometheus-client`
+//!   registry, and their text exposition.
 //!
 //! ```
 //! use gridstat_ingest::encode::{object_key, FileKey, Table};

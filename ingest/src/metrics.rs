@@ -1,12 +1,16 @@
-//! Ingest counters, rendered as Prometheus text. Summed in atomics, never
-//! labelled by anything of high cardinality.
+//! Ingest counters in a `prometheus-client` registry, rendered as
+//! Prometheus text or OpenMetrics. Never labelled by anything of high
+//! cardinality: an error class, or a topic and partition this worker owns.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use gridstat_schemas::ErrorClass;
+use prometheus_client::encoding::{prometheus_text, text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Upper bounds (seconds) of the flush-latency histogram's buckets. A flush
 /// is one segment's Parquet encoding and PUTs; during a store outage it
@@ -15,159 +19,196 @@ const FLUSH_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// Counters of one ingest process.
-#[derive(Debug, Default)]
+/// The text formats [`IngestMetrics::render`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// Prometheus text, version 0.0.4.
+    PrometheusText,
+    /// OpenMetrics 1.0 text: `_total` only on counter samples, a `# UNIT`
+    /// line, `# EOF` at the end.
+    OpenMetrics,
+}
+
+impl Exposition {
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::PrometheusText => prometheus_text::CONTENT_TYPE,
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
+/// Metrics of one ingest process.
+#[derive(Debug)]
 pub struct IngestMetrics {
-    records_in: AtomicU64,
-    bytes_in: AtomicU64,
-    rows_written: AtomicU64,
-    bytes_written: AtomicU64,
-    flushes: AtomicU64,
-    flush_micros: AtomicU64,
-    /// Flushes per latency bucket (not cumulative; `render` sums them).
-    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
-    quarantined: [AtomicU64; ErrorClass::ALL.len()],
-    commit_lag: Mutex<Vec<(String, i32, AtomicI64)>>,
-    partitions_owned: AtomicU64,
+    registry: Registry,
+    records_in: Counter,
+    bytes_in: Counter,
+    rows_written: Counter,
+    bytes_written: Counter,
+    flushes: Counter,
+    flush_seconds: Histogram,
+    quarantined: Family<ClassLabel, Counter>,
+    commit_lag: Family<PartitionLabels, Gauge>,
+    partitions_owned: Gauge,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        let metrics = Self {
+            registry: Registry::with_prefix("gridstat_ingest"),
+            records_in: Counter::default(),
+            bytes_in: Counter::default(),
+            rows_written: Counter::default(),
+            bytes_written: Counter::default(),
+            flushes: Counter::default(),
+            flush_seconds: Histogram::new(FLUSH_BUCKETS),
+            quarantined: Family::default(),
+            commit_lag: Family::default(),
+            partitions_owned: Gauge::default(),
+        };
+        // Every class is exposed from the start, at 0.
+        for class in ErrorClass::ALL {
+            let label = ClassLabel {
+                class: class.as_str(),
+            };
+            drop(metrics.quarantined.get_or_create(&label));
+        }
+        metrics.registered()
+    }
 }
 
 impl IngestMetrics {
+    /// `self` with each metric in its registry. Counters are registered
+    /// without `_total`, units without their suffix: the encoders add both.
+    fn registered(mut self) -> Self {
+        let r = &mut self.registry;
+        let counters = [
+            ("records_in", "Messages read from sources", &self.records_in),
+            (
+                "bytes_in",
+                "Message bytes read from sources",
+                &self.bytes_in,
+            ),
+            (
+                "rows_written",
+                "Valid rows written to raw tables",
+                &self.rows_written,
+            ),
+            (
+                "bytes_written",
+                "Parquet bytes written",
+                &self.bytes_written,
+            ),
+            ("flushes", "Segments flushed", &self.flushes),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        r.register_with_unit(
+            "flush",
+            "Latency of segment flushes (encoding and writes, retries included)",
+            Unit::Seconds,
+            self.flush_seconds.clone(),
+        );
+        r.register(
+            "quarantined",
+            "Messages quarantined, by error class",
+            self.quarantined.clone(),
+        );
+        r.register(
+            "partitions_owned",
+            "Partitions this worker owns now",
+            self.partitions_owned.clone(),
+        );
+        r.register(
+            "commit_lag",
+            "Messages not yet committed, per partition",
+            self.commit_lag.clone(),
+        );
+        self
+    }
+
     pub(crate) fn record_in(&self, bytes: usize) {
-        self.records_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.records_in.inc();
+        self.bytes_in.inc_by(bytes as u64);
     }
 
     pub(crate) fn quarantined(&self, class: ErrorClass) {
-        if let Some(i) = ErrorClass::ALL.iter().position(|c| *c == class) {
-            self.quarantined[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.quarantined
+            .get_or_create(&ClassLabel {
+                class: class.as_str(),
+            })
+            .inc();
     }
 
     pub(crate) fn flushed(&self, rows: usize, bytes: usize, took: Duration) {
-        self.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
-        self.bytes_written
-            .fetch_add(bytes as u64, Ordering::Relaxed);
-        self.flushes.fetch_add(1, Ordering::Relaxed);
-        self.flush_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        let seconds = took.as_secs_f64();
-        if let Some(i) = FLUSH_BUCKETS.iter().position(|le| seconds <= *le) {
-            self.flush_buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.rows_written.inc_by(rows as u64);
+        self.bytes_written.inc_by(bytes as u64);
+        self.flushes.inc();
+        self.flush_seconds.observe(took.as_secs_f64());
     }
 
     /// Record a partition's commit lag (end offset − committed offset).
     pub fn set_commit_lag(&self, topic: &str, partition: i32, lag: i64) {
-        let mut lags = self.commit_lag.lock().expect("metrics lock");
-        match lags.iter().find(|(t, p, _)| t == topic && *p == partition) {
-            Some((_, _, v)) => v.store(lag, Ordering::Relaxed),
-            None => lags.push((topic.to_string(), partition, AtomicI64::new(lag))),
-        }
+        let labels = PartitionLabels {
+            topic: topic.to_string(),
+            partition,
+        };
+        self.commit_lag.get_or_create(&labels).set(lag);
     }
 
     pub(crate) fn set_partitions_owned(&self, n: usize) {
-        self.partitions_owned.store(n as u64, Ordering::Relaxed);
+        self.partitions_owned.set(n as i64);
     }
 
     /// Drop a partition's gauges when it is given up.
     pub(crate) fn forget_partition(&self, topic: &str, partition: i32) {
-        self.commit_lag
-            .lock()
-            .expect("metrics lock")
-            .retain(|(t, p, _)| !(t == topic && *p == partition));
+        self.commit_lag.remove(&PartitionLabels {
+            topic: topic.to_string(),
+            partition,
+        });
     }
 
     /// Valid rows written so far.
     pub fn rows_written(&self) -> u64 {
-        self.rows_written.load(Ordering::Relaxed)
+        self.rows_written.get()
     }
 
     /// Quarantined messages by class (classes with none left out).
     pub fn quarantined_by_class(&self) -> Vec<(ErrorClass, u64)> {
         ErrorClass::ALL
             .iter()
-            .zip(&self.quarantined)
-            .map(|(c, n)| (*c, n.load(Ordering::Relaxed)))
+            .map(|c| {
+                let label = ClassLabel { class: c.as_str() };
+                (*c, self.quarantined.get_or_create(&label).get())
+            })
             .filter(|(_, n)| *n > 0)
             .collect()
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// Every metric, in `format`.
+    pub fn render(&self, format: Exposition) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+        let written = match format {
+            Exposition::PrometheusText => prometheus_text::encode(&mut out, &self.registry),
+            Exposition::OpenMetrics => text::encode(&mut out, &self.registry),
         };
-        counter(
-            "gridstat_ingest_records_in_total",
-            "Messages read from sources.",
-            self.records_in.load(Ordering::Relaxed),
-        );
-        counter(
-            "gridstat_ingest_bytes_in_total",
-            "Message bytes read from sources.",
-            self.bytes_in.load(Ordering::Relaxed),
-        );
-        counter(
-            "gridstat_ingest_rows_written_total",
-            "Valid rows written to raw tables.",
-            self.rows_written.load(Ordering::Relaxed),
-        );
-        counter(
-            "gridstat_ingest_bytes_written_total",
-            "Parquet bytes written.",
-            self.bytes_written.load(Ordering::Relaxed),
-        );
-        counter(
-            "gridstat_ingest_flushes_total",
-            "Segments flushed.",
-            self.flushes.load(Ordering::Relaxed),
-        );
-        self.render_flush_latency(&mut out);
-        let _ = writeln!(out, "# HELP gridstat_ingest_quarantined_total Messages quarantined, by error class.\n# TYPE gridstat_ingest_quarantined_total counter");
-        for (c, n) in ErrorClass::ALL.iter().zip(&self.quarantined) {
-            let _ = writeln!(
-                out,
-                "gridstat_ingest_quarantined_total{{class=\"{c}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gridstat_ingest_partitions_owned Partitions this worker owns now.\n# TYPE gridstat_ingest_partitions_owned gauge\ngridstat_ingest_partitions_owned {}",
-            self.partitions_owned.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# HELP gridstat_ingest_commit_lag Messages not yet committed, per partition.\n# TYPE gridstat_ingest_commit_lag gauge");
-        for (t, p, v) in self.commit_lag.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "gridstat_ingest_commit_lag{{topic=\"{t}\",partition=\"{p}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
+        // Writing to a `String` cannot fail, nor can these metrics' encoders.
+        written.expect("metrics encode into a String");
         out
-    }
-
-    /// `gridstat_ingest_flush_seconds`, a Prometheus histogram: buckets
-    /// cumulative, `+Inf` equal to the count of flushes.
-    fn render_flush_latency(&self, out: &mut String) {
-        let name = "gridstat_ingest_flush_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Latency of segment flushes (encoding and writes, retries included).\n# TYPE {name} histogram"
-        );
-        let mut below = 0;
-        for (le, n) in FLUSH_BUCKETS.iter().zip(&self.flush_buckets) {
-            below += n.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {below}");
-        }
-        let count = self.flushes.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.flush_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum:.6}\n{name}_count {count}");
     }
 }
 
@@ -183,42 +224,79 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn renders_every_series_with_its_type() {
+    /// The family a sample line belongs to in `format`: OpenMetrics names
+    /// counter families without `_total`; both name histogram families
+    /// without `_bucket`, `_sum` and `_count`.
+    fn family(sample: &str, format: Exposition) -> &str {
+        let name = sample.split(['{', ' ']).next().unwrap();
+        let histogram = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| f.ends_with("_seconds"));
+        let counter = name.strip_suffix("_total");
+        match (histogram, counter, format) {
+            (Some(family), _, _) => family,
+            (None, Some(family), Exposition::OpenMetrics) => family,
+            _ => name,
+        }
+    }
+
+    fn busy() -> IngestMetrics {
         let m = IngestMetrics::default();
         m.record_in(100);
         m.quarantined(ErrorClass::ALL[0]);
         m.set_commit_lag("grid.visits.v1", 3, 42);
         m.set_partitions_owned(2);
         m.flushed(10, 2_000, Duration::from_millis(30));
-        let text = m.render();
-        assert_eq!(value(&text, "gridstat_ingest_records_in_total"), 1.0);
-        assert_eq!(value(&text, "gridstat_ingest_bytes_in_total"), 100.0);
-        assert_eq!(value(&text, "gridstat_ingest_rows_written_total"), 10.0);
-        assert_eq!(value(&text, "gridstat_ingest_bytes_written_total"), 2000.0);
-        let class = format!(
-            "gridstat_ingest_quarantined_total{{class=\"{}\"}}",
-            ErrorClass::ALL[0]
-        );
-        assert_eq!(value(&text, &class), 1.0);
-        let lag = "gridstat_ingest_commit_lag{topic=\"grid.visits.v1\",partition=\"3\"}";
-        assert_eq!(value(&text, lag), 42.0);
-        assert_eq!(value(&text, "gridstat_ingest_partitions_owned"), 2.0);
-        // Every series has one TYPE line, before its samples.
-        for l in text.lines().filter(|l| !l.starts_with('#')) {
-            let family = l.split(['{', ' ']).next().unwrap();
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| family.strip_suffix(s))
-                .filter(|f| f.ends_with("_seconds"))
-                .unwrap_or(family);
-            let declared = format!("# TYPE {family} ");
-            let at = text.find(&declared).unwrap_or_else(|| panic!("{l}"));
-            assert!(at < text.find(l).unwrap(), "{l}");
-            assert_eq!(text.matches(&declared).count(), 1, "{family}");
+        m
+    }
+
+    #[test]
+    fn renders_every_series_with_its_type() {
+        let m = busy();
+        for format in [Exposition::PrometheusText, Exposition::OpenMetrics] {
+            let text = m.render(format);
+            assert_eq!(value(&text, "gridstat_ingest_records_in_total"), 1.0);
+            assert_eq!(value(&text, "gridstat_ingest_bytes_in_total"), 100.0);
+            assert_eq!(value(&text, "gridstat_ingest_rows_written_total"), 10.0);
+            assert_eq!(value(&text, "gridstat_ingest_bytes_written_total"), 2000.0);
+            assert_eq!(value(&text, "gridstat_ingest_flushes_total"), 1.0);
+            for (i, class) in ErrorClass::ALL.iter().enumerate() {
+                let series = format!("gridstat_ingest_quarantined_total{{class=\"{class}\"}}");
+                assert_eq!(value(&text, &series), if i == 0 { 1.0 } else { 0.0 });
+            }
+            let lag = "gridstat_ingest_commit_lag{topic=\"grid.visits.v1\",partition=\"3\"}";
+            assert_eq!(value(&text, lag), 42.0);
+            assert_eq!(value(&text, "gridstat_ingest_partitions_owned"), 2.0);
+            // Every series appears once, after its family's one TYPE line.
+            let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+            for l in &samples {
+                let series = l.rsplit_once(' ').unwrap().0;
+                let same = samples
+                    .iter()
+                    .filter(|s| s.rsplit_once(' ').unwrap().0 == series);
+                assert_eq!(same.count(), 1, "{series}");
+                let declared = format!("# TYPE {} ", family(l, format));
+                let at = text.find(&declared).unwrap_or_else(|| panic!("{l}"));
+                assert!(at < text.find(l).unwrap(), "{l}");
+                assert_eq!(text.matches(&declared).count(), 1, "{declared}");
+            }
+            assert_eq!(text.matches("# TYPE ").count(), 9, "{text}");
         }
+        let open = m.render(Exposition::OpenMetrics);
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(open.contains("# TYPE gridstat_ingest_records_in counter\n"));
+        assert!(open.contains("# UNIT gridstat_ingest_flush_seconds seconds\n"));
+        let text = m.render(Exposition::PrometheusText);
+        assert!(text.contains("# TYPE gridstat_ingest_records_in_total counter\n"));
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
         m.forget_partition("grid.visits.v1", 3);
-        assert!(!m.render().contains("partition=\"3\""));
+        assert!(!m
+            .render(Exposition::PrometheusText)
+            .contains("partition=\"3\""));
     }
 
     #[test]
@@ -227,22 +305,27 @@ mod tests {
         for ms in [3, 30, 30, 400, 9_000, 200_000] {
             m.flushed(1, 1, Duration::from_millis(ms));
         }
-        let text = m.render();
-        let bucket = |le: &str| {
-            value(
-                &text,
-                &format!("gridstat_ingest_flush_seconds_bucket{{le=\"{le}\"}}"),
-            )
-        };
-        assert_eq!(bucket("0.005"), 1.0);
-        assert_eq!(bucket("0.025"), 1.0);
-        assert_eq!(bucket("0.05"), 3.0);
-        assert_eq!(bucket("0.5"), 4.0);
-        assert_eq!(bucket("10"), 5.0);
-        assert_eq!(bucket("120"), 5.0);
-        assert_eq!(bucket("+Inf"), 6.0);
-        assert_eq!(value(&text, "gridstat_ingest_flush_seconds_count"), 6.0);
-        assert_eq!(value(&text, "gridstat_ingest_flush_seconds_sum"), 209.463);
-        assert!(text.contains("# TYPE gridstat_ingest_flush_seconds histogram"));
+        for format in [Exposition::PrometheusText, Exposition::OpenMetrics] {
+            let text = m.render(format);
+            let bucket = |le: &str| {
+                value(
+                    &text,
+                    &format!("gridstat_ingest_flush_seconds_bucket{{le=\"{le}\"}}"),
+                )
+            };
+            let le = |bound: f64| match format {
+                Exposition::PrometheusText => bound.to_string(),
+                Exposition::OpenMetrics => format!("{bound:?}"),
+            };
+            let expected = [1, 1, 1, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5];
+            for (bound, below) in FLUSH_BUCKETS.iter().zip(expected) {
+                assert_eq!(bucket(&le(*bound)), f64::from(below), "le={bound}\n{text}");
+            }
+            assert_eq!(bucket("+Inf"), 6.0);
+            assert_eq!(value(&text, "gridstat_ingest_flush_seconds_count"), 6.0);
+            let sum = value(&text, "gridstat_ingest_flush_seconds_sum");
+            assert!((sum - 209.463).abs() < 1e-9, "{sum}");
+            assert!(text.contains("# TYPE gridstat_ingest_flush_seconds histogram"));
+        }
     }
 }

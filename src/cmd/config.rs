@@ -1,17 +1,25 @@
 //! `--config FILE`: the same settings as the flags, from a TOML file.
 //!
 //! Precedence, highest first: command-line flags, `GRIDSTAT_*` environment
-//! variables, the config file, built-in defaults. The file is applied by
-//! setting each of its values as the flag's environment variable unless that
-//! variable is already set, before the command line is parsed; so clap does
-//! the precedence and every value is parsed and checked in one place.
+//! variables, the config file, built-in defaults. clap parses the first two
+//! and fills in its defaults; then each value of the file replaces a
+//! setting that clap took from its default ([`ArgMatches::value_source`]).
+//! The file is typed like the flags, so its values are checked once, with
+//! the file, line and key in the error, and nothing touches the process's
+//! environment.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::Deserialize;
+
+use super::ingest::IngestArgs;
+use super::lake::LakeArgs;
+use crate::{Cli, Command, LogFormat};
 
 /// A parsed config file. Unknown keys are errors, so a typo never passes silently.
 #[derive(Debug, Default, Deserialize)]
@@ -21,7 +29,7 @@ pub(crate) struct ConfigFile {
     s3_endpoint: Option<String>,
     s3_allow_http: Option<bool>,
     registry: Option<PathBuf>,
-    log_format: Option<String>,
+    log_format: Option<LogFormat>,
     campaign_start: Option<chrono::NaiveDate>,
     #[serde(default)]
     ingest: IngestSection,
@@ -29,6 +37,18 @@ pub(crate) struct ConfigFile {
     aggregate: AggregateSection,
     #[serde(default)]
     site: SiteSection,
+    #[serde(default)]
+    intake: IntakeSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntakeSection {
+    brokers: Option<String>,
+    topics: Option<Vec<String>>,
+    listen: Option<std::net::SocketAddr>,
+    /// The device table (a path or `s3://bucket/key.json`), also for `gridstat devices`.
+    devices: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,10 +58,11 @@ struct IngestSection {
     topics: Option<Vec<String>>,
     group: Option<String>,
     flush_interval_ms: Option<u64>,
-    max_segment_rows: Option<u64>,
-    max_buffered_rows: Option<u64>,
-    max_buffered_bytes: Option<u64>,
+    max_segment_rows: Option<usize>,
+    max_buffered_rows: Option<usize>,
+    max_buffered_bytes: Option<usize>,
     metrics_addr: Option<std::net::SocketAddr>,
+    write_deadline_ms: Option<u64>,
     /// librdkafka settings, as with `-X key=value`.
     #[serde(default)]
     kafka: BTreeMap<String, toml::Value>,
@@ -60,23 +81,20 @@ struct SiteSection {
     base_url: Option<String>,
 }
 
-/// The config file named by `--config FILE` / `--config=FILE` in `args`, or
-/// by `GRIDSTAT_CONFIG`.
-pub(crate) fn config_path(args: &[OsString]) -> Option<PathBuf> {
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let s = arg.to_string_lossy();
-        if s == "--" {
-            break;
-        }
-        if s == "--config" {
-            return iter.next().map(PathBuf::from);
-        }
-        if let Some(path) = s.strip_prefix("--config=") {
-            return Some(PathBuf::from(path));
-        }
-    }
-    std::env::var_os("GRIDSTAT_CONFIG").map(PathBuf::from)
+/// The command line and environment parsed, with the config file they
+/// name (`--config` / `GRIDSTAT_CONFIG`) layered under them. Exits as
+/// `Cli::parse` does on `--help` and usage errors.
+pub(crate) fn parse_args(
+    args: impl IntoIterator<Item = OsString>,
+) -> anyhow::Result<(Cli, ConfigFile)> {
+    let matches = Cli::command().get_matches_from(args);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let file = match &cli.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    file.layer_under(&mut cli, &matches);
+    Ok((cli, file))
 }
 
 impl ConfigFile {
@@ -89,12 +107,6 @@ impl ConfigFile {
 
     fn parse(text: &str) -> anyhow::Result<Self> {
         let config: Self = toml::from_str(text)?;
-        if let Some(format) = &config.log_format {
-            anyhow::ensure!(
-                matches!(format.as_str(), "text" | "json"),
-                "log_format = {format:?}: expected \"text\" or \"json\""
-            );
-        }
         for (key, value) in &config.ingest.kafka {
             setting_text(value).with_context(|| {
                 format!("[ingest.kafka] {key}: expected a string, number or boolean")
@@ -103,75 +115,118 @@ impl ConfigFile {
         Ok(config)
     }
 
-    /// Each value as the environment variable of its flag.
-    pub(crate) fn env_values(&self) -> Vec<(&'static str, String)> {
-        let ingest = &self.ingest;
-        let pairs: [(&'static str, Option<String>); 17] = [
-            ("GRIDSTAT_LAKE", self.lake.clone()),
-            ("GRIDSTAT_S3_ENDPOINT", self.s3_endpoint.clone()),
-            (
-                "GRIDSTAT_S3_ALLOW_HTTP",
-                self.s3_allow_http.map(|b| b.to_string()),
-            ),
-            (
-                "GRIDSTAT_REGISTRY",
-                self.registry.as_ref().map(|p| p.display().to_string()),
-            ),
-            ("GRIDSTAT_LOG_FORMAT", self.log_format.clone()),
-            (
-                "GRIDSTAT_CAMPAIGN_START",
-                self.campaign_start.map(|d| d.to_string()),
-            ),
-            ("GRIDSTAT_BROKERS", ingest.brokers.clone()),
-            (
-                "GRIDSTAT_TOPICS",
-                ingest.topics.as_ref().map(|t| t.join(",")),
-            ),
-            ("GRIDSTAT_GROUP", ingest.group.clone()),
-            (
-                "GRIDSTAT_FLUSH_INTERVAL_MS",
-                ingest.flush_interval_ms.map(|v| v.to_string()),
-            ),
-            (
-                "GRIDSTAT_MAX_SEGMENT_ROWS",
-                ingest.max_segment_rows.map(|v| v.to_string()),
-            ),
-            (
-                "GRIDSTAT_MAX_BUFFERED_ROWS",
-                ingest.max_buffered_rows.map(|v| v.to_string()),
-            ),
-            (
-                "GRIDSTAT_MAX_BUFFERED_BYTES",
-                ingest.max_buffered_bytes.map(|v| v.to_string()),
-            ),
-            (
-                "GRIDSTAT_METRICS_ADDR",
-                ingest.metrics_addr.map(|a| a.to_string()),
-            ),
-            (
-                "GRIDSTAT_OVERDUE_HOURS",
-                self.aggregate.overdue_hours.map(|v| v.to_string()),
-            ),
-            (
-                "GRIDSTAT_SITE_THRESHOLD",
-                self.site.threshold.map(|v| v.to_string()),
-            ),
-            ("GRIDSTAT_SITE_BASE_URL", self.site.base_url.clone()),
-        ];
-        pairs
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect()
+    /// Put the file's values into `cli` wherever `matches` (what `cli` was
+    /// parsed from) says the flag was neither given nor set by its
+    /// variable.
+    pub(crate) fn layer_under(&self, cli: &mut Cli, matches: &ArgMatches) {
+        let top = Unset(matches);
+        top.fill_some("registry", &mut cli.registry, &self.registry);
+        top.fill("log_format", &mut cli.log_format, &self.log_format);
+        let Some((_, matches)) = matches.subcommand() else {
+            return;
+        };
+        let unset = Unset(matches);
+        match &mut cli.command {
+            Command::Ingest(args) => self.layer_ingest(args, &unset),
+            Command::Aggregate(args) => {
+                self.layer_lake(&mut args.lake, &unset);
+                let file = &self.aggregate;
+                unset.fill(
+                    "overdue_hours",
+                    &mut args.overdue_hours,
+                    &file.overdue_hours,
+                );
+                unset.fill(
+                    "campaign_start",
+                    &mut args.campaign_start,
+                    &self.campaign_start,
+                );
+            }
+            Command::Sql(args) => self.layer_lake(&mut args.lake, &unset),
+            Command::Site(args) => {
+                self.layer_lake(&mut args.lake, &unset);
+                unset.fill("threshold", &mut args.threshold, &self.site.threshold);
+                unset.fill("base_url", &mut args.base_url, &self.site.base_url);
+            }
+            Command::Intake(args) => {
+                let file = &self.intake;
+                unset.fill_some("brokers", &mut args.brokers, &file.brokers);
+                unset.fill("topics", &mut args.topics, &file.topics);
+                unset.fill("listen", &mut args.listen, &file.listen);
+                unset.fill(
+                    "campaign_start",
+                    &mut args.campaign_start,
+                    &self.campaign_start,
+                );
+                self.layer_devices(&mut args.devices, &unset);
+            }
+            Command::Devices(args) => self.layer_devices(&mut args.location, &unset),
+            Command::Lake(_)
+            | Command::Load(_)
+            | Command::Schema(_)
+            | Command::Registry(_)
+            | Command::Gen(_)
+            | Command::Demo(_) => {}
+        }
     }
 
-    /// Set every value whose environment variable is not set yet. Called
-    /// first thing in `main`, while the process has one thread.
-    pub(crate) fn apply_to_env(&self) {
-        for (key, value) in self.env_values() {
-            if std::env::var_os(key).is_none() {
-                std::env::set_var(key, value);
-            }
-        }
+    fn layer_devices(&self, args: &mut super::devices::DevicesLocation, unset: &Unset) {
+        unset.fill("location", &mut args.location, &self.intake.devices);
+        unset.fill_some("s3_endpoint", &mut args.s3_endpoint, &self.s3_endpoint);
+        unset.fill(
+            "s3_allow_http",
+            &mut args.s3_allow_http,
+            &self.s3_allow_http,
+        );
+    }
+
+    fn layer_lake(&self, args: &mut LakeArgs, unset: &Unset) {
+        unset.fill("lake", &mut args.lake, &self.lake);
+        unset.fill_some("s3_endpoint", &mut args.s3_endpoint, &self.s3_endpoint);
+        unset.fill(
+            "s3_allow_http",
+            &mut args.s3_allow_http,
+            &self.s3_allow_http,
+        );
+    }
+
+    fn layer_ingest(&self, args: &mut IngestArgs, unset: &Unset) {
+        let file = &self.ingest;
+        self.layer_lake(&mut args.lake, unset);
+        unset.fill(
+            "campaign_start",
+            &mut args.campaign_start,
+            &self.campaign_start,
+        );
+        unset.fill_some("brokers", &mut args.brokers, &file.brokers);
+        unset.fill("topics", &mut args.topics, &file.topics);
+        unset.fill("group", &mut args.group, &file.group);
+        unset.fill(
+            "flush_interval_ms",
+            &mut args.flush_interval_ms,
+            &file.flush_interval_ms,
+        );
+        unset.fill_some("metrics_addr", &mut args.metrics_addr, &file.metrics_addr);
+        unset.fill(
+            "max_segment_rows",
+            &mut args.max_segment_rows,
+            &file.max_segment_rows,
+        );
+        unset.fill(
+            "max_buffered_rows",
+            &mut args.max_buffered_rows,
+            &file.max_buffered_rows,
+        );
+        unset.fill(
+            "max_buffered_bytes",
+            &mut args.max_buffered_bytes,
+            &file.max_buffered_bytes,
+        );
+        unset.fill(
+            "write_deadline_ms",
+            &mut args.write_deadline_ms,
+            &file.write_deadline_ms,
+        );
     }
 
     /// The `[ingest.kafka]` librdkafka settings (`-X` flags come after and win).
@@ -181,6 +236,34 @@ impl ConfigFile {
             .iter()
             .filter_map(|(k, v)| setting_text(v).map(|v| (k.clone(), v)))
             .collect()
+    }
+}
+
+/// One (sub)command's matches, asked which settings the command line and
+/// the environment left unset.
+struct Unset<'a>(&'a ArgMatches);
+
+impl Unset<'_> {
+    /// Whether the flag `id` was neither given nor set by its variable.
+    fn is_unset(&self, id: &str) -> bool {
+        matches!(
+            self.0.value_source(id),
+            None | Some(ValueSource::DefaultValue)
+        )
+    }
+
+    /// The file's `value`, if any, into `setting` if the flag `id` is unset.
+    fn fill<T: Clone>(&self, id: &str, setting: &mut T, value: &Option<T>) {
+        if let Some(value) = value.as_ref().filter(|_| self.is_unset(id)) {
+            *setting = value.clone();
+        }
+    }
+
+    /// As [`Unset::fill`], for a flag without a default.
+    fn fill_some<T: Clone>(&self, id: &str, setting: &mut Option<T>, value: &Option<T>) {
+        if value.is_some() && self.is_unset(id) {
+            setting.clone_from(value);
+        }
     }
 }
 
@@ -198,18 +281,19 @@ fn setting_text(value: &toml::Value) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn full_file_maps_to_flag_variables() {
-        let config = ConfigFile::parse(
-            r#"
+    const FULL: &str = r#"
 lake = "s3://gridstat/lake"
 s3_endpoint = "http://minio:9000"
 s3_allow_http = true
+registry = "/etc/gridstat/registry"
 log_format = "json"
+campaign_start = "2022-12-01"
 [ingest]
 brokers = "kafka:9092"
-topics = ["grid.visits.v1", "grid.cases.v1"]
+topics = ["grid.visits.v1", "grid.cases.v1", "grid.extra.v1"]
+group = "workers"
 flush_interval_ms = 30000
+max_segment_rows = 1000
 max_buffered_rows = 100000
 max_buffered_bytes = 67108864
 metrics_addr = "0.0.0.0:9464"
@@ -220,27 +304,143 @@ metrics_addr = "0.0.0.0:9464"
 overdue_hours = 48
 [site]
 threshold = 10
-"#,
-        )
-        .unwrap();
-        let env: BTreeMap<_, _> = config.env_values().into_iter().collect();
-        assert_eq!(env["GRIDSTAT_LAKE"], "s3://gridstat/lake");
-        assert_eq!(env["GRIDSTAT_S3_ALLOW_HTTP"], "true");
-        assert_eq!(env["GRIDSTAT_TOPICS"], "grid.visits.v1,grid.cases.v1");
-        assert_eq!(env["GRIDSTAT_FLUSH_INTERVAL_MS"], "30000");
-        assert_eq!(env["GRIDSTAT_MAX_BUFFERED_ROWS"], "100000");
-        assert_eq!(env["GRIDSTAT_MAX_BUFFERED_BYTES"], "67108864");
-        assert_eq!(env["GRIDSTAT_METRICS_ADDR"], "0.0.0.0:9464");
-        assert_eq!(env["GRIDSTAT_OVERDUE_HOURS"], "48");
-        assert_eq!(env["GRIDSTAT_SITE_THRESHOLD"], "10");
-        assert!(!env.contains_key("GRIDSTAT_GROUP"));
+base_url = "https://stats.example.org/"
+[intake]
+brokers = "kafka-intake:9092"
+listen = "0.0.0.0:8080"
+devices = "s3://gridstat/devices.json"
+"#;
+
+    /// `args` parsed as the binary does, with `file` under them; the
+    /// flags' variables are not read, so the test sees only what it passes.
+    fn layered(file: &str, args: &[&str]) -> Cli {
+        let command = without_variables(Cli::command());
+        let args = std::iter::once("gridstat").chain(args.iter().copied());
+        let matches = command.try_get_matches_from(args).unwrap();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap();
+        ConfigFile::parse(file)
+            .unwrap()
+            .layer_under(&mut cli, &matches);
+        cli
+    }
+
+    fn without_variables(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(|arg| arg.env(None))
+            .mut_subcommands(without_variables)
+    }
+
+    fn ingest(cli: Cli) -> IngestArgs {
+        match cli.command {
+            Command::Ingest(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_file_sets_every_command_s_flags() {
+        let cli = layered(FULL, &["ingest"]);
+        assert_eq!(cli.registry, Some(PathBuf::from("/etc/gridstat/registry")));
+        assert!(matches!(cli.log_format, LogFormat::Json));
+        let args = ingest(cli);
+        assert_eq!(args.lake.lake, "s3://gridstat/lake");
+        assert_eq!(args.lake.s3_endpoint.as_deref(), Some("http://minio:9000"));
+        assert!(args.lake.s3_allow_http);
+        assert_eq!(args.campaign_start.to_string(), "2022-12-01");
+        assert_eq!(args.brokers.as_deref(), Some("kafka:9092"));
         assert_eq!(
-            config.kafka_settings(),
+            args.topics,
+            ["grid.visits.v1", "grid.cases.v1", "grid.extra.v1"]
+        );
+        assert_eq!(args.group, "workers");
+        assert_eq!(args.flush_interval_ms, 30_000);
+        assert_eq!(args.max_segment_rows, 1000);
+        assert_eq!(args.max_buffered_rows, 100_000);
+        assert_eq!(args.max_buffered_bytes, 64 << 20);
+        assert_eq!(args.metrics_addr, Some("0.0.0.0:9464".parse().unwrap()));
+
+        let Command::Aggregate(args) = layered(FULL, &["aggregate"]).command else {
+            unreachable!()
+        };
+        assert_eq!(args.lake.lake, "s3://gridstat/lake");
+        assert_eq!(args.overdue_hours, 48);
+        assert_eq!(args.campaign_start.to_string(), "2022-12-01");
+
+        let Command::Site(args) = layered(FULL, &["site", "--out", "o"]).command else {
+            unreachable!()
+        };
+        assert_eq!(args.lake.lake, "s3://gridstat/lake");
+        assert_eq!(args.threshold, 10);
+        assert_eq!(args.base_url, "https://stats.example.org/");
+
+        let Command::Sql(args) = layered(FULL, &["sql", "SELECT 1"]).command else {
+            unreachable!()
+        };
+        assert_eq!(args.lake.s3_endpoint.as_deref(), Some("http://minio:9000"));
+
+        let Command::Intake(args) = layered(FULL, &["intake"]).command else {
+            unreachable!()
+        };
+        assert_eq!(args.brokers.as_deref(), Some("kafka-intake:9092"));
+        assert_eq!(args.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.devices.location, "s3://gridstat/devices.json");
+        assert_eq!(
+            args.devices.s3_endpoint.as_deref(),
+            Some("http://minio:9000")
+        );
+
+        let Command::Devices(args) = layered(FULL, &["devices", "list"]).command else {
+            unreachable!()
+        };
+        assert_eq!(args.location.location, "s3://gridstat/devices.json");
+
+        assert_eq!(
+            ConfigFile::parse(FULL).unwrap().kafka_settings(),
             [
                 ("enable.partition.eof".to_string(), "false".to_string()),
                 ("session.timeout.ms".to_string(), "45000".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = "[ingest]\nflush_interval_ms = 5000\n[site]\nthreshold = 9\n";
+        let args = ingest(layered(file, &["ingest", "--from", "f"]));
+        assert_eq!(args.flush_interval_ms, 5000);
+        let args = ingest(layered(
+            file,
+            &["ingest", "--flush-interval-ms", "7", "--from", "f"],
+        ));
+        assert_eq!(args.flush_interval_ms, 7);
+        let args = ingest(layered("", &["ingest", "--from", "f"]));
+        assert_eq!(args.flush_interval_ms, 60_000);
+        // A flag given with its default value is still given.
+        let args = ingest(layered(
+            file,
+            &["ingest", "--flush-interval-ms=60000", "--from=f"],
+        ));
+        assert_eq!(args.flush_interval_ms, 60_000);
+
+        let threshold = |file: &str, args: &[&str]| match layered(file, args).command {
+            Command::Site(args) => args.threshold,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(threshold(file, &["site", "--out", "o"]), 9);
+        assert_eq!(
+            threshold(file, &["site", "--out", "o", "--threshold", "3"]),
+            3
+        );
+        assert_eq!(threshold("", &["site", "--out", "o"]), 5);
+
+        // Global flags, given before or after the subcommand.
+        let file = "log_format = \"json\"\nregistry = \"from-file\"\n";
+        let cli = layered(file, &["--registry", "flag", "registry"]);
+        assert_eq!(cli.registry, Some(PathBuf::from("flag")));
+        assert!(matches!(cli.log_format, LogFormat::Json));
+        let cli = layered(file, &["registry", "--log-format", "text", "--registry=f"]);
+        assert_eq!(cli.registry, Some(PathBuf::from("f")));
+        assert!(matches!(cli.log_format, LogFormat::Text));
     }
 
     #[test]
@@ -263,16 +463,10 @@ threshold = 10
     }
 
     #[test]
-    fn config_flag_is_found_before_parsing() {
-        let args: Vec<OsString> = ["gridstat", "ingest", "--config=/etc/g.toml"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert_eq!(config_path(&args), Some(PathBuf::from("/etc/g.toml")));
-        let args: Vec<OsString> = ["gridstat", "--config", "a.toml", "ingest"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert_eq!(config_path(&args), Some(PathBuf::from("a.toml")));
+    fn config_flag_is_found_before_or_after_the_subcommand() {
+        let cli = layered("", &["ingest", "--from=f", "--config=/etc/g.toml"]);
+        assert_eq!(cli.config, Some(PathBuf::from("/etc/g.toml")));
+        let cli = layered("", &["--config", "a.toml", "ingest", "--from=f"]);
+        assert_eq!(cli.config, Some(PathBuf::from("a.toml")));
     }
 }

@@ -74,7 +74,7 @@ pub(crate) struct DevicesArgs {
     #[command(subcommand)]
     command: DevicesCommand,
     #[command(flatten)]
-    location: DevicesLocation,
+    pub(crate) location: DevicesLocation,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,14 +16,9 @@ pub(crate) struct IngestArgs {
     #[command(flatten)]
     pub(crate) lake: LakeArgs,
     /// Read NDJSON from this file (`-` for stdin) instead of Kafka; the partition is 0 and the offset the line number − 1.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "brokers",
-        required_unless_present = "brokers"
-    )]
+    #[arg(long, value_name = "FILE", conflicts_with = "brokers")]
     pub(crate) from: Option<PathBuf>,
-    /// Kafka bootstrap servers, `HOST:PORT[,…]`.
+    /// Kafka bootstrap servers, `HOST:PORT[,…]` (required without --from).
     #[arg(long, env = "GRIDSTAT_BROKERS")]
     pub(crate) brokers: Option<String>,
     /// Topics to consume (comma-separated).
@@ -123,8 +118,16 @@ pub(crate) fn run(
         );
         return Ok(());
     }
+    // Not clap's `required_unless_present`: the brokers may come from the
+    // config file, which is layered in after clap has checked the flags.
+    let Some(brokers) = args.brokers.clone() else {
+        anyhow::bail!(
+            "nothing to ingest: give --from FILE, or Kafka brokers with --brokers, \
+             GRIDSTAT_BROKERS or `brokers` in the config file's [ingest] table"
+        );
+    };
     let config = KafkaIngestConfig {
-        brokers: args.brokers.clone().unwrap_or_default(),
+        brokers,
         topics: args.topics.clone(),
         group: args.group.clone(),
         settings: config_file

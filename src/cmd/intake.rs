@@ -14,9 +14,9 @@ use super::devices::DevicesLocation;
 
 #[derive(Debug, Args)]
 pub(crate) struct IntakeArgs {
-    /// Kafka bootstrap servers, `HOST:PORT[,…]`.
+    /// Kafka bootstrap servers, `HOST:PORT[,…]` (required; also `brokers` in the config file's `[intake]` table).
     #[arg(long, env = "GRIDSTAT_BROKERS")]
-    brokers: String,
+    pub(crate) brokers: Option<String>,
     /// The visits topic and the case-updates topic, as ingest reads them.
     #[arg(
         long,
@@ -24,15 +24,15 @@ pub(crate) struct IntakeArgs {
         value_delimiter = ',',
         default_value = "grid.visits.v1,grid.cases.v1"
     )]
-    topics: Vec<String>,
+    pub(crate) topics: Vec<String>,
     /// Address to serve HTTP on.
     #[arg(long, env = "GRIDSTAT_INTAKE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     #[command(flatten)]
-    devices: DevicesLocation,
+    pub(crate) devices: DevicesLocation,
     /// First day of the campaign: earlier visits are rejected (as ingest does).
     #[arg(long, default_value = "2022-11-25", env = "GRIDSTAT_CAMPAIGN_START")]
-    campaign_start: chrono::NaiveDate,
+    pub(crate) campaign_start: chrono::NaiveDate,
     /// How long a submission may wait for Kafka's delivery report before it gets 503.
     #[arg(
         long,
@@ -118,13 +118,20 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: IntakeArgs) -> anyhow::Resu
         "--topics {}: name two topics, visits then case updates (e.g. grid.visits.v1,grid.cases.v1)",
         args.topics.join(",")
     );
+    // Checked here, not by clap: the brokers may come from the config file,
+    // which is layered in after clap has checked the flags.
+    let Some(brokers) = args.brokers.clone() else {
+        anyhow::bail!(
+            "give the Kafka brokers with --brokers, GRIDSTAT_BROKERS or `brokers` in the config file's [intake] table"
+        );
+    };
     let registry = Arc::new(super::load_registry(registry_dir)?);
     let opts = args.options();
     let devices = args.devices.open()?;
     let runtime = super::runtime()?;
     runtime.block_on(async move {
         let sink = KafkaSinkConfig {
-            brokers: args.brokers.clone(),
+            brokers: brokers.clone(),
             topics: args.topics.clone(),
             delivery_timeout: Duration::from_millis(args.delivery_timeout_ms.max(1)),
             probe_interval: Duration::from_secs(2),
@@ -149,7 +156,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: IntakeArgs) -> anyhow::Resu
         let bound = listener.local_addr()?;
         tracing::info!(
             addr = %bound,
-            brokers = %args.brokers,
+            brokers = %brokers,
             visits = %opts.visits_topic,
             cases = %opts.cases_topic,
             devices = %devices.location(),

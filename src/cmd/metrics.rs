@@ -1,5 +1,6 @@
-//! `--metrics-addr`: Prometheus text at /metrics, liveness at /healthz,
-//! over HTTP/1.1 (hyper).
+//! `--metrics-addr`: metrics at /metrics, liveness at /healthz, over
+//! HTTP/1.1 (hyper). /metrics answers in OpenMetrics to a scraper that
+//! accepts it (Prometheus does), in Prometheus text to anyone else.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use gridstat_ingest::metrics::Exposition;
 use gridstat_ingest::IngestMetrics;
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -66,11 +68,14 @@ fn respond<B>(req: &Request<B>, metrics: &IngestMetrics) -> Response<Full<Bytes>
     const TEXT: &str = "text/plain; charset=utf-8";
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     let (status, content_type, body) = match req.uri().path() {
-        "/metrics" if read => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
+        "/metrics" if read => {
+            let format = exposition(req);
+            (
+                StatusCode::OK,
+                format.content_type(),
+                metrics.render(format),
+            )
+        }
         "/healthz" if read => (StatusCode::OK, TEXT, "ok\n".to_string()),
         "/metrics" | "/healthz" => (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -96,6 +101,19 @@ fn respond<B>(req: &Request<B>, metrics: &IngestMetrics) -> Response<Full<Bytes>
         );
     }
     response
+}
+
+/// OpenMetrics when the request's `Accept` names it, else Prometheus text.
+fn exposition<B>(req: &Request<B>) -> Exposition {
+    let accepts_openmetrics = req.headers().get_all(ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+    });
+    if accepts_openmetrics {
+        Exposition::OpenMetrics
+    } else {
+        Exposition::PrometheusText
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +151,19 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.contains("version=0.0.4"), "{answer}");
         assert!(answer.contains("# TYPE gridstat_ingest_flush_seconds histogram"));
+        assert!(answer.contains("\ngridstat_ingest_partitions_owned 0\n"));
+        // What Prometheus asks for.
+        let scrape = "GET /metrics HTTP/1.1\r\nHost: a\r\nAccept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1\r\n";
+        let answer = exchange(addr, &[scrape, close]).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text; version=1.0.0"),
+            "{answer}"
+        );
+        assert!(answer.contains("# TYPE gridstat_ingest_records_in counter\n"));
+        assert!(answer.ends_with("# EOF\n"), "{answer}");
         let answer = exchange(addr, &["GET /healthz HTTP/1.1\r\nHost: a\r\n", close]).await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nok\n"));
         let answer = exchange(addr, &["HEAD /metrics HTTP/1.1\r\nHost: a\r\n", close]).await;
