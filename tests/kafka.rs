@@ -140,6 +140,7 @@ fn worker(brokers: &str, topic: &str, group: &str, lake: &Lake, metrics_port: Op
         group,
     ])
     .args(["--flush-interval-ms", "500", "--max-segment-rows", "400"])
+    .args(["--unhealthy-after-ms", "5000"])
     .args([
         "-X",
         "session.timeout.ms=6000",
@@ -448,8 +449,9 @@ async fn s3_down_for_20_s_no_commits_nothing_lost() {
     let messages = campaign(2, 0.003);
     let (before, during) = messages.split_at(messages.len() / 2);
     produce(&brokers, &topic, before).await;
-    let a = worker(&brokers, &topic, &group, &lake, None);
-    let b = worker(&brokers, &topic, &group, &lake, None);
+    let ports = [free_port(), free_port()];
+    let a = worker(&brokers, &topic, &group, &lake, Some(ports[0]));
+    let b = worker(&brokers, &topic, &group, &lake, Some(ports[1]));
     wait_caught_up(
         &brokers,
         &topic,
@@ -471,6 +473,14 @@ async fn s3_down_for_20_s_no_commits_nothing_lost() {
         after, frozen,
         "no offset is committed while the store is down"
     );
+    // Messages wait and nothing is written: the workers say so.
+    let stalled = [healthz(ports[0]).await, healthz(ports[1]).await];
+    assert!(
+        stalled
+            .iter()
+            .any(|(status, body)| *status == 503 && body.contains("stalled")),
+        "a stalled worker fails its health check: {stalled:?}"
+    );
 
     // It comes back on the same folder: the workers catch up on their own.
     let _server = s3_server(&s3s, root.path(), port);
@@ -483,9 +493,29 @@ async fn s3_down_for_20_s_no_commits_nothing_lost() {
         Duration::from_secs(90),
     )
     .await;
+    for port in ports {
+        assert_eq!(healthz(port).await.0, 200, "healthy again once caught up");
+    }
     stop(a);
     stop(b);
     assert_exactly_once(&lake, &messages).await;
+}
+
+/// One worker's `/healthz`: status code and body.
+async fn healthz(port: u16) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
 }
 
 /// One worker's `gridstat_ingest_partitions_owned`.

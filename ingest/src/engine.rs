@@ -201,6 +201,7 @@ impl IngestEngine {
         for f in self.in_flight.drain(..) {
             f.handle.abort();
         }
+        self.report_writes();
         let owned: Vec<(Arc<str>, i32)> = self.partitions.keys().cloned().collect();
         for (topic, partition) in owned {
             self.revoke(&topic, partition);
@@ -519,8 +520,10 @@ impl IngestEngine {
         self.in_flight.push(InFlight {
             key: key.clone(),
             end,
+            started: Instant::now(),
             handle: tokio::spawn(bounded),
         });
+        self.report_writes();
         if self.background_writes {
             commits.extend(self.reap(None).await?);
         } else {
@@ -544,7 +547,9 @@ impl IngestEngine {
                 continue;
             }
             let f = self.in_flight.remove(i);
-            let written = f.handle.await.map_err(|e| Error::Encode {
+            let written = f.handle.await;
+            self.report_writes();
+            let written = written.map_err(|e| Error::Encode {
                 what: "a segment write task".into(),
                 source: Box::new(e),
             })??;
@@ -566,11 +571,18 @@ impl IngestEngine {
                         partition = f.key.1,
                         "Partition taken over by another worker; its records are left to the new owner."
                     );
+                    self.metrics.fenced();
                     self.revoke(&f.key.0, f.key.1);
                 }
             }
         }
         Ok(commits)
+    }
+
+    /// Tell the metrics when the oldest write in progress started.
+    fn report_writes(&self) {
+        let oldest = self.in_flight.iter().map(|f| f.started).min();
+        self.metrics.writing_since(oldest);
     }
 
     /// Wait for every background write.
@@ -818,6 +830,7 @@ const TAKEOVER_ATTEMPTS: u32 = 10;
 struct InFlight {
     key: (Arc<str>, i32),
     end: i64,
+    started: Instant,
     handle: tokio::task::JoinHandle<Result<Written>>,
 }
 

@@ -76,6 +76,8 @@ impl RebalanceLog {
 pub struct WorkerContext {
     log: Arc<RebalanceLog>,
     end_offsets: Arc<Mutex<HashMap<(String, i32), i64>>>,
+    /// Assigned partitions not consumed: their state cannot be read.
+    blocked: Arc<Mutex<std::collections::HashSet<(String, i32)>>>,
 }
 
 impl ClientContext for WorkerContext {
@@ -246,10 +248,18 @@ fn update_commit_lag(consumer: &WorkerConsumer, engine: &IngestEngine) {
 }
 
 async fn apply_rebalances(consumer: &WorkerConsumer, engine: &mut IngestEngine) -> Result<()> {
+    let blocked = &consumer.context().blocked;
     for (assigned, parts) in consumer.context().log.take() {
         for (topic, partition) in parts {
             if !assigned {
                 engine.revoke(&topic, partition);
+                let was_blocked = blocked
+                    .lock()
+                    .expect("blocked partitions")
+                    .remove(&(topic.clone(), partition));
+                if was_blocked {
+                    engine.metrics().partition_blocked(false);
+                }
                 continue;
             }
             match engine.assign(&topic, partition).await {
@@ -261,6 +271,13 @@ async fn apply_rebalances(consumer: &WorkerConsumer, engine: &mut IngestEngine) 
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition(&topic, partition);
                     consumer.pause(&tpl).map_err(kafka("pausing a partition"))?;
+                    let newly = blocked
+                        .lock()
+                        .expect("blocked partitions")
+                        .insert((topic.clone(), partition));
+                    if newly {
+                        engine.metrics().partition_blocked(true);
+                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -276,6 +293,7 @@ async fn apply_rebalances(consumer: &WorkerConsumer, engine: &mut IngestEngine) 
 async fn rejoin(consumer: &WorkerConsumer, engine: &mut IngestEngine, cause: &Error) -> Result<()> {
     tracing::warn!(error = %cause, "Giving up every partition and rejoining the group.");
     engine.reset();
+    engine.metrics().rejoined();
     let subscribed = consumer
         .subscription()
         .map_err(kafka("reading the subscription"))?;

@@ -2,7 +2,9 @@
 //! Prometheus text or OpenMetrics. Never labelled by anything of high
 //! cardinality: an error class, or a topic and partition this worker owns.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use gridstat_schemas::ErrorClass;
 use prometheus_client::encoding::{prometheus_text, text, EncodeLabelSet};
@@ -63,6 +65,35 @@ pub struct IngestMetrics {
     quarantined: Family<ClassLabel, Counter>,
     commit_lag: Family<PartitionLabels, Gauge>,
     partitions_owned: Gauge,
+    partitions_blocked: Gauge,
+    fenced: Counter,
+    rejoins: Counter,
+    /// Each owned partition's commit lag, for the health check.
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// When a segment was last flushed and committed (or the worker started).
+    progress: Mutex<Instant>,
+    /// When the oldest segment write still in progress started.
+    writing_since: Mutex<Option<Instant>>,
+}
+
+/// What `/healthz` says of a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Making progress, or nothing to do.
+    Healthy,
+    /// Messages wait, and no segment was written for this long.
+    Stalled {
+        /// Since the last flush.
+        idle: Duration,
+        /// Messages waiting over all owned partitions.
+        lag: i64,
+    },
+    /// A segment write has been under way for this long (a store that
+    /// does not answer).
+    Writing {
+        /// Since the write started.
+        for_: Duration,
+    },
 }
 
 impl Default for IngestMetrics {
@@ -78,6 +109,12 @@ impl Default for IngestMetrics {
             quarantined: Family::default(),
             commit_lag: Family::default(),
             partitions_owned: Gauge::default(),
+            partitions_blocked: Gauge::default(),
+            fenced: Counter::default(),
+            rejoins: Counter::default(),
+            lag: Mutex::default(),
+            progress: Mutex::new(Instant::now()),
+            writing_since: Mutex::new(None),
         };
         // Every class is exposed from the start, at 0.
         for class in ErrorClass::ALL {
@@ -113,6 +150,16 @@ impl IngestMetrics {
                 &self.bytes_written,
             ),
             ("flushes", "Segments flushed", &self.flushes),
+            (
+                "fenced",
+                "Segment writes refused because another worker took the partition over",
+                &self.fenced,
+            ),
+            (
+                "rejoins",
+                "Times the worker gave every partition up after a write outlived its deadline",
+                &self.rejoins,
+            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
@@ -138,7 +185,53 @@ impl IngestMetrics {
             "Messages not yet committed, per partition",
             self.commit_lag.clone(),
         );
+        r.register(
+            "partitions_blocked",
+            "Assigned partitions not consumed because their state in the lake cannot be read",
+            self.partitions_blocked.clone(),
+        );
         self
+    }
+
+    /// When the oldest segment write still in progress started (`None`: none is).
+    pub(crate) fn writing_since(&self, since: Option<Instant>) {
+        *lock(&self.writing_since) = since;
+    }
+
+    pub(crate) fn fenced(&self) {
+        self.fenced.inc();
+    }
+
+    pub(crate) fn rejoined(&self) {
+        self.rejoins.inc();
+    }
+
+    /// Count a partition as blocked (`true`) or no longer blocked.
+    pub(crate) fn partition_blocked(&self, blocked: bool) {
+        if blocked {
+            self.partitions_blocked.inc();
+        } else {
+            self.partitions_blocked.dec();
+        }
+    }
+
+    /// The worker's health at `now`: stalled when messages wait (commit
+    /// lag on an owned partition) and no segment was written for longer
+    /// than `stall_after`.
+    pub fn health(&self, now: Instant, stall_after: Duration) -> Health {
+        if let Some(since) = *lock(&self.writing_since) {
+            let for_ = now.saturating_duration_since(since);
+            if for_ > stall_after {
+                return Health::Writing { for_ };
+            }
+        }
+        let lag: i64 = lock(&self.lag).values().sum();
+        let idle = now.saturating_duration_since(*lock(&self.progress));
+        if lag > 0 && idle > stall_after {
+            Health::Stalled { idle, lag }
+        } else {
+            Health::Healthy
+        }
     }
 
     pub(crate) fn record_in(&self, bytes: usize) {
@@ -159,6 +252,7 @@ impl IngestMetrics {
         self.bytes_written.inc_by(bytes as u64);
         self.flushes.inc();
         self.flush_seconds.observe(took.as_secs_f64());
+        *lock(&self.progress) = Instant::now();
     }
 
     /// Record a partition's commit lag (end offset − committed offset).
@@ -168,6 +262,7 @@ impl IngestMetrics {
             partition,
         };
         self.commit_lag.get_or_create(&labels).set(lag);
+        lock(&self.lag).insert((topic.to_string(), partition), lag);
     }
 
     pub(crate) fn set_partitions_owned(&self, n: usize) {
@@ -180,6 +275,7 @@ impl IngestMetrics {
             topic: topic.to_string(),
             partition,
         });
+        lock(&self.lag).remove(&(topic.to_string(), partition));
     }
 
     /// Valid rows written so far.
@@ -212,9 +308,59 @@ impl IngestMetrics {
     }
 }
 
+/// A lock whose data stays usable if a holder panicked (plain numbers).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_with_waiting_messages_and_no_flush_for_too_long_is_stalled() {
+        let m = IngestMetrics::default();
+        let start = Instant::now();
+        let limit = Duration::from_secs(60);
+        assert_eq!(
+            m.health(start + Duration::from_secs(600), limit),
+            Health::Healthy,
+            "idle, nothing waits"
+        );
+        m.set_commit_lag("t", 0, 40);
+        assert_eq!(
+            m.health(start + Duration::from_secs(10), limit),
+            Health::Healthy,
+            "waiting, not for long"
+        );
+        assert!(matches!(
+            m.health(start + Duration::from_secs(600), limit),
+            Health::Stalled { lag: 40, .. }
+        ));
+        m.flushed(1, 1, Duration::from_millis(5));
+        assert_eq!(
+            m.health(Instant::now(), limit),
+            Health::Healthy,
+            "a flush is progress"
+        );
+        m.forget_partition("t", 0);
+        assert_eq!(
+            m.health(Instant::now() + Duration::from_secs(600), limit),
+            Health::Healthy
+        );
+        // A write that does not return is a stall, lag or not.
+        let started = Instant::now();
+        m.writing_since(Some(started));
+        assert!(matches!(
+            m.health(started + Duration::from_secs(61), limit),
+            Health::Writing { .. }
+        ));
+        m.writing_since(None);
+        assert_eq!(
+            m.health(started + Duration::from_secs(61), limit),
+            Health::Healthy
+        );
+    }
 
     fn value(text: &str, series: &str) -> f64 {
         text.lines()
@@ -281,7 +427,10 @@ mod tests {
                 assert!(at < text.find(l).unwrap(), "{l}");
                 assert_eq!(text.matches(&declared).count(), 1, "{declared}");
             }
-            assert_eq!(text.matches("# TYPE ").count(), 9, "{text}");
+            assert_eq!(value(&text, "gridstat_ingest_fenced_total"), 0.0);
+            assert_eq!(value(&text, "gridstat_ingest_rejoins_total"), 0.0);
+            assert_eq!(value(&text, "gridstat_ingest_partitions_blocked"), 0.0);
+            assert_eq!(text.matches("# TYPE ").count(), 12, "{text}");
         }
         let open = m.render(Exposition::OpenMetrics);
         assert!(open.ends_with("# EOF\n"), "{open}");

@@ -63,6 +63,7 @@ struct IngestSection {
     max_buffered_bytes: Option<usize>,
     metrics_addr: Option<std::net::SocketAddr>,
     write_deadline_ms: Option<u64>,
+    unhealthy_after_ms: Option<u64>,
     /// librdkafka settings, as with `-X key=value`.
     #[serde(default)]
     kafka: BTreeMap<String, toml::Value>,
@@ -226,6 +227,11 @@ impl ConfigFile {
             "write_deadline_ms",
             &mut args.write_deadline_ms,
             &file.write_deadline_ms,
+        );
+        unset.fill(
+            "unhealthy_after_ms",
+            &mut args.unhealthy_after_ms,
+            &file.unhealthy_after_ms,
         );
     }
 

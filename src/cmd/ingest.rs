@@ -56,6 +56,9 @@ pub(crate) struct IngestArgs {
     /// Longest a segment write may take, retries included; past it a Kafka worker gives its partitions up and rejoins. At most half of max.poll.interval.ms.
     #[arg(long, env = "GRIDSTAT_WRITE_DEADLINE_MS", default_value_t = gridstat_ingest::config::DEFAULT_WRITE_DEADLINE.as_millis() as u64)]
     pub(crate) write_deadline_ms: u64,
+    /// /healthz fails once messages have waited this long without a segment written (the probe then restarts the worker).
+    #[arg(long, env = "GRIDSTAT_UNHEALTHY_AFTER_MS", default_value_t = 300_000)]
+    pub(crate) unhealthy_after_ms: u64,
     /// The name --from's input is tracked under in the lake (default: the file's name; required for `-`, standard input).
     #[arg(long, value_name = "NAME", requires = "from")]
     pub(crate) source_id: Option<String>,
@@ -139,7 +142,8 @@ pub(crate) fn run(
     runtime.block_on(async move {
         let metrics = Arc::new(IngestMetrics::default());
         if let Some(addr) = args.metrics_addr {
-            super::metrics::spawn(addr, Arc::clone(&metrics)).await?;
+            let stall = std::time::Duration::from_millis(args.unhealthy_after_ms);
+            super::metrics::spawn(addr, Arc::clone(&metrics), stall).await?;
         }
         gridstat_ingest::kafka::check_write_deadline(&config.settings, opts.write_deadline)?;
         let consumer = config.build()?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gridstat_ingest::metrics::Exposition;
+use gridstat_ingest::metrics::{Exposition, Health};
 use gridstat_ingest::IngestMetrics;
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -27,6 +27,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn spawn(
     addr: SocketAddr,
     metrics: Arc<IngestMetrics>,
+    stall_after: Duration,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
@@ -47,7 +48,7 @@ pub(crate) async fn spawn(
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let response = respond(&req, &metrics);
+                    let response = respond(&req, &metrics, stall_after);
                     async move { Ok::<_, Infallible>(response) }
                 });
                 let connection = http1::Builder::new()
@@ -64,7 +65,14 @@ pub(crate) async fn spawn(
 }
 
 /// The answer to one request: GET or HEAD of /metrics or /healthz.
-fn respond<B>(req: &Request<B>, metrics: &IngestMetrics) -> Response<Full<Bytes>> {
+/// `/healthz` is 503 while the worker is stalled: messages wait and no
+/// segment was written for `stall_after` (a store it cannot write to, a
+/// wedged consumer); a probe then restarts it.
+fn respond<B>(
+    req: &Request<B>,
+    metrics: &IngestMetrics,
+    stall_after: Duration,
+) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     let (status, content_type, body) = match req.uri().path() {
@@ -76,7 +84,25 @@ fn respond<B>(req: &Request<B>, metrics: &IngestMetrics) -> Response<Full<Bytes>
                 metrics.render(format),
             )
         }
-        "/healthz" if read => (StatusCode::OK, TEXT, "ok\n".to_string()),
+        "/healthz" if read => match metrics.health(std::time::Instant::now(), stall_after) {
+            Health::Healthy => (StatusCode::OK, TEXT, "ok\n".to_string()),
+            Health::Stalled { idle, lag } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!(
+                    "stalled: {lag} messages wait and no segment was written for {} s\n",
+                    idle.as_secs()
+                ),
+            ),
+            Health::Writing { for_ } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!(
+                    "stalled: a segment write has not returned for {} s\n",
+                    for_.as_secs()
+                ),
+            ),
+        },
         "/metrics" | "/healthz" => (
             StatusCode::METHOD_NOT_ALLOWED,
             TEXT,
@@ -138,6 +164,7 @@ mod tests {
         let addr = spawn(
             "127.0.0.1:0".parse().unwrap(),
             Arc::new(IngestMetrics::default()),
+            Duration::from_secs(300),
         )
         .await
         .unwrap();
