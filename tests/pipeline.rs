@@ -5,31 +5,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-mod common;
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use chrono::{Duration, NaiveDate};
 use gridstat_aggregate::{AggregateOptions, NoProgress};
 use gridstat_ingest::file::{ingest_ndjson, FileReport};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
-use gridstat_schemas::generate::{write_ndjson, Expect, GenOptions, GeneratedMessage, Generator};
+use gridstat_schemas::generate::{Expect, GenOptions, GeneratedMessage, Generator};
 use gridstat_schemas::record::{CaseKind, CaseStatus, TargetKind};
 use gridstat_schemas::time::{local_date, local_midnight};
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
+use gridstat_testkit::campaign::{mixed as campaign, ndjson};
+use gridstat_testkit::files::file_contents;
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
-
-fn campaign() -> GenOptions {
-    GenOptions {
-        days: 5,
-        scale: 0.01,
-        duplicate_rate: 0.05,
-        invalid_rate: 0.02,
-        late_rate: 0.08,
-        ..GenOptions::default()
-    }
-}
 
 fn messages(registry: &Registry) -> Vec<GeneratedMessage> {
     Generator::new(registry, campaign()).collect()
@@ -46,13 +35,6 @@ fn campaign_with_resends() -> GenOptions {
 
 fn store(dir: &Path) -> Arc<dyn ObjectStore> {
     Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap())
-}
-
-/// `msgs` as an NDJSON file's bytes.
-fn ndjson(msgs: &[GeneratedMessage]) -> Vec<u8> {
-    let mut text = Vec::new();
-    write_ndjson(&mut text, msgs.iter().cloned()).unwrap();
-    text
 }
 
 /// The Python named by GRIDSTAT_TEST_DUCKDB (duckdb, polars and pyarrow
@@ -509,7 +491,7 @@ async fn two_raw_rows_of_one_message_are_counted_once() {
 }
 
 fn rollup_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    common::file_contents(&dir.join("rollups"))
+    file_contents(&dir.join("rollups"))
         .into_iter()
         .map(|(k, v)| (format!("rollups/{k}"), v))
         .collect()
@@ -892,7 +874,7 @@ async fn the_binary_reuses_pooled_zstd_contexts_and_writes_the_same_bytes() {
     }
     let written = |dir: &Path| {
         let mut files = rollup_files(dir);
-        for (k, v) in common::file_contents(&dir.join("curated")) {
+        for (k, v) in file_contents(&dir.join("curated")) {
             files.insert(format!("curated/{k}"), v);
         }
         files
