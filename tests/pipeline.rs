@@ -622,39 +622,6 @@ async fn offsets_in(lake: &Arc<dyn ObjectStore>, registry: &Registry) -> Vec<(St
     out
 }
 
-/// A file ingested again after an interrupted run resumes at the first
-/// line the lake lacks: the lines before are skipped undecoded, and the
-/// lake ends up holding every line once, as a single run leaves it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_ingested_again_resumes_where_the_lake_stops() {
-    let registry = Arc::new(Registry::jiangmen());
-    let msgs = messages(&registry);
-    let (once, twice) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (once, twice) = (store(once.path()), store(twice.path()));
-    let single = ingest(Arc::clone(&once), Arc::clone(&registry), &msgs, "c.ndjson").await;
-    // The interrupted run got the first 60% of the lines into the lake.
-    let cut = msgs.len() * 3 / 5;
-    let first = ingest(
-        Arc::clone(&twice),
-        Arc::clone(&registry),
-        &msgs[..cut],
-        "c.ndjson",
-    )
-    .await;
-    assert_eq!(first.lines, cut as u64);
-    let second = ingest(Arc::clone(&twice), Arc::clone(&registry), &msgs, "c.ndjson").await;
-    assert_eq!(second.resumed_from, cut as i64);
-    assert_eq!(second.lines, msgs.len() as u64);
-    assert_eq!(
-        first.rows_written + second.rows_written,
-        single.rows_written
-    );
-    assert_eq!(first.quarantined + second.quarantined, single.quarantined);
-    let all = offsets_in(&once, &registry).await;
-    assert_eq!(all.len(), msgs.len());
-    assert_eq!(offsets_in(&twice, &registry).await, all);
-}
-
 /// `gridstat ingest --from -` reads standard input into the same rows as
 /// `--from FILE`: every line in the same table at the same offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
