@@ -737,59 +737,6 @@ async fn s3_lake_gives_the_same_rollups() {
     }
 }
 
-/// Golden rollups of a small day: city and counties, every figure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn golden_rollups_of_a_small_day() {
-    let registry = Arc::new(Registry::jiangmen());
-    let opts = GenOptions {
-        seed: 5,
-        days: 2,
-        scale: 0.002,
-        ..GenOptions::default()
-    };
-    let msgs: Vec<_> = Generator::new(&registry, opts).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = store(dir.path());
-    ingest_and_aggregate(&lake, &registry, &msgs, "small.ndjson").await;
-    for table in ["rollups_daily", "rollups_cumulative"] {
-        let sql = format!(
-            "SELECT * EXCLUDE (area_name) FROM {table} WHERE level IN ('city', 'county') AND dt = '2022-11-26' ORDER BY level, area_code"
-        );
-        let batches = query(&lake, &registry, &sql).await;
-        let text = arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
-        // One line per figure keeps the snapshot readable and diffable.
-        let transposed = transpose(&batches);
-        assert!(!text.is_empty());
-        insta::assert_snapshot!(table, transposed);
-    }
-}
-
-fn transpose(batches: &[RecordBatch]) -> String {
-    let mut out = String::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = b
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    format!(
-                        "{}={}",
-                        f.name(),
-                        arrow::util::display::array_value_to_string(b.column(i), r).unwrap()
-                    )
-                })
-                .collect();
-            out += &cells.join(" ");
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// The `gridstat` binary pools zstd's contexts (`src/zstd_contexts.rs`),
 /// which this test binary does not: both must read the same raw files into
 /// the same curated and rollup bytes, and the binary must hand out most of
