@@ -166,6 +166,43 @@ mod tests {
     /// in its order and with its types. Their nullability is the
     /// catalogue's but for the distinct reporter counts, which the files
     /// declare never null.
+    /// Raw data dated after the latest day a run accepts (a message
+    /// years ahead, from an ingest without the real clock) is refused with
+    /// a file named, not rolled up into a calendar of years.
+    #[tokio::test]
+    async fn raw_data_dated_after_the_latest_day_is_refused() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let registry = Registry::jiangmen();
+        let start = NaiveDate::from_ymd_opt(2031, 3, 1).unwrap();
+        let campaign = gridstat_schemas::generate::GenOptions {
+            start,
+            days: 1,
+            scale: 0.001,
+            ..Default::default()
+        };
+        test_support::write_raw_lake(&store, &registry, campaign).await;
+        let opts = AggregateOptions {
+            campaign_start: start,
+            latest_day: NaiveDate::from_ymd_opt(2026, 12, 8),
+            ..AggregateOptions::default()
+        };
+        let err = run(Arc::clone(&store), &registry, &opts, &NoProgress)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dated 2031-03-01, after 2026-12-08") && err.contains("raw/"),
+            "{err}"
+        );
+        // Nothing was recorded, and a run that accepts the day goes on.
+        let accepted = AggregateOptions {
+            latest_day: None,
+            ..opts
+        };
+        let report = run(store, &registry, &accepted, &NoProgress).await.unwrap();
+        assert_eq!(report.rollup_days.len(), 1);
+    }
+
     #[tokio::test]
     async fn rollup_files_have_the_catalogues_columns() {
         use arrow::datatypes::{DataType, Schema};
