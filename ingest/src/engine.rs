@@ -235,6 +235,13 @@ impl IngestEngine {
         self.background_writes = on;
     }
 
+    /// Take the partitions this worker lost to a newer owner while writing
+    /// since the last call (a source that can be told to re-balance, as
+    /// Kafka's, checks who owns them now).
+    pub fn take_fenced(&mut self) -> Vec<(Arc<str>, i32)> {
+        std::mem::take(&mut self.fenced).into_iter().collect()
+    }
+
     /// Whether a partition is currently owned.
     pub fn owns(&self, topic: &str, partition: i32) -> bool {
         self.partitions

@@ -54,6 +54,12 @@ pub use site::{build, Audience, OutputFile, SiteOptions};
 /// Each file is written under a temporary name and renamed, so a web
 /// server never serves half a page.
 pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
+    // Paths hold area codes read from the lake: nothing may lead outside `dir`.
+    if let Some(f) = files.iter().find(|f| !is_plain_relative(&f.path)) {
+        return Err(Error::UnsafePath {
+            path: f.path.clone(),
+        });
+    }
     let marker = dir.join(SITE_MARKER);
     if dir.exists() && !marker.exists() {
         let empty = std::fs::read_dir(dir)
@@ -89,6 +95,18 @@ pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
         Ok(1)
     })?;
     Ok(written.iter().sum())
+}
+
+/// Whether `path` is relative and made only of plain names (no `..`, no
+/// root, no empty or hidden component).
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && !part.contains('\\')
+                && !part.chars().any(char::is_control)
+        })
 }
 
 /// The file that marks a directory as one `gridstat site` writes.
@@ -192,6 +210,27 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    /// An area code in the lake such as `../..` cannot lead a page out of
+    /// the site's directory.
+    #[test]
+    fn paths_leading_out_of_the_site_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("site");
+        for bad in [
+            "town/../../escape.html",
+            "/etc/passwd",
+            "town//index.html",
+            "town/.hidden/index.html",
+            "town\\..\\x.html",
+            "",
+        ] {
+            let err = write_site(&out, &[file(bad, "x")]).unwrap_err();
+            assert!(matches!(err, Error::UnsafePath { .. }), "{bad}: {err}");
+        }
+        assert!(!dir.path().join("escape.html").exists());
+        assert!(!out.exists(), "nothing written");
     }
 
     #[test]
