@@ -5,7 +5,7 @@
 //! done: thousands per ingest, about two thousand per aggregate refresh.
 //! Each new context asks the CPU for its features (`cpuid`, three times),
 //! and in a virtual machine every `cpuid` traps to the hypervisor: about
-//! 5 µs each on this project's machine, so context creation alone was 8 %
+//! 5 µs each on a 2-vCPU cloud VM, so context creation alone was 8 %
 //! of a refresh's CPU (docs/BENCHMARKS.md). The binary is linked with
 //! `--wrap` for the four constructor and destructor symbols (`build.rs`):
 //! a freed context is reset to its freshly created state

@@ -860,7 +860,9 @@ async fn pyarrow_polars_and_duckdb_read_the_lake_as_datafusion_does() {
     let registry = Arc::new(Registry::jiangmen());
     let dir = tempfile::tempdir().unwrap();
     let lake = store(dir.path());
-    ingest_and_aggregate(&lake, &registry, &messages(&registry), "campaign.ndjson").await;
+    // With conflicting resends, so that every table (`resends` too) has rows.
+    let msgs: Vec<GeneratedMessage> = Generator::new(&registry, campaign_with_resends()).collect();
+    ingest_and_aggregate(&lake, &registry, &msgs, "campaign.ndjson").await;
     let ctx = gridstat_aggregate::tables::session(Arc::clone(&lake));
     let registered = gridstat_aggregate::tables::register_all(&ctx, &lake, &registry)
         .await

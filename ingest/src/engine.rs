@@ -86,6 +86,10 @@ pub struct IngestEngine {
     background_writes: bool,
     grid_ranks: GridRanks,
     decoder: Decoder,
+    /// Partitions another writer took over from this one: records of them
+    /// are refused until they are assigned again (a rebalance), instead of
+    /// taking them back at whatever offset the source has reached.
+    fenced: std::collections::BTreeSet<(Arc<str>, i32)>,
 }
 
 impl IngestEngine {
@@ -114,6 +118,7 @@ impl IngestEngine {
             metrics,
             in_flight: Vec::new(),
             background_writes: false,
+            fenced: Default::default(),
         }
     }
 
@@ -133,6 +138,7 @@ impl IngestEngine {
         partition: i32,
         prefix: Option<&[u8]>,
     ) -> Result<i64> {
+        self.fenced.remove(&(Arc::from(topic), partition));
         let mut attempts = 0;
         let (state, takeover_seq) = loop {
             let current = self.store.read_state(topic, partition).await?;
@@ -229,6 +235,13 @@ impl IngestEngine {
         self.background_writes = on;
     }
 
+    /// Take the partitions this worker lost to a newer owner while writing
+    /// since the last call (a source that can be told to re-balance, as
+    /// Kafka's, checks who owns them now).
+    pub fn take_fenced(&mut self) -> Vec<(Arc<str>, i32)> {
+        std::mem::take(&mut self.fenced).into_iter().collect()
+    }
+
     /// Whether a partition is currently owned.
     pub fn owns(&self, topic: &str, partition: i32) -> bool {
         self.partitions
@@ -319,6 +332,15 @@ impl IngestEngine {
                 .is_some_and(|(t, p)| *p == rec.partition && **t == *rec.topic);
             if !same {
                 let key = self.partition_key(rec.topic, rec.partition);
+                if self.fenced.contains(&key) {
+                    // The records since its last commit were dropped with
+                    // the segment: a source that cannot read them again
+                    // (a file read once) must not go on past them.
+                    return Err(Error::Fenced {
+                        topic: rec.topic.to_string(),
+                        partition: rec.partition,
+                    });
+                }
                 if !self.partitions.contains_key(&key) {
                     self.assign(rec.topic, rec.partition).await?;
                 }
@@ -573,6 +595,7 @@ impl IngestEngine {
                     );
                     self.metrics.fenced();
                     self.revoke(&f.key.0, f.key.1);
+                    self.fenced.insert(f.key.clone());
                 }
             }
         }
@@ -1168,5 +1191,58 @@ mod tests {
             assert!(segments[&0].len() >= 10, "partition 0: {:?}", segments[&0]);
             assert_eq!(segments.len(), PARTITIONS as usize);
         }
+    }
+
+    /// A writer whose partition another writer took over commits nothing
+    /// of the segment it was writing, and refuses the partition's further
+    /// records rather than taking it back at a later offset (which would
+    /// skip the records of the dropped segment); the files it wrote are
+    /// covered by no state.
+    #[tokio::test]
+    async fn a_writer_taken_over_commits_nothing_and_goes_no_further() {
+        let registry = Arc::new(Registry::jiangmen());
+        let messages = valid_payloads(&registry, None, 6);
+        let recs = records("file:c.ndjson", 0, &messages);
+        let store = memory_store();
+        let worker = || engine_on(&store, &registry, IngestOptions::default());
+        let (mut stale, stale_metrics) = worker();
+        assert!(stale
+            .push_batch(&recs[..3], Instant::now())
+            .await
+            .unwrap()
+            .is_empty());
+        // Another writer takes the partition over meanwhile.
+        let (mut other, _) = worker();
+        assert_eq!(other.assign("file:c.ndjson", 0).await.unwrap(), 0);
+        let commits = stale.flush_all().await.unwrap();
+        assert!(commits.is_empty(), "nothing committed: {commits:?}");
+        assert!(!stale.owns("file:c.ndjson", 0));
+        let refused = stale.push_batch(&recs[3..], Instant::now()).await;
+        assert!(matches!(refused, Err(Error::Fenced { .. })), "{refused:?}");
+        assert!(stale_metrics
+            .render(crate::metrics::Exposition::PrometheusText)
+            .contains("gridstat_ingest_fenced_total 1"));
+        // The stale writer's files are in the lake but no state covers them.
+        let state = LakeStore::new(Arc::clone(&store))
+            .read_state("file:c.ndjson", 0)
+            .await
+            .unwrap();
+        assert_eq!(state.state.next_offset, 0);
+        let files = segments_per_partition(&store).await;
+        assert_eq!(files[&0], [0].into(), "the stale cut's files exist");
+        let mut coverage = gridstat_schemas::lake::Coverage::default();
+        coverage.insert("file_c_ndjson", 0, state.state);
+        let listed: Vec<object_store::ObjectMeta> = {
+            use futures::TryStreamExt;
+            store.list(None).try_collect().await.unwrap()
+        };
+        assert!(listed
+            .iter()
+            .filter(|m| m.location.as_ref().ends_with(".parquet"))
+            .all(|m| !coverage.covers(m.location.as_ref())));
+        // The writer that took over writes every record.
+        let mut commits = other.push_batch(&recs, Instant::now()).await.unwrap();
+        commits.extend(other.flush_all().await.unwrap());
+        assert_eq!(commits.last().map(|c| c.next_offset), Some(6));
     }
 }

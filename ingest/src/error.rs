@@ -81,6 +81,15 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
     },
+    /// Another writer took the partition over while this one was writing
+    /// it; this one committed nothing of its last segment.
+    #[error("{topic}/{partition} was taken over by another writer (another process ingesting the same input?); this one stopped without committing its last segment")]
+    Fenced {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
     /// A file source's name was ingested before from a file with other
     /// content.
     #[error("{topic} was ingested before from a file whose first {len} bytes differ from this one's; give this file its own --source-id, or use the original file to resume")]

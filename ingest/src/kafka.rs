@@ -117,6 +117,7 @@ impl KafkaIngestConfig {
             return Err(Error::Config("no topics: pass --topics a,b".into()));
         }
         check_settings(&self.settings)?;
+        check_topics(&self.topics)?;
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group)
@@ -183,6 +184,29 @@ pub fn check_settings(settings: &[(String, String)]) -> Result<()> {
         });
         if let Some((_, _, why)) = refused {
             return Err(Error::Config(format!("-X {key}={value} is refused: {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse topics whose partitions' states and files would share names in
+/// the lake (names are [`topic_slug`]s: `a.b` and `a_b` are one), and
+/// names taken by file sources (`file:NAME` is `file_NAME`).
+pub fn check_topics(topics: &[String]) -> Result<()> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for topic in topics {
+        let slug = gridstat_schemas::lake::topic_slug(topic);
+        if slug.starts_with("file_") {
+            return Err(Error::Config(format!(
+                "topic {topic:?} is refused: its lake name {slug:?} is kept for file sources (`ingest --from`); rename the topic"
+            )));
+        }
+        if let Some(other) = seen.insert(slug.clone(), topic) {
+            if other != topic {
+                return Err(Error::Config(format!(
+                    "topics {other:?} and {topic:?} are refused together: both are {slug:?} in the lake, so their partitions would share offsets; rename one"
+                )));
+            }
         }
     }
     Ok(())
@@ -312,6 +336,37 @@ async fn rejoin(consumer: &WorkerConsumer, engine: &mut IngestEngine, cause: &Er
         .map_err(kafka("subscribing again"))
 }
 
+/// After a write found its partition taken over: normally the group moved
+/// it on and the revocation is on its way. If the group still assigns it to
+/// this worker (another worker's late takeover fenced this one), nobody
+/// would read it until the next rebalance: rejoin, so that its owner takes
+/// it over again.
+async fn settle_fenced(
+    consumer: &WorkerConsumer,
+    engine: &mut IngestEngine,
+    fenced: &[(Arc<str>, i32)],
+) -> Result<()> {
+    apply_rebalances(consumer, engine).await?;
+    let assignment = consumer
+        .assignment()
+        .map_err(kafka("reading the assignment"))?;
+    let still_ours = fenced.iter().find(|(topic, partition)| {
+        assignment
+            .elements()
+            .iter()
+            .any(|e| e.topic() == &**topic && e.partition() == *partition)
+    });
+    if let Some((topic, partition)) = still_ours {
+        let cause = Error::Fenced {
+            topic: topic.to_string(),
+            partition: *partition,
+        };
+        rejoin(consumer, engine, &cause).await?;
+        engine.take_fenced();
+    }
+    Ok(())
+}
+
 /// How long a worker that gave its partitions up waits before rejoining.
 const REJOIN_PAUSE: Duration = Duration::from_secs(1);
 
@@ -338,6 +393,10 @@ pub async fn run(
         match step {
             Err(e @ Error::WriteDeadline { .. }) => rejoin(&consumer, engine, &e).await?,
             other => other?,
+        }
+        let fenced = engine.take_fenced();
+        if !fenced.is_empty() {
+            settle_fenced(&consumer, engine, &fenced).await?;
         }
     }
     tracing::info!("Draining: flushing segments and committing.");
@@ -603,6 +662,23 @@ mod tests {
             ("session.timeout.ms", "6000"),
         ]))
         .unwrap();
+    }
+
+    #[test]
+    fn topics_that_would_share_lake_names_are_refused() {
+        let topics = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        check_topics(&topics(&["grid.visits.v1", "grid.cases.v1"])).unwrap();
+        let err = check_topics(&topics(&["grid.visits.v1", "grid_visits_v1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("grid_visits_v1") && err.contains("rename"),
+            "{err}"
+        );
+        let err = check_topics(&topics(&["file.visits"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("file sources"), "{err}");
     }
 
     #[test]

@@ -157,6 +157,21 @@ impl LakeStore {
             }
         }
         self.sync(std::slice::from_ref(&path)).await?;
+        // Superseded versions are removed, so a writer two takeovers behind
+        // can create a version whose name was freed. The newest version is
+        // never removed: one above ours means the partition moved on.
+        let dir = Path::from(partition_state_dir(topic, partition));
+        let listed: Vec<object_store::ObjectMeta> = self
+            .retrying(&dir, || self.store.list(Some(&dir)).try_collect())
+            .await?;
+        let newer = listed
+            .iter()
+            .filter_map(|m| StateObject::parse(m.location.as_ref()).and_then(|o| o.seq))
+            .any(|s| s > seq);
+        if newer {
+            self.remove_state(topic, partition, seq).await;
+            return Ok(Created::Fenced);
+        }
         Ok(Created::Yes)
     }
 
@@ -352,6 +367,33 @@ mod tests {
         assert_eq!((read.seq, read.state), (2, moved));
         lake.remove_states_below("t", 0, 2).await;
         assert_eq!(lake.read_state("t", 0).await.unwrap().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn a_writer_two_takeovers_behind_is_fenced_in_a_freed_version() {
+        let lake = LakeStore::new(Arc::new(object_store::memory::InMemory::new()));
+        let state = PartitionState::default().taken_over("a");
+        for seq in 1..=5 {
+            assert_eq!(
+                lake.create_state("t", 0, seq, &state).await.unwrap(),
+                Created::Yes
+            );
+        }
+        // A later owner's takeover removed the versions below 4.
+        lake.remove_states_below("t", 0, 4).await;
+        assert_eq!(
+            lake.create_state("t", 0, 2, &state).await.unwrap(),
+            Created::Fenced,
+            "version 2 is free again, but 5 is newer"
+        );
+        assert_eq!(lake.read_state("t", 0).await.unwrap().seq, 5);
+        assert!(
+            lake.get(&Path::from(partition_state_object("t", 0, 2)))
+                .await
+                .unwrap()
+                .is_none(),
+            "the stray version is removed"
+        );
     }
 
     #[tokio::test]

@@ -402,7 +402,15 @@ async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
     let devices = !intake.auth.is_stale();
     let (status, text) = match (&broker, devices) {
         (Ok(()), true) => (StatusCode::OK, "ok\n".to_string()),
-        (Err(why), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("kafka: {why}\n")),
+        // The listener faces phones: the cause (broker addresses, SASL
+        // errors) goes to the log, not to whoever asks.
+        (Err(why), _) => {
+            tracing::warn!(error = %why, "Health check: Kafka unreachable.");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "kafka unreachable\n".to_string(),
+            )
+        }
         (Ok(()), false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "device table stale\n".to_string(),

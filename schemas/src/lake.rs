@@ -244,7 +244,14 @@ impl PartitionState {
     /// epoch, starting at `next_offset`.
     pub fn taken_over(&self, owner: &str) -> Self {
         let epoch = self.epoch + 1;
-        let mut committed = self.committed.clone();
+        // An epoch that committed nothing covers no file: without it the
+        // list grows only with owners that wrote.
+        let mut committed: Vec<EpochRange> = self
+            .committed
+            .iter()
+            .filter(|r| r.from < r.to)
+            .cloned()
+            .collect();
         committed.push(EpochRange {
             epoch,
             from: self.next_offset,
@@ -392,6 +399,33 @@ impl Coverage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_that_committed_nothing_leave_no_range_behind() {
+        let mut state = PartitionState::default().taken_over("a");
+        for owner in ["b", "c", "d"] {
+            state = state.taken_over(owner);
+        }
+        state = state.with_segment(0, 10).unwrap().taken_over("e");
+        state = state.taken_over("f");
+        assert_eq!(
+            state.committed,
+            [
+                EpochRange {
+                    epoch: 4,
+                    from: 0,
+                    to: 10
+                },
+                EpochRange {
+                    epoch: 6,
+                    from: 10,
+                    to: 10
+                },
+            ]
+        );
+        assert!(state.covers(&SegmentFile::new("t", 0, 0, 10, 4)));
+        assert!(!state.covers(&SegmentFile::new("t", 0, 10, 12, 5)));
+    }
 
     #[test]
     fn segment_file_names_round_trip_old_and_new() {

@@ -57,7 +57,13 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// The output directory holds files gridstat did not write there.
+    /// A site file's path would lead outside the output directory.
+    #[error("refusing to write {path}: a site file's path must be relative and made of plain names (an area code in the lake that is not one?)")]
+    UnsafePath {
+        /// The file's path in the site.
+        path: String,
+    },
+    /// The output directory holds files `gridstat site` did not write.
     #[error("refusing to write the site into {path}: it is not empty and was not made by `gridstat site` (no {marker} file); give a new or empty directory")]
     ForeignDirectory {
         /// The directory.

@@ -56,6 +56,12 @@ pub use site::{build, Audience, OutputFile, SiteOptions};
 /// Each file is written under a temporary name and renamed, so a web
 /// server never serves half a page.
 pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
+    // Paths hold area codes read from the lake: nothing may lead outside `dir`.
+    if let Some(f) = files.iter().find(|f| !is_plain_relative(&f.path)) {
+        return Err(Error::UnsafePath {
+            path: f.path.clone(),
+        });
+    }
     let marker = dir.join(SITE_MARKER);
     if dir.exists() && !marker.exists() {
         let empty = std::fs::read_dir(dir)
@@ -91,6 +97,18 @@ pub fn write_site(dir: &Path, files: &[OutputFile]) -> Result<usize> {
         Ok(1)
     })?;
     Ok(written.iter().sum())
+}
+
+/// Whether `path` is relative and made only of plain names (no `..`, no
+/// root, no empty or hidden component).
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && !part.contains('\\')
+                && !part.chars().any(char::is_control)
+        })
 }
 
 /// The file that marks a directory as one `gridstat site` writes.

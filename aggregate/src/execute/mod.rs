@@ -18,7 +18,7 @@ use object_store::ObjectStore;
 
 use crate::curated::{self, dedup::WrittenSchemas};
 use crate::error::Result;
-use crate::lease::{Lease, LEASE_TTL};
+use crate::lease::{KeptLease, Lease, LEASE_TTL};
 use crate::listing::RawListing;
 use crate::manifest;
 use crate::plan::{CurationGroup, Plan, RollupPlan, RunPlan};
@@ -32,6 +32,8 @@ struct Executor<'a> {
     opts: &'a AggregateOptions,
     progress: &'a dyn Progress,
     report: AggregateReport,
+    /// Checked before each step that writes.
+    lease: &'a KeptLease,
 }
 
 /// Scan the lake, plan, and carry the plan out (see [`crate::run`]).
@@ -42,8 +44,10 @@ pub(crate) async fn run(
     progress: &dyn Progress,
 ) -> Result<AggregateReport> {
     let started = Instant::now();
-    let mut lease = Lease::acquire(&store, &opts.run_by, Utc::now(), LEASE_TTL).await?;
-    let outcome = run_leased(store, registry, opts, progress, &mut lease, started).await;
+    let lease = Lease::acquire(&store, &opts.run_by, Utc::now(), LEASE_TTL)
+        .await?
+        .keep();
+    let outcome = run_leased(store, registry, opts, progress, &lease, started).await;
     lease.release().await;
     outcome
 }
@@ -54,7 +58,7 @@ async fn run_leased(
     registry: &Registry,
     opts: &AggregateOptions,
     progress: &dyn Progress,
-    lease: &mut Lease,
+    lease: &KeptLease,
     started: Instant,
 ) -> Result<AggregateReport> {
     // Every table of the run reads only committed raw files.
@@ -74,14 +78,14 @@ async fn run_leased(
         Plan::Idle => {
             // A lake from before manifests gets one without waiting for news.
             if manifest::newest(&store).await?.is_none() {
-                lease.renew(Utc::now()).await?;
+                lease.renew().await?;
                 manifest::write(&store, last_day).await?;
             }
             Ok(report)
         }
         Plan::Run(plan) => {
-            let run = Executor::new(Arc::clone(&store), opts, progress, report);
-            let report = run.carry_out(plan, listing, registry, lease).await?;
+            let run = Executor::new(Arc::clone(&store), opts, progress, report, lease);
+            let report = run.carry_out(plan, listing, registry).await?;
             manifest::write(&store, last_day).await?;
             Ok(report)
         }
@@ -132,9 +136,32 @@ pub(crate) async fn rebuild_rollups(
     opts: &AggregateOptions,
 ) -> Result<AggregateReport> {
     let started = Instant::now();
+    let lease = Lease::acquire(&store, &opts.run_by, Utc::now(), LEASE_TTL)
+        .await?
+        .keep();
+    let outcome = rebuild_rollups_leased(store, registry, opts, &lease, started).await;
+    lease.release().await;
+    outcome
+}
+
+/// [`rebuild_rollups`] under its lease.
+async fn rebuild_rollups_leased(
+    store: Arc<dyn ObjectStore>,
+    registry: &Registry,
+    opts: &AggregateOptions,
+    lease: &KeptLease,
+    started: Instant,
+) -> Result<AggregateReport> {
     let store = crate::committed::CommittedFiles::wrap(store).await?;
     let listing = RawListing::of(&store).await?;
-    let mut run = Executor::new(store, opts, &NoProgress, AggregateReport::default());
+    let last_listed = listing.days.last().copied();
+    let mut run = Executor::new(
+        Arc::clone(&store),
+        opts,
+        &NoProgress,
+        AggregateReport::default(),
+        lease,
+    );
     tables::register_inputs(&run.ctx, &run.store, registry, true).await?;
     listing.seed(&run.ctx);
     let plan = RollupPlan::rebuild(&listing, opts);
@@ -145,10 +172,12 @@ pub(crate) async fn rebuild_rollups(
         .push(("rollup".into(), started.elapsed()));
     // Later incremental runs continue these rollups, so record how they
     // were computed.
+    lease.renew().await?;
     if let Some(mut state) = store::read_state(&run.store, lake::AGGREGATE_STATE).await? {
         state.rollups = covered.then(|| store::RollupMark::of(opts, registry, last_day));
         store::write_state(&run.store, lake::AGGREGATE_STATE, &state).await?;
     }
+    manifest::write(&store, last_listed).await?;
     Ok(run.report)
 }
 
@@ -158,6 +187,7 @@ impl<'a> Executor<'a> {
         opts: &'a AggregateOptions,
         progress: &'a dyn Progress,
         report: AggregateReport,
+        lease: &'a KeptLease,
     ) -> Self {
         Self {
             ctx: tables::session(Arc::clone(&store)),
@@ -165,6 +195,7 @@ impl<'a> Executor<'a> {
             opts,
             progress,
             report,
+            lease,
         }
     }
 
@@ -174,7 +205,6 @@ impl<'a> Executor<'a> {
         plan: RunPlan,
         listing: RawListing,
         registry: &Registry,
-        lease: &mut Lease,
     ) -> Result<AggregateReport> {
         if plan.small {
             tables::without_dynamic_filters(&self.ctx)?;
@@ -197,6 +227,7 @@ impl<'a> Executor<'a> {
         curated::resends::register_superseded(&self.ctx, &resends)?;
         let written_schemas = self.curate(&plan, &listing).await?;
         let cleared: Vec<NaiveDate> = plan.curation.iter().flat_map(|g| g.clear.clone()).collect();
+        self.lease.check()?;
         self.report.files_written +=
             curated::resends::write_index(&self.store, &resends.keys, &cleared).await?;
         self.report.timings.push(("curate".into(), t.elapsed()));
@@ -204,6 +235,7 @@ impl<'a> Executor<'a> {
         let t = Instant::now();
         self.register_curated(&written_schemas).await?;
         curated::resends::register_conflicts(&self.ctx, &resends, &plan.days())?;
+        self.lease.check()?;
         let covered = Box::pin(self.rollup_step(plan.rollups.clone())).await?;
         self.report.timings.push(("rollup".into(), t.elapsed()));
         let state = AggregateState {
@@ -211,7 +243,7 @@ impl<'a> Executor<'a> {
             rollups: plan.rollups_mark(covered),
         };
         // Recorded only while the lake is still this run's.
-        lease.renew(Utc::now()).await?;
+        self.lease.renew().await?;
         store::write_state(&self.store, lake::AGGREGATE_STATE, &state).await?;
         Ok(self.report)
     }
@@ -234,6 +266,7 @@ impl<'a> Executor<'a> {
         group: &CurationGroup,
         listing: &RawListing,
     ) -> Result<Option<WrittenSchemas>> {
+        self.lease.check()?;
         for &day in &group.clear {
             curated::dedup::clear_day(&self.store, day).await?;
         }

@@ -1,8 +1,15 @@
 //! What a run leaves: the manifest of its objects, and nothing more when
-//! the raw tables have not changed.
+//! the raw tables have not changed; what it refuses.
 
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use gridstat_aggregate::{AggregateOptions, NoProgress};
+use gridstat_schemas::generate::GenOptions;
 use gridstat_schemas::lake::{AGGREGATE_STATE, MANIFESTS};
-use gridstat_testkit::lake::paths_under;
+use gridstat_schemas::Registry;
+use gridstat_testkit::lake::{paths_under, write_raw_lake};
+use object_store::ObjectStore;
 
 use crate::{aggregated, objects_under, run, two_days};
 
@@ -59,4 +66,43 @@ async fn an_idle_run_writes_nothing() {
         }
     }
     assert_eq!(paths_under(&lake, Some(MANIFESTS)).await.len(), 1);
+}
+
+/// Raw data dated after the latest day a run accepts (a message
+/// years ahead, from an ingest without the real clock) is refused with
+/// a file named, not rolled up into a calendar of years.
+#[tokio::test]
+async fn raw_data_dated_after_the_latest_day_is_refused() {
+    let lake: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let registry = Registry::jiangmen();
+    let start = NaiveDate::from_ymd_opt(2031, 3, 1).unwrap();
+    let campaign = GenOptions {
+        start,
+        days: 1,
+        scale: 0.001,
+        ..GenOptions::default()
+    };
+    write_raw_lake(&lake, &registry, campaign).await;
+    let opts = AggregateOptions {
+        campaign_start: start,
+        latest_day: NaiveDate::from_ymd_opt(2026, 12, 8),
+        ..AggregateOptions::default()
+    };
+    let err = gridstat_aggregate::run(Arc::clone(&lake), &registry, &opts, &NoProgress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("dated 2031-03-01, after 2026-12-08") && err.contains("raw/"),
+        "{err}"
+    );
+    // Nothing was recorded, and a run that accepts the day goes on.
+    let accepted = AggregateOptions {
+        latest_day: None,
+        ..opts
+    };
+    let report = gridstat_aggregate::run(lake, &registry, &accepted, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.rollup_days.len(), 1);
 }

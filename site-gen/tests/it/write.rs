@@ -1,6 +1,6 @@
 //! Writing a site: only into a directory of its own, only what changed.
 
-use gridstat_site_gen::{write_site, OutputFile, SITE_MARKER};
+use gridstat_site_gen::{write_site, Error, OutputFile, SITE_MARKER};
 
 fn file(path: &str, body: &str) -> OutputFile {
     OutputFile {
@@ -36,6 +36,27 @@ fn a_directory_gridstat_did_not_write_is_refused() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
+/// An area code in the lake such as `../..` cannot lead a page out of
+/// the site's directory.
+#[test]
+fn paths_leading_out_of_the_site_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("site");
+    for bad in [
+        "town/../../escape.html",
+        "/etc/passwd",
+        "town//index.html",
+        "town/.hidden/index.html",
+        "town\\..\\x.html",
+        "",
+    ] {
+        let err = write_site(&out, &[file(bad, "x")]).unwrap_err();
+        assert!(matches!(err, Error::UnsafePath { .. }), "{bad}: {err}");
+    }
+    assert!(!dir.path().join("escape.html").exists());
+    assert!(!out.exists(), "nothing written");
 }
 
 #[test]
