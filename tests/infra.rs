@@ -14,9 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use gridstat_testkit::files::files_under;
 use yaml_rust2::{Yaml, YamlLoader};
-
-mod common;
 
 fn infra() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("infra")
@@ -27,7 +26,7 @@ fn gridstat() -> Command {
 }
 
 fn yaml_files() -> Vec<PathBuf> {
-    common::files_under(&infra())
+    files_under(&infra())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect()
@@ -184,7 +183,7 @@ fn every_yaml_toml_and_shell_file_parses() {
         );
     }
     // Shell scripts at least parse.
-    for script in common::files_under(&infra())
+    for script in files_under(&infra())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "sh"))
     {

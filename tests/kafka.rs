@@ -22,12 +22,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod common;
-
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use gridstat_schemas::generate::{Expect, GenOptions, Generator};
+use gridstat_schemas::generate::Expect;
 use gridstat_schemas::{GeneratedMessage, Registry};
+use gridstat_testkit::campaign;
+use gridstat_testkit::files::file_contents;
 use object_store::ObjectStore;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -201,18 +201,6 @@ async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
 }
 
-/// A generated campaign with duplicates and invalid messages of every class.
-fn campaign(days: u32, scale: f64) -> Vec<GeneratedMessage> {
-    let opts = GenOptions {
-        days,
-        scale,
-        duplicate_rate: 0.05,
-        invalid_rate: 0.03,
-        ..GenOptions::default()
-    };
-    Generator::new(&Registry::jiangmen(), opts).collect()
-}
-
 async fn produce(brokers: &str, topic: &str, messages: &[GeneratedMessage]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -358,7 +346,7 @@ async fn kill_and_restart(brokers: &str, lake: &Lake) {
     let topic = unique("visits");
     let group = unique("ingest");
     create_topic(brokers, &topic, PARTITIONS).await;
-    let messages = campaign(3, 0.003);
+    let messages = campaign::messages(campaign::faulty(3, 0.003));
     produce(brokers, &topic, &messages).await;
 
     let mut a = worker(brokers, &topic, &group, lake, None);
@@ -446,7 +434,7 @@ async fn s3_down_for_20_s_no_commits_nothing_lost() {
     let topic = unique("visits");
     let group = unique("ingest");
     create_topic(&brokers, &topic, PARTITIONS).await;
-    let messages = campaign(2, 0.003);
+    let messages = campaign::messages(campaign::faulty(2, 0.003));
     let (before, during) = messages.split_at(messages.len() / 2);
     produce(&brokers, &topic, before).await;
     let ports = [free_port(), free_port()];
@@ -546,7 +534,7 @@ async fn scale_out_rolling_restart_join_and_leave() {
     let topic = unique("visits");
     let group = unique("ingest");
     create_topic(&brokers, &topic, PARTITIONS).await;
-    let messages = campaign(4, 0.004);
+    let messages = campaign::messages(campaign::faulty(4, 0.004));
     // Produce in slices the whole time the workers come and go.
     let producing = {
         let (brokers, topic, messages) = (brokers.clone(), topic.clone(), messages.clone());
@@ -647,8 +635,8 @@ fn kafka_path_and_embedded_source_give_the_same_rollups() {
         );
     }
     for table in ["rollups/daily", "rollups/cumulative"] {
-        let a = common::file_contents(&dir.path().join("embedded/lake").join(table));
-        let b = common::file_contents(&dir.path().join("kafka/lake").join(table));
+        let a = file_contents(&dir.path().join("embedded/lake").join(table));
+        let b = file_contents(&dir.path().join("kafka/lake").join(table));
         assert!(!a.is_empty());
         assert_eq!(
             a, b,
@@ -794,7 +782,7 @@ async fn a_zombie_worker_is_fenced_nothing_lost_nothing_doubled() {
     let topic = unique("visits");
     let group = unique("ingest");
     create_topic(&brokers, &topic, PARTITIONS).await;
-    let messages = campaign(3, 0.003);
+    let messages = campaign::messages(campaign::faulty(3, 0.003));
     let (first, rest) = messages.split_at(messages.len() / 3);
     let (second, third) = rest.split_at(rest.len() / 2);
 
@@ -959,7 +947,7 @@ async fn five_kills_and_a_broker_restart_lose_nothing() {
     let topic = unique("visits");
     let group = unique("ingest");
     create_topic(&brokers, &topic, PARTITIONS).await;
-    let messages = campaign(3, 0.003);
+    let messages = campaign::messages(campaign::faulty(3, 0.003));
     let slices: Vec<&[GeneratedMessage]> = messages.chunks(messages.len().div_ceil(8)).collect();
     produce(&brokers, &topic, slices[0]).await;
     let mut a = worker(&brokers, &topic, &group, &lake, None);
@@ -1022,7 +1010,7 @@ async fn a_corrupt_state_stops_its_partition_not_the_worker() {
         .join(gridstat_schemas::lake::partition_state_object(&topic, 0, 7));
     std::fs::create_dir_all(state.parent().unwrap()).unwrap();
     std::fs::write(&state, b"{not a state").unwrap();
-    let messages = campaign(2, 0.002);
+    let messages = campaign::messages(campaign::faulty(2, 0.002));
     produce(&brokers, &topic, &messages).await;
     let mut w = worker(&brokers, &topic, &group, &lake, None);
     // Partitions 1 and 2 catch up; 0 does not, and the worker lives on.

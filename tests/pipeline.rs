@@ -5,31 +5,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-mod common;
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use chrono::{Duration, NaiveDate};
 use gridstat_aggregate::{AggregateOptions, NoProgress};
 use gridstat_ingest::file::{ingest_ndjson, FileReport};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
-use gridstat_schemas::generate::{write_ndjson, Expect, GenOptions, GeneratedMessage, Generator};
+use gridstat_schemas::generate::{Expect, GenOptions, GeneratedMessage, Generator};
 use gridstat_schemas::record::{CaseKind, CaseStatus, TargetKind};
 use gridstat_schemas::time::{local_date, local_midnight};
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
+use gridstat_testkit::campaign::{mixed as campaign, ndjson};
+use gridstat_testkit::files::file_contents;
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
-
-fn campaign() -> GenOptions {
-    GenOptions {
-        days: 5,
-        scale: 0.01,
-        duplicate_rate: 0.05,
-        invalid_rate: 0.02,
-        late_rate: 0.08,
-        ..GenOptions::default()
-    }
-}
 
 fn messages(registry: &Registry) -> Vec<GeneratedMessage> {
     Generator::new(registry, campaign()).collect()
@@ -46,13 +35,6 @@ fn campaign_with_resends() -> GenOptions {
 
 fn store(dir: &Path) -> Arc<dyn ObjectStore> {
     Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap())
-}
-
-/// `msgs` as an NDJSON file's bytes.
-fn ndjson(msgs: &[GeneratedMessage]) -> Vec<u8> {
-    let mut text = Vec::new();
-    write_ndjson(&mut text, msgs.iter().cloned()).unwrap();
-    text
 }
 
 /// The Python named by GRIDSTAT_TEST_DUCKDB (duckdb, polars and pyarrow
@@ -509,7 +491,7 @@ async fn two_raw_rows_of_one_message_are_counted_once() {
 }
 
 fn rollup_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    common::file_contents(&dir.join("rollups"))
+    file_contents(&dir.join("rollups"))
         .into_iter()
         .map(|(k, v)| (format!("rollups/{k}"), v))
         .collect()
@@ -640,39 +622,6 @@ async fn offsets_in(lake: &Arc<dyn ObjectStore>, registry: &Registry) -> Vec<(St
     out
 }
 
-/// A file ingested again after an interrupted run resumes at the first
-/// line the lake lacks: the lines before are skipped undecoded, and the
-/// lake ends up holding every line once, as a single run leaves it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_ingested_again_resumes_where_the_lake_stops() {
-    let registry = Arc::new(Registry::jiangmen());
-    let msgs = messages(&registry);
-    let (once, twice) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (once, twice) = (store(once.path()), store(twice.path()));
-    let single = ingest(Arc::clone(&once), Arc::clone(&registry), &msgs, "c.ndjson").await;
-    // The interrupted run got the first 60% of the lines into the lake.
-    let cut = msgs.len() * 3 / 5;
-    let first = ingest(
-        Arc::clone(&twice),
-        Arc::clone(&registry),
-        &msgs[..cut],
-        "c.ndjson",
-    )
-    .await;
-    assert_eq!(first.lines, cut as u64);
-    let second = ingest(Arc::clone(&twice), Arc::clone(&registry), &msgs, "c.ndjson").await;
-    assert_eq!(second.resumed_from, cut as i64);
-    assert_eq!(second.lines, msgs.len() as u64);
-    assert_eq!(
-        first.rows_written + second.rows_written,
-        single.rows_written
-    );
-    assert_eq!(first.quarantined + second.quarantined, single.quarantined);
-    let all = offsets_in(&once, &registry).await;
-    assert_eq!(all.len(), msgs.len());
-    assert_eq!(offsets_in(&twice, &registry).await, all);
-}
-
 /// `gridstat ingest --from -` reads standard input into the same rows as
 /// `--from FILE`: every line in the same table at the same offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -788,59 +737,6 @@ async fn s3_lake_gives_the_same_rollups() {
     }
 }
 
-/// Golden rollups of a small day: city and counties, every figure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn golden_rollups_of_a_small_day() {
-    let registry = Arc::new(Registry::jiangmen());
-    let opts = GenOptions {
-        seed: 5,
-        days: 2,
-        scale: 0.002,
-        ..GenOptions::default()
-    };
-    let msgs: Vec<_> = Generator::new(&registry, opts).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = store(dir.path());
-    ingest_and_aggregate(&lake, &registry, &msgs, "small.ndjson").await;
-    for table in ["rollups_daily", "rollups_cumulative"] {
-        let sql = format!(
-            "SELECT * EXCLUDE (area_name) FROM {table} WHERE level IN ('city', 'county') AND dt = '2022-11-26' ORDER BY level, area_code"
-        );
-        let batches = query(&lake, &registry, &sql).await;
-        let text = arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
-        // One line per figure keeps the snapshot readable and diffable.
-        let transposed = transpose(&batches);
-        assert!(!text.is_empty());
-        insta::assert_snapshot!(table, transposed);
-    }
-}
-
-fn transpose(batches: &[RecordBatch]) -> String {
-    let mut out = String::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = b
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    format!(
-                        "{}={}",
-                        f.name(),
-                        arrow::util::display::array_value_to_string(b.column(i), r).unwrap()
-                    )
-                })
-                .collect();
-            out += &cells.join(" ");
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// The `gridstat` binary pools zstd's contexts (`src/zstd_contexts.rs`),
 /// which this test binary does not: both must read the same raw files into
 /// the same curated and rollup bytes, and the binary must hand out most of
@@ -892,7 +788,7 @@ async fn the_binary_reuses_pooled_zstd_contexts_and_writes_the_same_bytes() {
     }
     let written = |dir: &Path| {
         let mut files = rollup_files(dir);
-        for (k, v) in common::file_contents(&dir.join("curated")) {
+        for (k, v) in file_contents(&dir.join("curated")) {
             files.insert(format!("curated/{k}"), v);
         }
         files

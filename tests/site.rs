@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-mod common;
-use common::files_under;
 use gridstat_schemas::generate::{Expect, GenOptions, Generator};
 use gridstat_schemas::record::TargetKind;
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
+use gridstat_testkit::files::files_under;
 
 const SEED: u64 = 11;
 const DAYS: u32 = 4;

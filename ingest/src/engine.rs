@@ -952,20 +952,8 @@ async fn write_segment(
 mod tests {
     use super::*;
     use gridstat_schemas::generate::{GenOptions, Generator};
-
-    /// The first `n` valid messages of a default campaign, of `stream` if given.
-    fn valid_messages(
-        registry: &Registry,
-        stream: Option<gridstat_schemas::generate::Stream>,
-        n: usize,
-    ) -> Vec<Vec<u8>> {
-        Generator::new(registry, GenOptions::default())
-            .filter(|m| matches!(m.expect, gridstat_schemas::generate::Expect::Valid))
-            .filter(|m| stream.is_none_or(|s| m.stream == s))
-            .take(n)
-            .map(|m| m.bytes)
-            .collect()
-    }
+    use gridstat_testkit::campaign::valid_payloads;
+    use gridstat_testkit::lake::segments_per_partition;
 
     /// `payloads` as one partition's records, at offsets 0, 1, 2, …
     fn records<'a>(
@@ -1060,7 +1048,7 @@ mod tests {
         }
 
         let registry = Arc::new(Registry::jiangmen());
-        let mut messages = valid_messages(&registry, None, 3000);
+        let mut messages = valid_payloads(&registry, None, 3000);
         messages.insert(1500, b"boom {}".to_vec());
         let recs = records("grid.visits.v1", 2, &messages);
         let memory = memory_store();
@@ -1114,27 +1102,6 @@ mod tests {
         );
     }
 
-    /// Segments written per partition, by their start, from the lake's
-    /// file names.
-    async fn segments_per_partition(
-        store: &Arc<dyn object_store::ObjectStore>,
-    ) -> BTreeMap<i32, std::collections::BTreeSet<i64>> {
-        use futures::TryStreamExt;
-        let files: Vec<_> = store.list(None).try_collect().await.unwrap();
-        let mut segments: BTreeMap<i32, std::collections::BTreeSet<i64>> = BTreeMap::new();
-        for file in files {
-            if let Some(segment) =
-                gridstat_schemas::lake::SegmentFile::parse(file.location.as_ref())
-            {
-                segments
-                    .entry(segment.partition)
-                    .or_default()
-                    .insert(segment.start);
-            }
-        }
-        segments
-    }
-
     /// The global buffer budget holds across 40 partitions whichever
     /// limit binds, rows or bytes: after every record the engine holds no
     /// more than the budget, what it flushed was never smaller than what
@@ -1145,7 +1112,7 @@ mod tests {
         const PARTITIONS: i32 = 40;
         let registry = Arc::new(Registry::jiangmen());
         let visits = Some(gridstat_schemas::generate::Stream::Visits);
-        let messages = valid_messages(&registry, visits, 5_900);
+        let messages = valid_payloads(&registry, visits, 5_900);
         // Rounds of 20 records for partition 0 and one for each other.
         let mut next_offset = [0i64; PARTITIONS as usize];
         let mut recs = Vec::new();
@@ -1226,41 +1193,6 @@ mod tests {
         }
     }
 
-    /// A quiet partition's records reach the lake once the flush interval
-    /// has passed, with no more messages to push them out; a worker that
-    /// then reads the same offsets again (its commit lost in a crash)
-    /// skips them, by the lake's state object, and writes only what is new.
-    #[tokio::test]
-    async fn a_quiet_partition_flushes_on_time_and_a_replay_writes_nothing_twice() {
-        let registry = Arc::new(Registry::jiangmen());
-        let messages = valid_messages(&registry, None, 7);
-        let recs = records("grid.visits.v1", 5, &messages);
-        let store = memory_store();
-        let worker = || engine_on(&store, &registry, IngestOptions::default());
-        let (mut first, first_metrics) = worker();
-        let t0 = Instant::now();
-        assert!(first.push_batch(&recs[..5], t0).await.unwrap().is_empty());
-        let interval = IngestOptions::default().flush_interval;
-        let early = first.tick(t0 + interval - std::time::Duration::from_millis(1));
-        assert!(early.await.unwrap().is_empty());
-        assert!(segments_per_partition(&store).await.is_empty());
-        let mut commits = first.tick(t0 + interval).await.unwrap();
-        commits.extend(first.reap_all().await.unwrap());
-        assert_eq!(commits.last().map(|c| c.next_offset), Some(5));
-        assert_eq!(first_metrics.rows_written(), 5);
-        let written = segments_per_partition(&store).await;
-        assert_eq!(written[&5], [0].into());
-
-        // The commit of offset 5 was lost: the next owner reads from 0.
-        let (mut second, second_metrics) = worker();
-        assert_eq!(second.assign("grid.visits.v1", 5).await.unwrap(), 5);
-        let mut commits = second.push_batch(&recs, Instant::now()).await.unwrap();
-        commits.extend(second.flush_all().await.unwrap());
-        assert_eq!(commits.last().map(|c| c.next_offset), Some(7));
-        assert_eq!(second_metrics.rows_written(), 2);
-        assert_eq!(segments_per_partition(&store).await[&5], [0, 5].into());
-    }
-
     /// A writer whose partition another writer took over commits nothing
     /// of the segment it was writing, and refuses the partition's further
     /// records rather than taking it back at a later offset (which would
@@ -1269,7 +1201,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_taken_over_commits_nothing_and_goes_no_further() {
         let registry = Arc::new(Registry::jiangmen());
-        let messages = valid_messages(&registry, None, 6);
+        let messages = valid_payloads(&registry, None, 6);
         let recs = records("file:c.ndjson", 0, &messages);
         let store = memory_store();
         let worker = || engine_on(&store, &registry, IngestOptions::default());

@@ -7,22 +7,11 @@ use gridstat_aggregate::{AggregateOptions, NoProgress};
 use gridstat_benchmarks::duckdb::{rollup_script, run_python};
 use gridstat_ingest::file::ingest_ndjson;
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
-use gridstat_schemas::generate::{write_ndjson, GenOptions, Generator};
+use gridstat_schemas::generate::{write_ndjson, Generator};
 use gridstat_schemas::Registry;
+use gridstat_testkit::campaign::mixed as campaign;
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
-
-/// A small campaign with every kind of message the rollups count.
-fn campaign() -> GenOptions {
-    GenOptions {
-        days: 5,
-        scale: 0.01,
-        duplicate_rate: 0.05,
-        invalid_rate: 0.02,
-        late_rate: 0.08,
-        ..GenOptions::default()
-    }
-}
 
 /// Ingest `campaign` into `lake` as one NDJSON file, then aggregate it.
 async fn ingest_and_aggregate(lake: Arc<dyn ObjectStore>, registry: &Arc<Registry>) {

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use gridstat_intake::devices::Area;
 use gridstat_intake::load::{self, LoadOptions, LoadReport, SimDevice};
 use gridstat_intake::{IntakeOptions, KafkaSinkConfig, Receipt, SubmissionSink};
-use gridstat_schemas::generate::{Expect, GenOptions, Generator};
-use gridstat_schemas::{GeneratedMessage, Registry};
+use gridstat_schemas::generate::Expect;
+use gridstat_schemas::GeneratedMessage;
+use gridstat_testkit::campaign;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -102,17 +103,6 @@ fn consume_all(brokers: &str, topics: &[String]) -> HashMap<(String, i32, i64), 
         }
     }
     out
-}
-
-fn campaign(days: u32, scale: f64) -> Vec<GeneratedMessage> {
-    let opts = GenOptions {
-        days,
-        scale,
-        duplicate_rate: 0.05,
-        invalid_rate: 0.03,
-        ..GenOptions::default()
-    };
-    Generator::new(&Registry::jiangmen(), opts).collect()
 }
 
 fn submission_id(bytes: &[u8]) -> String {
@@ -278,7 +268,7 @@ async fn a_campaign_from_many_devices_is_in_kafka_exactly_once() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    let messages = campaign(3, 0.003);
+    let messages = campaign::messages(campaign::faulty(3, 0.003));
     let (served, mut devices, topics) =
         intake_with_devices(&brokers, &messages, fast_opts(), Duration::from_secs(15)).await;
     // Half the phones send one message a request, half flush batches.
@@ -394,7 +384,7 @@ async fn broker_killed_mid_run_503s_then_retries_complete() {
     let mut tansu = Tansu::start(&binary, dir.path(), port);
     wait_for_port(port).await;
     let brokers = format!("127.0.0.1:{port}");
-    let messages = campaign(2, 0.003);
+    let messages = campaign::messages(campaign::faulty(2, 0.003));
     let (served, devices, topics) =
         intake_with_devices(&brokers, &messages, fast_opts(), Duration::from_secs(3)).await;
     let settled = Arc::new(AtomicU64::new(0));

@@ -1,5 +1,4 @@
-//! Helpers shared by the end-to-end test binaries.
-#![allow(dead_code)] // each binary uses a subset
+//! Files under a directory, for tests that compare what two runs wrote.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +8,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
+        for e in std::fs::read_dir(&d).expect("a readable directory") {
+            let p = e.expect("a directory entry").path();
             if p.is_dir() {
                 stack.push(p);
             } else {
@@ -27,10 +26,9 @@ pub fn file_contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files_under(dir)
         .into_iter()
         .map(|p| {
-            (
-                p.strip_prefix(dir).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            )
+            let bytes = std::fs::read(&p).expect("a readable file");
+            let relative = p.strip_prefix(dir).expect("under dir").display();
+            (relative.to_string(), bytes)
         })
         .collect()
 }
