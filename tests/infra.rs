@@ -319,7 +319,7 @@ fn every_gridstat_subcommand_and_flag_in_infra_exists() {
                 .map(String::as_str)
         })
         .collect();
-    for needed in ["ingest", "aggregate", "site"] {
+    for needed in ["ingest", "intake", "aggregate", "site"] {
         assert!(
             subcommands.contains(needed),
             "infra never runs `gridstat {needed}`: {invocations:?}"
@@ -381,7 +381,7 @@ fn compose_runs_kraft_kafka_minio_three_workers_and_scheduled_jobs() {
         .starts_with("minio/minio"));
     let ingest = service("ingest");
     assert_eq!(ingest["deploy"]["replicas"].as_i64(), Some(3));
-    for name in ["kafka", "minio", "ingest"] {
+    for name in ["kafka", "minio", "ingest", "intake"] {
         assert!(
             service(name).contains_key("healthcheck"),
             "{name} has a health check"
@@ -432,14 +432,21 @@ fn kubernetes_manifests_have_deployment_pdb_cronjobs_config_and_secret() {
             }
         }
     }
-    let deployment = &kinds["Deployment"][0];
+    let named = |kind: &str, name: &str| -> Yaml {
+        kinds[kind]
+            .iter()
+            .find(|d| d["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let deployment = &named("Deployment", "gridstat-ingest");
     let replicas = deployment["spec"]["replicas"].as_i64().unwrap();
     assert!(replicas >= 2, "several group members");
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
     let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"));
     assert_eq!(annotations["prometheus.io/port"].as_str(), Some("9464"));
-    let pdb = &kinds["PodDisruptionBudget"][0];
+    let pdb = &named("PodDisruptionBudget", "gridstat-ingest");
     for (k, v) in pdb["spec"]["selector"]["matchLabels"].as_hash().unwrap() {
         assert_eq!(
             &labels[k.as_str().unwrap()],
@@ -572,6 +579,245 @@ fn yamllint_accepts_every_yaml_file() {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn compose_runs_the_intake_with_a_health_check_on_the_loopback() {
+    let doc = &load_yaml(&infra().join("compose.yaml"))[0];
+    let intake = merged(&doc["services"]["intake"]);
+    assert!(intake["image"].as_str().unwrap().contains("gridstat"));
+    assert_eq!(strings(&intake["command"]), ["intake"]);
+    // The config file's [intake] table gives it brokers, listen address and
+    // device table; the S3 keys come from infra/.env (the shared anchor).
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(infra().join("gridstat.toml")).unwrap()).unwrap();
+    let listen: std::net::SocketAddr = config["intake"]["listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(config["intake"]["devices"]
+        .as_str()
+        .unwrap()
+        .starts_with("s3://"));
+    let environment = compose_environment(&intake);
+    assert!(
+        environment.iter().any(|(k, _)| k == "GRIDSTAT_CONFIG")
+            && environment
+                .iter()
+                .any(|(k, v)| k == "AWS_ACCESS_KEY_ID" && required_variable(v).is_some()),
+        "the config file and the S3 keys from infra/.env: {environment:?}"
+    );
+    // Published to the host's loopback only, on the port it listens on.
+    let ports = strings(&intake["ports"]);
+    assert!(!ports.is_empty(), "the intake publishes its port");
+    for port in &ports {
+        let parts: Vec<&str> = port.split(':').collect();
+        assert_eq!(parts.len(), 3, "IP:HOST:CONTAINER, not {port}");
+        assert_eq!(parts[0], "127.0.0.1", "{port}");
+        assert_eq!(parts[2].parse::<u16>().unwrap(), listen.port(), "{port}");
+    }
+    // Healthy only on /healthz's 200 at that port.
+    let check = strings(&intake["healthcheck"]["test"]).join(" ");
+    assert!(
+        check.contains("/healthz")
+            && check.contains(&listen.port().to_string())
+            && check.contains("200"),
+        "{check}"
+    );
+    // It starts once the topics and the bucket of its device table exist.
+    for needed in ["topics", "bucket"] {
+        assert_eq!(
+            intake["depends_on"][needed]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "the intake waits for {needed}"
+        );
+    }
+    let grace = intake["stop_grace_period"].as_str().unwrap();
+    let secs: u64 = grace.trim_end_matches('s').parse().unwrap();
+    assert!(
+        secs >= 40,
+        "time to finish requests (30 s) and flush (10 s): {grace}"
+    );
+}
+
+/// The intake on Kubernetes: a Deployment whose readiness follows
+/// `/healthz`, scaled by an HPA on CPU, behind a Service and an Ingress that
+/// ends TLS, reading its device table from S3, reachable only on its port.
+#[test]
+fn kubernetes_intake_is_probed_scaled_served_over_tls_and_fenced() {
+    let docs = k8s_docs();
+    let find = |kind: &str, name: &str| -> &Yaml {
+        docs.iter()
+            .map(|(_, d)| d)
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let deployment = find("Deployment", "gridstat-intake");
+    let template = &deployment["spec"]["template"];
+    let labels = &template["metadata"]["labels"];
+    assert!(selects(&deployment["spec"]["selector"], labels));
+    let container = &template["spec"]["containers"][0];
+    assert_eq!(
+        strings(&container["args"]).first().map(String::as_str),
+        Some("intake")
+    );
+
+    // Its port, as the config file's listen address says.
+    let config = configmap_config();
+    let intake = &config["intake"];
+    let listen: std::net::SocketAddr = intake["listen"].as_str().unwrap().parse().unwrap();
+    assert!(
+        listen.ip().is_unspecified(),
+        "reachable from the Service: {listen}"
+    );
+    let port = container["ports"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .find(|p| p["containerPort"].as_i64() == Some(i64::from(listen.port())))
+        .unwrap_or_else(|| panic!("the container declares port {}", listen.port()));
+    let port_name = port["name"].as_str().unwrap();
+    let probe_port = |probe: &Yaml| -> Option<i64> {
+        let p = &probe["httpGet"]["port"];
+        p.as_i64()
+            .or_else(|| (p.as_str() == Some(port_name)).then(|| i64::from(listen.port())))
+    };
+    // Readiness follows /healthz (Kafka, topics, device table); liveness
+    // needs only the process, so an outage elsewhere restarts nothing.
+    let readiness = &container["readinessProbe"];
+    assert_eq!(readiness["httpGet"]["path"].as_str(), Some("/healthz"));
+    assert_eq!(probe_port(readiness), Some(i64::from(listen.port())));
+    let liveness = &container["livenessProbe"];
+    assert!(liveness["httpGet"]["path"]
+        .as_str()
+        .is_some_and(|p| p != "/healthz"));
+    assert_eq!(probe_port(liveness), Some(i64::from(listen.port())));
+    // Requests (which the HPA's utilisation is a share of) and a memory limit.
+    let resources = &container["resources"];
+    assert!(resources["requests"]["cpu"].as_str().is_some());
+    assert!(resources["requests"]["memory"].as_str().is_some());
+    assert!(resources["limits"]["memory"].as_str().is_some());
+    let grace = template["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        grace >= 45,
+        "time to finish requests (30 s) and flush (10 s)"
+    );
+    // The device table is shared through S3, with the S3 keys from a Secret.
+    assert!(
+        intake["devices"].as_str().unwrap().starts_with("s3://"),
+        "replicas share the device table"
+    );
+    assert_eq!(
+        container["envFrom"][0]["secretRef"]["name"].as_str(),
+        Some("gridstat-s3")
+    );
+
+    // The HPA owns the replica count, on CPU.
+    assert!(
+        deployment["spec"]["replicas"].is_badvalue(),
+        "the HPA sets replicas"
+    );
+    let hpa = find("HorizontalPodAutoscaler", "gridstat-intake");
+    assert_eq!(hpa["apiVersion"].as_str(), Some("autoscaling/v2"));
+    let target = &hpa["spec"]["scaleTargetRef"];
+    assert_eq!(target["kind"].as_str(), Some("Deployment"));
+    assert_eq!(target["name"].as_str(), Some("gridstat-intake"));
+    assert!(hpa["spec"]["minReplicas"].as_i64().unwrap() >= 2);
+    assert!(
+        hpa["spec"]["maxReplicas"].as_i64().unwrap() > hpa["spec"]["minReplicas"].as_i64().unwrap()
+    );
+    assert!(
+        hpa["spec"]["metrics"].as_vec().unwrap().iter().any(|m| {
+            m["type"].as_str() == Some("Resource")
+                && m["resource"]["name"].as_str() == Some("cpu")
+                && m["resource"]["target"]["type"].as_str() == Some("Utilization")
+        }),
+        "scaled on CPU utilisation"
+    );
+    let pdb = find("PodDisruptionBudget", "gridstat-intake");
+    assert!(selects(&pdb["spec"]["selector"], labels));
+
+    // The Service selects the pods and reaches their port.
+    let service = find("Service", "gridstat-intake");
+    // A Service's selector is a plain map of labels.
+    let selector = service["spec"]["selector"].as_hash().expect("a selector");
+    assert!(
+        !selector.is_empty()
+            && selector
+                .iter()
+                .all(|(k, v)| &labels[k.as_str().unwrap()] == v),
+        "the Service selects the intake's pods"
+    );
+    let service_port = &service["spec"]["ports"][0];
+    let target_port = &service_port["targetPort"];
+    assert!(
+        target_port.as_str() == Some(port_name)
+            || target_port.as_i64() == Some(i64::from(listen.port())),
+        "the Service forwards to the intake's port: {target_port:?}"
+    );
+
+    // The Ingress ends TLS for every host it serves, and sends only the
+    // API to the Service: /healthz and /metrics stay inside.
+    let ingress = find("Ingress", "gridstat-intake");
+    let tls = ingress["spec"]["tls"]
+        .as_vec()
+        .expect("the Ingress has a tls section");
+    let tls_hosts: BTreeSet<String> = tls.iter().flat_map(|t| strings(&t["hosts"])).collect();
+    assert!(
+        tls.iter().all(|t| t["secretName"].as_str().is_some()),
+        "a certificate Secret"
+    );
+    for rule in ingress["spec"]["rules"].as_vec().unwrap() {
+        let host = rule["host"].as_str().expect("rules name their host");
+        assert!(tls_hosts.contains(host), "{host} is served over TLS");
+        for path in rule["http"]["paths"].as_vec().unwrap() {
+            let p = path["path"].as_str().unwrap();
+            assert!(p.starts_with("/v1"), "only the API is public, not {p}");
+            let backend = &path["backend"]["service"];
+            assert_eq!(backend["name"], service["metadata"]["name"]);
+            let by_name = backend["port"]["name"].as_str().is_some()
+                && backend["port"]["name"] == service_port["name"];
+            let by_number = backend["port"]["number"].as_i64().is_some()
+                && backend["port"]["number"] == service_port["port"];
+            assert!(by_name || by_number, "the Ingress uses the Service's port");
+        }
+    }
+
+    // Network: in on the intake's port, out to Kafka and S3 (DNS too).
+    let policies: Vec<&Yaml> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| d["kind"].as_str() == Some("NetworkPolicy"))
+        .filter(|p| selects(&p["spec"]["podSelector"], labels))
+        .collect();
+    let ports = |dir: &str| -> BTreeSet<i64> {
+        policies
+            .iter()
+            .flat_map(|p| p["spec"][dir].as_vec().into_iter().flatten())
+            .flat_map(|rule| rule["ports"].as_vec().into_iter().flatten())
+            .filter_map(|p| p["port"].as_i64())
+            .collect()
+    };
+    assert_eq!(
+        ports("ingress"),
+        BTreeSet::from([i64::from(listen.port())]),
+        "only the intake's port is open"
+    );
+    let egress = ports("egress");
+    for broker in intake["brokers"].as_str().unwrap().split(',') {
+        let port: i64 = broker.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(egress.contains(&port), "Kafka {broker} allowed: {egress:?}");
+    }
+    let s3 = url::Url::parse(config["s3_endpoint"].as_str().unwrap()).unwrap();
+    assert!(
+        egress.contains(&i64::from(s3.port_or_known_default().unwrap())),
+        "S3 allowed: {egress:?}"
     );
 }
 
@@ -833,7 +1079,7 @@ fn compose_publishes_ports_on_loopback_only() {
             published.push(name.to_string());
         }
     }
-    for name in ["kafka", "minio", "web"] {
+    for name in ["kafka", "minio", "web", "intake"] {
         assert!(
             published.iter().any(|p| p == name),
             "{name} publishes a port (to localhost): {published:?}"
@@ -1052,10 +1298,10 @@ fn kubernetes_network_is_denied_by_default_and_allowed_per_workload() {
             .collect()
     };
     let config = configmap_config();
-    let kafka_ports: BTreeSet<i64> = config["ingest"]["brokers"]
-        .as_str()
-        .unwrap()
-        .split(',')
+    // The brokers of ingest and of the intake, which may differ.
+    let kafka_ports: BTreeSet<i64> = ["ingest", "intake"]
+        .iter()
+        .flat_map(|section| config[*section]["brokers"].as_str().unwrap().split(','))
         .map(|b| b.rsplit(':').next().unwrap().parse().unwrap())
         .collect();
     let s3 = url::Url::parse(config["s3_endpoint"].as_str().unwrap()).unwrap();
@@ -1175,65 +1421,79 @@ fn kubernetes_credentials_and_kafka_security_come_from_secrets() {
         );
         (secret.to_string(), key.to_string())
     };
-    let (_, ingest) = pods
-        .iter()
-        .find(|(n, _)| n.ends_with("/gridstat-ingest"))
-        .expect("the ingest workers");
-    let spec = &ingest["spec"];
-    let worker = &spec["containers"][0];
-    let args = strings(&worker["args"]);
+    // The ingest workers and the intake, both Kafka clients.
     let mut vars = Vec::new();
-    for setting in KAFKA_SECURITY_SETTINGS {
-        let at = args
+    for workload in ["gridstat-ingest", "gridstat-intake"] {
+        let (_, pod) = pods
             .iter()
-            .position(|a| a.starts_with(&format!("{setting}=")))
-            .unwrap_or_else(|| panic!("the workers get {setting} as -X {setting}=…: {args:?}"));
-        assert_eq!(
-            args[at.saturating_sub(1)],
-            "-X",
-            "{setting} is a -X setting"
+            .find(|(n, _)| n.ends_with(&format!("/{workload}")))
+            .unwrap_or_else(|| panic!("no workload {workload}"));
+        let spec = &pod["spec"];
+        let worker = &spec["containers"][0];
+        let args = strings(&worker["args"]);
+        let mut mine = Vec::new();
+        for setting in KAFKA_SECURITY_SETTINGS {
+            let at = args
+                .iter()
+                .position(|a| a.starts_with(&format!("{setting}=")))
+                .unwrap_or_else(|| panic!("the workers get {setting} as -X {setting}=…: {args:?}"));
+            assert_eq!(
+                args[at.saturating_sub(1)],
+                "-X",
+                "{setting} is a -X setting"
+            );
+            let var = args[at][setting.len() + 1..]
+                .strip_prefix("$(")
+                .and_then(|v| v.strip_suffix(')'))
+                .unwrap_or_else(|| {
+                    panic!("{setting} is $(VAR), filled from a Secret: {}", args[at])
+                });
+            mine.push((setting, from_secret(worker, var)));
+        }
+        let (ca_secret, ca_key) = &mine
+            .iter()
+            .find(|(s, _)| *s == "ssl.ca.location")
+            .unwrap()
+            .1;
+        let ca_path = Path::new(&secrets[ca_secret][ca_key]);
+        let mount = worker["volumeMounts"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|m| m["mountPath"].as_str().map(Path::new) == ca_path.parent())
+            .unwrap_or_else(|| panic!("nothing is mounted at {}", ca_path.display()));
+        let volume = spec["volumes"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let source = volume["secret"]["secretName"].as_str();
+        assert!(
+            source.is_some_and(|s| secrets.contains_key(s)),
+            "{}: the CA file comes from a Secret",
+            ca_path.display()
         );
-        let var = args[at][setting.len() + 1..]
-            .strip_prefix("$(")
-            .and_then(|v| v.strip_suffix(')'))
-            .unwrap_or_else(|| panic!("{setting} is $(VAR), filled from a Secret: {}", args[at]));
-        vars.push((setting, from_secret(worker, var)));
+        let file_name = ca_path.file_name().unwrap().to_str().unwrap();
+        let item = volume["secret"]["items"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|i| i["path"].as_str() == Some(file_name));
+        let key = item.map_or(file_name, |i| i["key"].as_str().unwrap());
+        assert!(
+            secrets[source.unwrap()].contains_key(key),
+            "the Secret has the CA file {key}"
+        );
+        if vars.is_empty() {
+            vars = mine;
+        } else {
+            assert_eq!(
+                vars, mine,
+                "{workload}: the same Kafka settings as the workers"
+            );
+        }
     }
-    let (ca_secret, ca_key) = &vars
-        .iter()
-        .find(|(s, _)| *s == "ssl.ca.location")
-        .unwrap()
-        .1;
-    let ca_path = Path::new(&secrets[ca_secret][ca_key]);
-    let mount = worker["volumeMounts"]
-        .as_vec()
-        .into_iter()
-        .flatten()
-        .find(|m| m["mountPath"].as_str().map(Path::new) == ca_path.parent())
-        .unwrap_or_else(|| panic!("nothing is mounted at {}", ca_path.display()));
-    let volume = spec["volumes"]
-        .as_vec()
-        .into_iter()
-        .flatten()
-        .find(|v| v["name"] == mount["name"])
-        .unwrap();
-    let source = volume["secret"]["secretName"].as_str();
-    assert!(
-        source.is_some_and(|s| secrets.contains_key(s)),
-        "{}: the CA file comes from a Secret",
-        ca_path.display()
-    );
-    let file_name = ca_path.file_name().unwrap().to_str().unwrap();
-    let item = volume["secret"]["items"]
-        .as_vec()
-        .into_iter()
-        .flatten()
-        .find(|i| i["path"].as_str() == Some(file_name));
-    let key = item.map_or(file_name, |i| i["key"].as_str().unwrap());
-    assert!(
-        secrets[source.unwrap()].contains_key(key),
-        "the Secret has the CA file {key}"
-    );
 
     // The topic job connects with the same settings.
     let (_, topics) = pods
@@ -1259,40 +1519,49 @@ fn the_linked_librdkafka_accepts_the_workers_kafka_security() {
     let docs = k8s_docs();
     let secrets = k8s_secrets(&docs);
     let pods = pod_templates(&docs);
-    let (_, ingest) = pods
-        .iter()
-        .find(|(n, _)| n.ends_with("/gridstat-ingest"))
-        .expect("the ingest workers");
-    let worker = &ingest["spec"]["containers"][0];
-    let value_of = |var: &str| -> String {
-        let entry = worker["env"]
-            .as_vec()
-            .into_iter()
-            .flatten()
-            .find(|e| e["name"].as_str() == Some(var))
-            .unwrap_or_else(|| panic!("{var} is not in the container's env"));
-        let r = &entry["valueFrom"]["secretKeyRef"];
-        secrets[r["name"].as_str().unwrap()][r["key"].as_str().unwrap()].clone()
-    };
-    let args = strings(&worker["args"]);
-    let mut cfg = rdkafka::ClientConfig::new();
-    cfg.set("bootstrap.servers", "127.0.0.1:9")
-        .set("group.id", "gridstat-infra-test");
-    let mut set = Vec::new();
-    for pair in args.windows(2).filter(|w| w[0] == "-X") {
-        let (key, value) = pair[1].split_once('=').unwrap();
-        let value = match value.strip_prefix("$(").and_then(|v| v.strip_suffix(')')) {
-            // The CA file is the cluster's, mounted only in the pod.
-            Some(_) if key == "ssl.ca.location" => "probe".to_string(),
-            Some(var) => value_of(var),
-            None => value.to_string(),
+    for workload in ["gridstat-ingest", "gridstat-intake"] {
+        let (_, pod) = pods
+            .iter()
+            .find(|(n, _)| n.ends_with(&format!("/{workload}")))
+            .unwrap_or_else(|| panic!("no workload {workload}"));
+        let worker = &pod["spec"]["containers"][0];
+        let value_of = |var: &str| -> String {
+            let entry = worker["env"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"].as_str() == Some(var))
+                .unwrap_or_else(|| panic!("{var} is not in the container's env"));
+            let r = &entry["valueFrom"]["secretKeyRef"];
+            secrets[r["name"].as_str().unwrap()][r["key"].as_str().unwrap()].clone()
         };
-        cfg.set(key, &value);
-        set.push(format!("{key}={value}"));
-    }
-    assert!(set.len() >= KAFKA_SECURITY_SETTINGS.len(), "{set:?}");
-    let consumer: Result<rdkafka::consumer::BaseConsumer, _> = cfg.create();
-    if let Err(e) = consumer {
-        panic!("librdkafka refuses the workers' settings {set:?}: {e}");
+        let args = strings(&worker["args"]);
+        let mut cfg = rdkafka::ClientConfig::new();
+        cfg.set("bootstrap.servers", "127.0.0.1:9");
+        if workload == "gridstat-ingest" {
+            cfg.set("group.id", "gridstat-infra-test");
+        }
+        let mut set = Vec::new();
+        for pair in args.windows(2).filter(|w| w[0] == "-X") {
+            let (key, value) = pair[1].split_once('=').unwrap();
+            let value = match value.strip_prefix("$(").and_then(|v| v.strip_suffix(')')) {
+                // The CA file is the cluster's, mounted only in the pod.
+                Some(_) if key == "ssl.ca.location" => "probe".to_string(),
+                Some(var) => value_of(var),
+                None => value.to_string(),
+            };
+            cfg.set(key, &value);
+            set.push(format!("{key}={value}"));
+        }
+        assert!(set.len() >= KAFKA_SECURITY_SETTINGS.len(), "{set:?}");
+        // The workers consume, the intake produces.
+        let created = if workload == "gridstat-intake" {
+            cfg.create::<rdkafka::producer::BaseProducer>().map(drop)
+        } else {
+            cfg.create::<rdkafka::consumer::BaseConsumer>().map(drop)
+        };
+        if let Err(e) = created {
+            panic!("librdkafka refuses the {workload} settings {set:?}: {e}");
+        }
     }
 }

@@ -10,6 +10,7 @@ mod gen;
 mod gridstat;
 mod harness;
 mod ingest;
+mod intake;
 mod kafka;
 mod rollup;
 mod site;
@@ -51,6 +52,10 @@ enum Command {
     /// Kafka → lake with 1, 2, 3… `gridstat ingest` workers in one group,
     /// against a bare consumer's read rate on the same topics.
     Kafka(kafka::KafkaArgs),
+    /// Submissions through `gridstat intake` from 64 simulated phones, at
+    /// the most it takes and at half that rate, against a bare idempotent
+    /// producer sending the same messages to the same broker.
+    Intake(intake::IntakeArgs),
     /// Build the public site and the internal dashboard from a lake's
     /// rollups: into fresh directories, then again over the first build.
     Site(site::SiteArgs),
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Aggregate(args) => aggregate::run(registry, args),
         Command::Rollup(args) => rollup::run(registry, args),
         Command::Kafka(args) => kafka::run(registry, args),
+        Command::Intake(args) => intake::run(registry, args),
         Command::Site(args) => site::run(args),
     };
     match result {
