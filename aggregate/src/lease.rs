@@ -212,19 +212,7 @@ impl KeptLease {
 /// The newest lease version and its record (0 and none without any).
 async fn newest(store: &Arc<dyn ObjectStore>) -> Result<(u64, Option<Record>)> {
     loop {
-        let listed: Vec<object_store::ObjectMeta> = store
-            .list(Some(&Path::from(LEASES)))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                path: LEASES.into(),
-                source,
-            })?;
-        let Some(seq) = listed
-            .iter()
-            .filter_map(|m| lease_seq(m.location.as_ref()))
-            .max()
-        else {
+        let Some(seq) = listed_seqs(store).await?.into_iter().max() else {
             return Ok((0, None));
         };
         let path = lease_object(seq);
