@@ -12,7 +12,7 @@ use gridstat_aggregate::{AggregateOptions, NoProgress};
 use gridstat_ingest::file::{ingest_ndjson, FileReport};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
 use gridstat_schemas::generate::{Expect, GenOptions, GeneratedMessage, Generator};
-use gridstat_schemas::record::{CaseKind, CaseStatus, TargetKind};
+use gridstat_schemas::record::{CaseKind, CaseStatus, SafetyCheck, SpecialGroup, TargetKind};
 use gridstat_schemas::time::{local_date, local_midnight};
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
 use gridstat_testkit::campaign::{mixed as campaign, ndjson};
@@ -110,7 +110,24 @@ struct Expected {
     hardships_open: i64,
     hardships_overdue: i64,
     reporters_active: i64,
+    grids_reached: i64,
+    residents_present: i64,
+    staff_recorded: i64,
+    staff_tested: i64,
+    /// Visits per special group and per safety check, by column name.
+    flagged: BTreeMap<String, i64>,
     median: Option<f64>,
+}
+
+/// The columns of the visits per special group and per safety check.
+fn flagged_columns() -> Vec<String> {
+    let groups = SpecialGroup::ALL
+        .iter()
+        .map(|g| format!("special_{}", g.as_str()));
+    let checks = SafetyCheck::ALL
+        .iter()
+        .map(|c| format!("checks_{}", c.as_str()));
+    groups.chain(checks).collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -150,6 +167,7 @@ fn independent(
             ("city".into(), registry.city.code.clone()),
             ("county".into(), registry.counties[g.county].code.clone()),
             ("town".into(), registry.towns[g.town].code.clone()),
+            ("village".into(), registry.villages[g.village].code.clone()),
             ("grid".into(), g.id.clone()),
         ]
     };
@@ -177,6 +195,7 @@ fn independent(
         let end = local_midnight(day) + Duration::days(1);
         let mut households: HashMap<(String, String), HashSet<&str>> = HashMap::new();
         let mut reporters: HashMap<(String, String), HashSet<&str>> = HashMap::new();
+        let mut grids: HashMap<(String, String), HashSet<&str>> = HashMap::new();
         let mut hours: HashMap<(String, String), Vec<f64>> = HashMap::new();
         for g in &registry.grids {
             for a in areas(&g.id) {
@@ -194,7 +213,24 @@ fn independent(
                         .entry(a.clone())
                         .or_default()
                         .insert(&v.target_id);
+                    e.residents_present += i64::from(v.residents_present);
+                } else {
+                    e.staff_recorded += i64::from(v.residents_recorded);
+                    e.staff_tested += i64::from(v.residents_tested);
                 }
+                let flags = v
+                    .special_groups
+                    .iter()
+                    .map(|g| format!("special_{}", g.as_str()))
+                    .chain(
+                        v.safety_checks
+                            .iter()
+                            .map(|c| format!("checks_{}", c.as_str())),
+                    );
+                for flag in flags {
+                    *e.flagged.entry(flag).or_default() += 1;
+                }
+                grids.entry(a.clone()).or_default().insert(&v.grid_id);
                 reporters.entry(a).or_default().insert(&v.reporter_id);
             }
         }
@@ -225,6 +261,9 @@ fn independent(
         }
         for (a, set) in reporters {
             out.get_mut(&(a.0, a.1, day)).unwrap().reporters_active = set.len() as i64;
+        }
+        for (a, set) in grids {
+            out.get_mut(&(a.0, a.1, day)).unwrap().grids_reached = set.len() as i64;
         }
         for (a, mut hs) in hours {
             hs.sort_by(f64::total_cmp);
@@ -263,8 +302,19 @@ fn from_rollups(batches: &[RecordBatch]) -> BTreeMap<(String, String, NaiveDate)
             "hardships_open",
             "hardships_overdue",
             "reporters_active",
+            "grids_reached",
+            "residents_present",
+            "staff_recorded",
+            "staff_tested",
         ]
         .map(i);
+        let flagged: Vec<(String, arrow::array::Int64Array)> = flagged_columns()
+            .into_iter()
+            .map(|c| {
+                let values = i(&c);
+                (c, values)
+            })
+            .collect();
         let median = b
             .column_by_name("resolve_hours_median")
             .unwrap()
@@ -280,6 +330,15 @@ fn from_rollups(batches: &[RecordBatch]) -> BTreeMap<(String, String, NaiveDate)
                 hardships_open: cols[5].value(r),
                 hardships_overdue: cols[6].value(r),
                 reporters_active: cols[7].value(r),
+                grids_reached: cols[8].value(r),
+                residents_present: cols[9].value(r),
+                staff_recorded: cols[10].value(r),
+                staff_tested: cols[11].value(r),
+                flagged: flagged
+                    .iter()
+                    .filter(|(_, v)| v.value(r) != 0)
+                    .map(|(c, v)| (c.clone(), v.value(r)))
+                    .collect(),
                 median: (!median.is_null(r)).then(|| median.value(r)),
             };
             let day = NaiveDate::parse_from_str(dt.value(r), "%Y-%m-%d").unwrap();

@@ -14,7 +14,7 @@
 //!   overlap of its steps, background writes, timings and progress;
 //! - [`curated`]: step 1, per-day deduplication and registry join
 //!   (`dedup`), and `case_state`, rebuilt or updated;
-//! - [`rollup`]: step 2, rollups at four levels, daily and cumulative,
+//! - [`rollup`]: step 2, rollups at five levels, daily and cumulative,
 //!   their columns from the metric catalogue
 //!   ([`gridstat_schemas::metrics`]), and the data-quality table;
 //! - `target_firsts`, `open_cases`, `percentiles`: rollup tables computed

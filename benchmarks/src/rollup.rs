@@ -1,5 +1,5 @@
 //! `gridstat-bench rollup`: the rollup step alone (`case_state`, daily and
-//! cumulative rollups at four levels, quality) over a local lake's curated
+//! cumulative rollups at five levels, quality) over a local lake's curated
 //! tables, side by side with DuckDB computing the same tables in SQL over
 //! the same Parquet ([`gridstat_benchmarks::duckdb::rollup_script`]).
 //!

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Serialize, Serializer};
 
-use crate::record::{HardshipCategory, ReporterRole};
+use crate::record::{HardshipCategory, ReporterRole, SafetyCheck, SpecialGroup};
 
 /// A level of the place hierarchy that rollups are computed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -36,13 +36,21 @@ pub enum Level {
     County,
     /// A town or street (镇 / 街道).
     Town,
+    /// A village or community (村 / 社区).
+    Village,
     /// A grid (网格).
     Grid,
 }
 
 impl Level {
     /// Every level, from the top: the order of the rollups' rows.
-    pub const ALL: [Level; 4] = [Level::City, Level::County, Level::Town, Level::Grid];
+    pub const ALL: [Level; 5] = [
+        Level::City,
+        Level::County,
+        Level::Town,
+        Level::Village,
+        Level::Grid,
+    ];
 
     /// The rollups' `level` value.
     pub fn name(self) -> &'static str {
@@ -50,6 +58,7 @@ impl Level {
             Level::City => "city",
             Level::County => "county",
             Level::Town => "town",
+            Level::Village => "village",
             Level::Grid => "grid",
         }
     }
@@ -64,7 +73,8 @@ impl Level {
         match self {
             Level::City => Some(Level::County),
             Level::County => Some(Level::Town),
-            Level::Town => Some(Level::Grid),
+            Level::Town => Some(Level::Village),
+            Level::Village => Some(Level::Grid),
             Level::Grid => None,
         }
     }
@@ -75,7 +85,8 @@ impl Level {
             Level::City => None,
             Level::County => Some(Level::City),
             Level::Town => Some(Level::County),
-            Level::Grid => Some(Level::Town),
+            Level::Village => Some(Level::Town),
+            Level::Grid => Some(Level::Village),
         }
     }
 
@@ -85,6 +96,7 @@ impl Level {
             Level::City => "市",
             Level::County => "县(市、区)",
             Level::Town => "镇(街道)",
+            Level::Village => "村(社区)",
             Level::Grid => "网格",
         }
     }
@@ -210,9 +222,22 @@ catalogue! {
     Coverage => "coverage", Kind::Ratio { num: Metric::HouseholdsVisited, den: Metric::HouseholdsRegistered },
         additive: false, "住户覆盖率", "%", Public, Real;
     HouseholdsNew => "households_new", Flow, additive: true, "首次走访住户", "户", Internal, Count;
+    GridsRegistered => "grids_registered", Registered, additive: true, "网格总数", "个", Public, Count;
+    GridsReached => "grids_reached", Distinct, additive: true, "已走访网格", "个", Public, Count;
+    GridsReachedShare => "grids_reached_share", Kind::Ratio { num: Metric::GridsReached, den: Metric::GridsRegistered },
+        additive: false, "网格走访覆盖率", "%", Public, Real;
     EnterprisesVisited => "enterprises_visited", Distinct, additive: true, "走访企业", "家", Public, Count;
     VenuesVisited => "venues_visited", Distinct, additive: true, "走访场所", "处", Public, Count;
+    SpecialElderlyAlone => "special_elderly_alone", Flow, additive: true, "走访独居老人户", "户次", Public, Count;
+    SpecialDisabled => "special_disabled", Flow, additive: true, "走访残疾人户", "户次", Public, Count;
+    SpecialChronicIllness => "special_chronic_illness", Flow, additive: true, "走访慢性病患者户", "户次", Public, Count;
+    SpecialPregnant => "special_pregnant", Flow, additive: true, "走访孕产妇户", "户次", Public, Count;
+    SpecialLeftBehindChild => "special_left_behind_child", Flow, additive: true, "走访留守儿童户", "户次", Public, Count;
+    SpecialLowIncome => "special_low_income", Flow, additive: true, "走访低保户", "户次", Public, Count;
     ResidentsRecorded => "residents_recorded", Flow, additive: true, "登记人员", "人", InRatio, Count;
+    ResidentsPresent => "residents_present", Flow, additive: true, "核对在家人员", "人", Internal, Count;
+    PresentShare => "present_share", Kind::Ratio { num: Metric::ResidentsPresent, den: Metric::ResidentsRecorded },
+        additive: false, "在家人员占登记人员比例", "%", Internal, Real;
     NewcomersRegistered => "newcomers_registered", Flow, additive: true, "外来人员报备", "人", Public, Count;
     ResidentsTested => "residents_tested", Flow, additive: true, "有效核酸检测人员", "人", InRatio, Count;
     ResidentsVaccinated => "residents_vaccinated", Flow, additive: true, "已接种疫苗人员", "人", InRatio, Count;
@@ -220,6 +245,15 @@ catalogue! {
         additive: false, "核酸检测率", "%", Public, Real;
     VaccinatedShare => "vaccinated_share", Kind::Ratio { num: Metric::ResidentsVaccinated, den: Metric::ResidentsRecorded },
         additive: false, "疫苗接种率", "%", Public, Real;
+    StaffRecorded => "staff_recorded", Flow, additive: true, "企业和场所从业人员", "人", InRatio, Count;
+    StaffTested => "staff_tested", Flow, additive: true, "从业人员有效核酸检测", "人", InRatio, Count;
+    StaffTestedShare => "staff_tested_share", Kind::Ratio { num: Metric::StaffTested, den: Metric::StaffRecorded },
+        additive: false, "从业人员核酸检测率", "%", Public, Real;
+    ChecksGas => "checks_gas", Flow, additive: true, "燃气安全检查", "次", Public, Count;
+    ChecksElectricity => "checks_electricity", Flow, additive: true, "用电安全检查", "次", Public, Count;
+    ChecksFire => "checks_fire", Flow, additive: true, "消防安全检查", "次", Public, Count;
+    ChecksBuilding => "checks_building", Flow, additive: true, "房屋安全检查", "次", Public, Count;
+    ChecksProduction => "checks_production", Flow, additive: true, "安全生产检查", "次", Public, Count;
     HazardsFound => "hazards_found", Flow, additive: true, "排查安全隐患", "处", Public, Count;
     HazardsFixedOnSpot => "hazards_fixed_on_spot", Flow, additive: true, "当场整改隐患", "处", Internal, Count;
     HazardsHandedOn => "hazards_handed_on", Flow, additive: true, "移交隐患", "处", Internal, Count;
@@ -257,11 +291,25 @@ pub const PUBLIC_FIGURES: &[Metric] = &[
     Metric::ReportersCadre,
     Metric::HouseholdsVisited,
     Metric::Coverage,
+    Metric::GridsReached,
+    Metric::GridsReachedShare,
     Metric::EnterprisesVisited,
     Metric::VenuesVisited,
+    Metric::SpecialElderlyAlone,
+    Metric::SpecialDisabled,
+    Metric::SpecialChronicIllness,
+    Metric::SpecialPregnant,
+    Metric::SpecialLeftBehindChild,
+    Metric::SpecialLowIncome,
     Metric::NewcomersRegistered,
     Metric::TestedShare,
     Metric::VaccinatedShare,
+    Metric::StaffTestedShare,
+    Metric::ChecksGas,
+    Metric::ChecksElectricity,
+    Metric::ChecksFire,
+    Metric::ChecksBuilding,
+    Metric::ChecksProduction,
     Metric::HazardsFound,
     Metric::HazardsFixed,
     Metric::HazardsOpen,
@@ -339,6 +387,31 @@ impl Metric {
     /// Whether it counts distinct reporters (of a role, or all).
     pub fn is_reporter_count(self) -> bool {
         self == Metric::ReportersActive || self.reporter_role().is_some()
+    }
+
+    /// The special group whose households' visits it counts.
+    pub fn special_group(self) -> Option<SpecialGroup> {
+        match self {
+            Metric::SpecialElderlyAlone => Some(SpecialGroup::ElderlyAlone),
+            Metric::SpecialDisabled => Some(SpecialGroup::Disabled),
+            Metric::SpecialChronicIllness => Some(SpecialGroup::ChronicIllness),
+            Metric::SpecialPregnant => Some(SpecialGroup::Pregnant),
+            Metric::SpecialLeftBehindChild => Some(SpecialGroup::LeftBehindChild),
+            Metric::SpecialLowIncome => Some(SpecialGroup::LowIncome),
+            _ => None,
+        }
+    }
+
+    /// The safety check whose visits it counts.
+    pub fn safety_check(self) -> Option<SafetyCheck> {
+        match self {
+            Metric::ChecksGas => Some(SafetyCheck::Gas),
+            Metric::ChecksElectricity => Some(SafetyCheck::Electricity),
+            Metric::ChecksFire => Some(SafetyCheck::Fire),
+            Metric::ChecksBuilding => Some(SafetyCheck::Building),
+            Metric::ChecksProduction => Some(SafetyCheck::Production),
+            _ => None,
+        }
     }
 
     /// The hardship category it counts, for the per-category counts.
@@ -444,6 +517,12 @@ mod tests {
             if let Some(role) = m.reporter_role() {
                 let role = serde_json::to_value(role).unwrap();
                 assert_eq!(m.name(), format!("reporters_{}", role.as_str().unwrap()));
+            }
+            if let Some(group) = m.special_group() {
+                assert_eq!(m.name(), format!("special_{}", group.as_str()));
+            }
+            if let Some(check) = m.safety_check() {
+                assert_eq!(m.name(), format!("checks_{}", check.as_str()));
             }
             if let Some(category) = m.hardship_category() {
                 let category = serde_json::to_value(category).unwrap();

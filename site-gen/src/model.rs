@@ -18,6 +18,7 @@ pub fn level_dir(level: Level) -> &'static str {
         Level::City => "",
         Level::County => "county",
         Level::Town => "town",
+        Level::Village => "village",
         Level::Grid => "grid",
     }
 }
@@ -92,6 +93,12 @@ impl Rollups {
         })
     }
 
+    /// The area above `area` (none for the city).
+    pub fn parent(&self, area: &Area) -> Option<&Area> {
+        let level = area.level.parent()?;
+        self.areas.get(&(level, area.parent.clone()?))
+    }
+
     /// The city.
     pub fn city(&self) -> Option<&Area> {
         self.level(Level::City).next()
@@ -121,7 +128,7 @@ impl Rollups {
                     table: table.into(),
                     column: "level".into(),
                     problem: format!("holds {level_name:?}"),
-                    expected: "one of city, county, town, grid".into(),
+                    expected: "one of city, county, town, village, grid".into(),
                 })?;
                 let day_text = columns.dt.value(row);
                 let di = match last_day {

@@ -116,7 +116,7 @@ fn counts() -> impl Iterator<Item = (Metric, bool)> {
         .map(|m| (m, m.is_monotone()))
 }
 
-/// Apply the rules to the city, county and town areas of `r`.
+/// Apply the rules to the city, county, town and village areas of `r`.
 pub fn suppress(r: &Rollups, threshold: f64) -> Published {
     let days = r.days.len();
     let mut out = Published {
@@ -186,7 +186,7 @@ fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize
     let keys: Vec<Metric> = counts().map(|(k, _)| k).collect();
     loop {
         let mut changed = false;
-        for parent in public.iter().filter(|a| a.level != Level::Town) {
+        for parent in public.iter().filter(|a| a.level != Level::Village) {
             let children: Vec<&Area> = r.children(parent).collect();
             for &key in &keys {
                 for d in 0..days {

@@ -1,5 +1,6 @@
 //! Small in-memory rollups for tests, this crate's and its integration
-//! tests': a city, two counties, five towns with a grid each, three days.
+//! tests': a city, two counties, five towns with a village (or
+//! community) each and a grid in each village, three days.
 //! Not part of the API.
 //!
 //! Households visited per town (cumulative, 2022-11-25..27), 1000
@@ -43,12 +44,18 @@ pub fn rollups() -> Rollups {
     let mut areas = Vec::new();
     for (county, code, name, visited) in TOWNS {
         let town = town(code, name, county, visited);
+        let mut village = town.clone();
+        village.level = Level::Village;
+        village.code = format!("{code}001");
+        village.name = format!("{name}第一社区");
+        village.parent = Some(code.into());
         let mut grid = town.clone();
         grid.level = Level::Grid;
         grid.code = format!("{code}-G1");
         grid.name = format!("{name}1号网格");
-        grid.parent = Some(code.into());
+        grid.parent = Some(village.code.clone());
         areas.push(town);
+        areas.push(village);
         areas.push(grid);
     }
     for (code, name) in COUNTIES {

@@ -1,4 +1,4 @@
-//! Figures per area and day at the four levels: the grid-day figures
+//! Figures per area and day at the five levels: the grid-day figures
 //! summed up the hierarchy (`area_day`), and the resolve-time percentiles,
 //! which are not additive and are computed per level (`hours_day`,
 //! `hours_cum`).
@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::open_cases::Days;
 use crate::tables::{query_batch, register_batches, Computed};
 
-/// The four levels: name, key column, name column, parent column.
+/// The five levels: name, key column, name column, parent column.
 pub const LEVELS: &[(&str, &str, &str, &str)] = &[
     (
         "city",
@@ -24,7 +24,8 @@ pub const LEVELS: &[(&str, &str, &str, &str)] = &[
     ),
     ("county", "g.county_code", "g.county_name", "g.city_code"),
     ("town", "g.town_code", "g.town_name", "g.county_code"),
-    ("grid", "g.grid_id", "g.grid_name", "g.town_code"),
+    ("village", "g.village_code", "g.village_name", "g.town_code"),
+    ("grid", "g.grid_id", "g.grid_name", "g.village_code"),
 ];
 
 /// The tables of figures per grid and per area, in the order they are
@@ -43,12 +44,12 @@ pub(crate) async fn build(ctx: &SessionContext, from: &str) -> Result<()> {
     materialize_in_turn(ctx, tables(from, Computed::InMemory).into()).await
 }
 
-/// The grid-day figures summed up to every area at the four levels, with
+/// The grid-day figures summed up to every area at the five levels, with
 /// the registry's figures (registered households).
 fn area_day_sql() -> String {
     let registered = stored()
         .filter_map(|(metric, recipe)| match recipe {
-            Recipe::Registry(column) => Some(format!("SUM(g.{column}) AS {}", metric.name())),
+            Recipe::Registry(aggregate) => Some(format!("{aggregate} AS {}", metric.name())),
             _ => None,
         })
         .collect::<Vec<_>>()

@@ -16,8 +16,8 @@ use gridstat_schemas::record::{CaseKind, TargetKind};
 /// How a metric is computed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Recipe {
-    /// A figure of the registry: this `registry_grids` column summed over
-    /// the area's grids; the same in both tables.
+    /// A figure of the registry: this aggregate over the area's rows of
+    /// `registry_grids` (`g`); the same in both tables.
     Registry(&'static str),
     /// Counted per grid and day as [`Daily`] says and summed up the
     /// hierarchy; the cumulative table holds the running sum.
@@ -27,6 +27,11 @@ pub(crate) enum Recipe {
     /// cumulative the running sum of first visits (`grid_firsts`,
     /// [`first_visits_column`]).
     Targets(TargetKind),
+    /// Grids visited: per day those visited that day, cumulative the
+    /// running sum of grids reached for the first time
+    /// ([`GRIDS_FIRST_REACHED`]). A grid belongs to one area per level, so
+    /// the count is additive.
+    GridsReached,
     /// A flow that is the first metric less the second, in the same row.
     Difference(Metric, Metric),
     /// Cases open at the day's end, per grid (`open_cases`): a state,
@@ -55,6 +60,14 @@ pub(crate) enum Recipe {
 pub(crate) enum Daily {
     /// By this aggregate over the grid's curated visits of the day.
     Visits(&'static str),
+    /// Visits whose list column (`special_groups`, `safety_checks`) holds
+    /// this value.
+    Flagged {
+        /// The list column.
+        list: &'static str,
+        /// The value (its wire name).
+        flag: &'static str,
+    },
     /// Targets of a kind visited for the first time (`grid_firsts`).
     FirstVisits(TargetKind),
     /// Hardships of the metric's category ([`Metric::hardship_category`])
@@ -69,7 +82,41 @@ pub(crate) fn recipe(metric: Metric) -> Recipe {
     use Metric as M;
     let visits = |sql| Recipe::Flow(Daily::Visits(sql));
     match metric {
-        M::HouseholdsRegistered => Recipe::Registry("households"),
+        M::HouseholdsRegistered => Recipe::Registry("SUM(g.households)"),
+        // A sum like the households (COUNT would make the column non-null).
+        M::GridsRegistered => Recipe::Registry("SUM(1)"),
+        M::GridsReached => Recipe::GridsReached,
+        M::GridsReachedShare | M::PresentShare | M::StaffTestedShare => Recipe::Ratio {
+            null_when_zero: true,
+        },
+        M::SpecialElderlyAlone
+        | M::SpecialDisabled
+        | M::SpecialChronicIllness
+        | M::SpecialPregnant
+        | M::SpecialLeftBehindChild
+        | M::SpecialLowIncome => Recipe::Flow(Daily::Flagged {
+            list: "special_groups",
+            flag: metric.special_group().map_or("", |g| g.as_str()),
+        }),
+        M::ChecksGas
+        | M::ChecksElectricity
+        | M::ChecksFire
+        | M::ChecksBuilding
+        | M::ChecksProduction => Recipe::Flow(Daily::Flagged {
+            list: "safety_checks",
+            flag: metric.safety_check().map_or("", |c| c.as_str()),
+        }),
+        M::ResidentsPresent => {
+            visits("SUM(CASE WHEN target_kind = 'household' THEN residents_present ELSE 0 END)")
+        }
+        // Staff of enterprises and venues, apart from households' residents
+        // (应检尽检).
+        M::StaffRecorded => {
+            visits("SUM(CASE WHEN target_kind <> 'household' THEN residents_recorded ELSE 0 END)")
+        }
+        M::StaffTested => {
+            visits("SUM(CASE WHEN target_kind <> 'household' THEN residents_tested ELSE 0 END)")
+        }
         M::Visits => visits("COUNT(*)"),
         M::HouseholdsVisited => Recipe::Targets(TargetKind::Household),
         // Divided as it is, unlike the shares: an area that registers no
@@ -137,6 +184,10 @@ pub(crate) fn first_visits_column(kind: TargetKind) -> &'static str {
     }
 }
 
+/// The `grid_day` column that is 1 on the day a grid was visited for the
+/// first time: its running sum is the cumulative [`Metric::GridsReached`].
+pub(crate) const GRIDS_FIRST_REACHED: &str = "grids_first_reached";
+
 /// The figures summed per grid and day (`grid_day`), up the hierarchy
 /// (`area_day`) and, for the cumulative table, over the days: the flows
 /// and the distinct targets, each followed by its first visits.
@@ -146,6 +197,7 @@ pub static FLOWS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
         let own = match recipe {
             Recipe::Flow(_) => [Some(metric.name()), None],
             Recipe::Targets(kind) => [Some(metric.name()), Some(first_visits_column(kind))],
+            Recipe::GridsReached => [Some(metric.name()), Some(GRIDS_FIRST_REACHED)],
             _ => [None, None],
         };
         for column in own.into_iter().flatten() {
@@ -184,6 +236,7 @@ pub(super) fn cumulative_column(column: &'static str) -> &'static str {
     stored()
         .find_map(|(metric, recipe)| match recipe {
             Recipe::Targets(kind) if first_visits_column(kind) == column => Some(metric.name()),
+            Recipe::GridsReached if column == GRIDS_FIRST_REACHED => Some(metric.name()),
             _ => None,
         })
         .unwrap_or(column)
@@ -213,6 +266,8 @@ pub(super) fn value(metric: Metric, cumulative: bool) -> Option<String> {
         // first visits; per day they are the day's distinct targets.
         Recipe::Targets(kind) if cumulative => flow(first_visits_column(kind)),
         Recipe::Targets(_) => flow(name),
+        Recipe::GridsReached if cumulative => flow(GRIDS_FIRST_REACHED),
+        Recipe::GridsReached => flow(name),
         Recipe::Difference(minuend, subtrahend) => format!(
             "{} - {}",
             value(minuend, cumulative)?,
@@ -264,8 +319,14 @@ mod tests {
                 (Kind::Flow, Recipe::Flow(Daily::FirstVisits(kind))) => {
                     first_visits_column(kind) == metric.name()
                 }
+                (Kind::Flow, Recipe::Flow(Daily::Flagged { flag, .. })) => {
+                    metric.special_group().map(|g| g.as_str()) == Some(flag)
+                        || metric.safety_check().map(|c| c.as_str()) == Some(flag)
+                }
                 (Kind::Flow, Recipe::Flow(_) | Recipe::Difference(..)) => true,
-                (Kind::Distinct, Recipe::Targets(_)) => !metric.is_reporter_count(),
+                (Kind::Distinct, Recipe::Targets(_) | Recipe::GridsReached) => {
+                    !metric.is_reporter_count()
+                }
                 (Kind::Distinct, Recipe::Reporters) => metric.is_reporter_count(),
                 (Kind::State, Recipe::OpenCases) => true,
                 (Kind::Ratio { .. }, Recipe::Ratio { .. }) => true,
@@ -319,6 +380,7 @@ mod tests {
         assert_eq!(cumulative_column("venues_new"), "venues_visited");
         assert_eq!(cumulative_column("households_new"), "households_new");
         assert_eq!(cumulative_column("visits"), "visits");
+        assert_eq!(cumulative_column(GRIDS_FIRST_REACHED), "grids_reached");
         for column in FLOWS.iter() {
             assert!(Metric::from_name(cumulative_column(column)).is_some());
         }

@@ -11,7 +11,9 @@ use datafusion::execution::context::SessionContext;
 use gridstat_schemas::metrics::Metric;
 use gridstat_schemas::record::TargetKind;
 
-use super::columns::{first_visits_column, stored, Daily, Recipe, FLOWS, STATES};
+use super::columns::{
+    first_visits_column, stored, Daily, Recipe, FLOWS, GRIDS_FIRST_REACHED, STATES,
+};
 use super::{collect, days_of, materialize};
 use crate::error::Result;
 use crate::open_cases::Days;
@@ -103,7 +105,8 @@ fn count_where(column: &str, value: &str) -> String {
 }
 
 /// Every figure per grid and day of `days` (from `from` on), zero-filled:
-/// the sums of `v` (visits), `grid_targets`, `grid_firsts`, `hs`
+/// the sums of `v` (visits), `reach` (the day each grid was first
+/// visited, from `reporter_firsts`), `grid_targets`, `grid_firsts`, `hs`
 /// (hardships raised, by category), `res` (cases resolved) and `st`
 /// (cases open at the day's end), by their columns in [`FLOWS`] and
 /// [`STATES`].
@@ -114,6 +117,9 @@ pub(super) fn grid_day_sql(from: &str, computed: Computed) -> String {
     };
     let visits = daily_sums(|daily, _| match daily {
         Daily::Visits(sql) => Some(sql.to_string()),
+        Daily::Flagged { list, flag } => Some(format!(
+            "SUM(CASE WHEN strpos(CAST({list} AS VARCHAR), '{flag}') > 0 THEN 1 ELSE 0 END)"
+        )),
         _ => None,
     });
     let raised = daily_sums(|daily, metric| match (daily, metric.hardship_category()) {
@@ -124,20 +130,24 @@ pub(super) fn grid_day_sql(from: &str, computed: Computed) -> String {
         Daily::Resolved(kind) => Some(count_where("case_kind", kind.as_str())),
         _ => None,
     });
+    let reached = Metric::GridsReached.name();
     let mut select = String::from("p.dt, p.grid_id");
     for f in FLOWS.iter().chain(STATES.iter()) {
         select += &format!(", COALESCE({f}, 0) AS {f}");
     }
     format!(
         "WITH panel AS (SELECT d.dt, g.grid_id FROM days d CROSS JOIN registry_grids g), \
-         v AS (SELECT dt AS v_dt, grid_id AS v_grid{visits} \
+         v AS (SELECT dt AS v_dt, grid_id AS v_grid{visits}, 1 AS {reached} \
            FROM curated_visits WHERE dt >= '{from}' GROUP BY dt, grid_id), \
+         reach AS (SELECT CAST(MIN(first_dt) AS VARCHAR) AS q_dt, grid_id AS q_grid, 1 AS {GRIDS_FIRST_REACHED} \
+           FROM reporter_firsts GROUP BY grid_id), \
          hs AS (SELECT opened_dt AS h_dt, grid_id AS h_grid {raised} FROM case_state WHERE case_kind = 'hardship' AND opened_dt >= '{from}' GROUP BY opened_dt, grid_id), \
          res AS (SELECT resolved_dt AS r_dt, grid_id AS r_grid{resolved} \
            FROM case_state WHERE resolved_dt >= '{from}' GROUP BY resolved_dt, grid_id), \
          st AS ({open_cases}) \
          SELECT {select} FROM panel p \
            LEFT JOIN v ON p.dt = v.v_dt AND p.grid_id = v.v_grid \
+           LEFT JOIN reach ON p.dt = reach.q_dt AND p.grid_id = reach.q_grid \
            LEFT JOIN grid_targets dtg ON p.dt = dtg.t_dt AND p.grid_id = dtg.t_grid \
            LEFT JOIN grid_firsts firsts ON p.dt = firsts.f_dt AND p.grid_id = firsts.f_grid \
            LEFT JOIN hs ON p.dt = hs.h_dt AND p.grid_id = hs.h_grid \

@@ -1,4 +1,4 @@
-//! Step 2: rollups at four levels (grid, town, county, city), per day and
+//! Step 2: rollups at five levels (grid, village, town, county, city), per day and
 //! cumulative, computed from the curated tables.
 //!
 //! Additive figures are summed per grid and day first, then up the
@@ -66,8 +66,9 @@ pub(crate) fn materialized(
         // gridstat builds it with `target_firsts::materialize`.
         tables.push(("grid_firsts", grid_day::grid_firsts_sql(from)));
     }
-    tables.extend(areas::tables(from, computed));
+    // `grid_day` reads the reporters' first days (grids first reached).
     tables.extend(reporters::tables(from, previous_reporters));
+    tables.extend(areas::tables(from, computed));
     if computed == Computed::InSql {
         // gridstat builds these with `areas::build_resolve_hours`.
         tables.push(("hours_day", areas::hours_sql(false, from)));

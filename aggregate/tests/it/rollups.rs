@@ -74,6 +74,12 @@ fn towns_with_grids(registry: &Registry) -> usize {
     towns.len()
 }
 
+/// The registry's villages that have grids.
+fn villages_with_grids(registry: &Registry) -> usize {
+    let villages: BTreeSet<usize> = registry.grids.iter().map(|g| g.village).collect();
+    villages.len()
+}
+
 /// Every area of the registry at its level that has grids has a row on
 /// every day, in both tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +90,7 @@ async fn every_area_of_every_level_has_a_row_each_day() {
         ("city", 1),
         ("county", registry.counties.len()),
         ("town", towns_with_grids(&registry)),
+        ("village", villages_with_grids(&registry)),
         ("grid", registry.grids.len()),
     ];
     for table in ["rollups_daily", "rollups_cumulative"] {
@@ -135,7 +142,8 @@ async fn additive_figures_of_children_sum_to_their_parent() {
     let additive = additive();
     assert!(additive.contains(&"households_visited") && additive.contains(&"hardships_open"));
     let registry = Registry::jiangmen();
-    let parents = 1 + registry.counties.len() + towns_with_grids(&registry);
+    let parents =
+        1 + registry.counties.len() + towns_with_grids(&registry) + villages_with_grids(&registry);
     let mut exercised = BTreeSet::new();
     for table in ["rollups_daily", "rollups_cumulative"] {
         let inner: Vec<String> = additive

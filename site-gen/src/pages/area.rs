@@ -1,4 +1,4 @@
-//! Area pages: one per county and town (and grid, internal), with the
+//! Area pages: one per county, town and village (and grid, internal), with the
 //! area's figures, charts, children and downloads. Rendered in parallel:
 //! they are most of the site.
 
@@ -52,8 +52,8 @@ pub(crate) fn model(site: &Site<'_>, texts: &mut ChartTexts<'_>, area: &Area) ->
     let root = depth_root(&path);
     let has_children = match area.level {
         Level::Grid => false,
-        Level::Town => !site.is_public(),
-        Level::City | Level::County => true,
+        Level::Village => !site.is_public(),
+        Level::City | Level::County | Level::Town => true,
     };
     let downloads = site.is_public().then(|| {
         let stem = format!("{root}{}", data_stem(area));
@@ -77,13 +77,13 @@ pub(crate) fn model(site: &Site<'_>, texts: &mut ChartTexts<'_>, area: &Area) ->
     })
 }
 
-/// The page of every county and town, and of every grid on the internal
-/// dashboard.
+/// The page of every county, town and village, and of every grid on the
+/// internal dashboard.
 pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
     let levels: &[Level] = if site.is_public() {
-        &[Level::County, Level::Town]
+        &[Level::County, Level::Town, Level::Village]
     } else {
-        &[Level::County, Level::Town, Level::Grid]
+        &[Level::County, Level::Town, Level::Village, Level::Grid]
     };
     let areas: Vec<&Area> = levels.iter().flat_map(|&l| site.rollups.level(l)).collect();
     // Chart texts are evaluated once per thread: evaluating them for each
@@ -174,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn a_public_town_page_has_crumbs_and_withheld_cards_but_no_grids() {
+    fn a_public_town_page_has_crumbs_withheld_cards_and_its_villages() {
         with_site(Audience::Public, |site| {
             let page = page_of(site, area(site, Level::Town, "440703003")).unwrap();
             assert_eq!(
@@ -184,7 +184,15 @@ mod tests {
                     href: "../../county/440703/index.html".into()
                 }]
             );
-            assert!(page.children.is_none());
+            let villages = page.children.expect("villages");
+            assert_eq!(villages.level, Level::Village.label());
+            assert_eq!(villages.table.rows[0][0].text, "荷塘镇第一社区");
+            assert_eq!(
+                villages.table.rows[0][0].href.as_deref(),
+                Some("../../village/440703003001/index.html")
+            );
+            let village = page_of(site, area(site, Level::Village, "440703003001")).unwrap();
+            assert!(village.children.is_none(), "no public grid pages");
             let visited = page
                 .cards
                 .iter()
@@ -202,18 +210,19 @@ mod tests {
     #[test]
     fn internal_pages_reach_down_to_grids() {
         with_site(Audience::Internal, |site| {
-            let town = page_of(site, area(site, Level::Town, "440703002")).unwrap();
-            let grids = town.children.expect("grids");
+            let village = page_of(site, area(site, Level::Village, "440703002001")).unwrap();
+            let grids = village.children.expect("grids");
             assert_eq!(grids.table.rows[0][0].text, "环市街道1号网格");
             assert_eq!(grids.table.rows[0][1].text, "3", "nothing withheld");
-            assert!(town.downloads.is_none());
+            assert!(village.downloads.is_none());
             let grid = page_of(site, area(site, Level::Grid, "440703002-G1")).unwrap();
             let crumbs: Vec<&str> = grid.ancestors.iter().map(|l| l.href.as_str()).collect();
             assert_eq!(
                 crumbs,
                 [
                     "../../county/440703/index.html",
-                    "../../town/440703002/index.html"
+                    "../../town/440703002/index.html",
+                    "../../village/440703002001/index.html"
                 ]
             );
             assert!(grid.children.is_none());
@@ -232,8 +241,8 @@ mod tests {
             })
         };
         let public = paths(Audience::Public);
-        assert_eq!(public.len(), 2 + 5);
+        assert_eq!(public.len(), 2 + 5 + 5);
         assert!(public.iter().all(|p| !p.starts_with("grid/")));
-        assert_eq!(paths(Audience::Internal).len(), 2 + 5 + 5);
+        assert_eq!(paths(Audience::Internal).len(), 2 + 5 + 5 + 5);
     }
 }

@@ -188,13 +188,13 @@ mod tests {
         with_site(Audience::Public, |site| {
             let page = model(site);
             assert_eq!(page.all, ["all.csv", "all.json"]);
-            assert_eq!(page.areas.len(), 1 + 2 + 5);
+            assert_eq!(page.areas.len(), 1 + 2 + 5 + 5);
             assert_eq!(page.areas[0].csv, "city-440700.csv");
             let files = pages(site).unwrap();
-            assert_eq!(files.len(), 8 * 2 + 2 + 1);
+            assert_eq!(files.len(), 13 * 2 + 2 + 1);
             let all = files.iter().find(|f| f.path == "data/all.csv").unwrap();
             let text = String::from_utf8(all.bytes.clone()).unwrap();
-            assert_eq!(text.lines().count(), 1 + 8 * 3);
+            assert_eq!(text.lines().count(), 1 + 13 * 3);
             assert!(text.starts_with("area_code,area_name,"), "{text}");
         });
     }

@@ -118,15 +118,13 @@ fn lagging_grids(site: &Site<'_>) -> Table {
         .iter()
         .take(LIST_LENGTH)
         .map(|(g, _)| {
-            let town = g
-                .parent
-                .as_ref()
-                .and_then(|t| site.rollups.areas.get(&(Level::Town, t.clone())))
-                .map(|t| t.name.clone())
-                .unwrap_or_default();
+            let village = site.rollups.parent(g);
+            let town = village.and_then(|v| site.rollups.parent(v));
+            let name = |a: Option<&Area>| a.map(|a| a.name.clone()).unwrap_or_default();
             let mut row = vec![
                 TableCell::link(g.name.clone(), area_path(g)),
-                TableCell::text(town),
+                TableCell::text(name(town)),
+                TableCell::text(name(village)),
             ];
             row.extend(
                 figures
@@ -215,7 +213,16 @@ mod tests {
             assert!(home.latest.is_none());
             let lagging = home.lagging_grids.expect("internal");
             let first: Vec<&str> = lagging.rows[0].iter().map(|c| c.text.as_str()).collect();
-            assert_eq!(first, ["环市街道1号网格", "环市街道", "3", "0.3%"]);
+            assert_eq!(
+                first,
+                [
+                    "环市街道1号网格",
+                    "环市街道",
+                    "环市街道第一社区",
+                    "3",
+                    "0.3%"
+                ]
+            );
             assert_eq!(
                 lagging.rows[0][0].href.as_deref(),
                 Some("grid/440703002-G1/index.html")
