@@ -93,11 +93,21 @@ fn town(code: &str, name: &str, county: &str, visited: [f64; 3]) -> Area {
     let share = |f: f64| visited.map(|v| Some((v * f).floor())).to_vec();
     let cumulative = BTreeMap::from([
         (Metric::HouseholdsRegistered, vec![Some(1000.0); 3]),
+        (Metric::GridsRegistered, vec![Some(1.0); 3]),
+        (
+            Metric::GridsReached,
+            visited.map(|v| Some(f64::from(v > 0.0))).to_vec(),
+        ),
         (Metric::HouseholdsVisited, share(1.0)),
         (Metric::ReportersCadre, share(0.1)),
         (Metric::EnterprisesVisited, share(0.1)),
         (Metric::VenuesVisited, share(0.01)),
         (Metric::NewcomersRegistered, share(0.2)),
+        (Metric::SpecialElderlyAlone, share(0.05)),
+        (Metric::ChecksGas, share(1.0)),
+        (Metric::ChecksFire, share(1.0)),
+        (Metric::StaffRecorded, share(0.5)),
+        (Metric::StaffTested, share(0.45)),
         (Metric::ResidentsRecorded, share(3.0)),
         (Metric::ResidentsTested, share(2.0)),
         (Metric::ResidentsVaccinated, share(2.5)),

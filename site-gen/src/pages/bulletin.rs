@@ -22,8 +22,6 @@ const LAGGING_TOWNS: usize = 3;
 pub(crate) struct Bulletin {
     /// The day.
     pub(crate) day: Day,
-    /// The number of grids.
-    pub(crate) grids: usize,
     /// The city's cumulative figures.
     pub(crate) city: Figures,
     /// What the day added to the city's cumulative counts.
@@ -95,7 +93,6 @@ pub(crate) fn bulletin(site: &Site<'_>, day: usize) -> Bulletin {
     };
     Bulletin {
         day: Day(site.days()[day]),
-        grids: site.rollups.level(Level::Grid).count(),
         city: site.figures(city, day),
         new: site.increments(city, day),
         counties: site.rollups.children(city).map(named).collect(),
@@ -194,7 +191,8 @@ mod tests {
         with_site(Audience::Public, |site| {
             let b = bulletin(site, 2);
             assert_eq!(b.day.0.to_string(), "2022-11-27");
-            assert_eq!(b.grids, 5);
+            // The grids visited (one per town), not the registry's count.
+            assert_eq!(b.city[&Metric::GridsReached].value, "5");
             let visited = &b.city[&Metric::HouseholdsVisited];
             assert_eq!((visited.value.as_str(), visited.unit), ("873", "户"));
             let coverage = &b.city[&Metric::Coverage];
