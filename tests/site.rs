@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use gridstat_schemas::generate::{Expect, GenOptions, Generator};
+use gridstat_schemas::metrics::{Kind, PUBLIC_FIGURES};
 use gridstat_schemas::record::TargetKind;
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
 use gridstat_testkit::files::files_under;
@@ -195,32 +196,23 @@ fn published(public: &Path) -> Cells {
         .collect()
 }
 
-const COUNTS: &[&str] = &[
-    "reporters_cadre",
-    "households_visited",
-    "enterprises_visited",
-    "venues_visited",
-    "newcomers_registered",
-    "hazards_found",
-    "hazards_fixed",
-    "hazards_open",
-    "hardships_raised",
-    "hardships_resolved",
-    "hardships_open",
-    "enlisted",
-];
-const FLOWS: &[&str] = &[
-    "reporters_cadre",
-    "households_visited",
-    "enterprises_visited",
-    "venues_visited",
-    "newcomers_registered",
-    "hazards_found",
-    "hazards_fixed",
-    "hardships_raised",
-    "hardships_resolved",
-    "enlisted",
-];
+/// The public counts (the public figures that are not shares).
+fn counts() -> Vec<&'static str> {
+    PUBLIC_FIGURES
+        .iter()
+        .filter(|m| !matches!(m.kind(), Kind::Ratio { .. }))
+        .map(|m| m.name())
+        .collect()
+}
+
+/// The public counts whose cumulative series never decreases.
+fn flows() -> Vec<&'static str> {
+    PUBLIC_FIGURES
+        .iter()
+        .filter(|m| !matches!(m.kind(), Kind::Ratio { .. }) && m.is_monotone())
+        .map(|m| m.name())
+        .collect()
+}
 
 #[test]
 fn no_small_count_is_published_or_recoverable() {
@@ -230,7 +222,7 @@ fn no_small_count_is_published_or_recoverable() {
     let num = |s: &str| s.parse::<f64>().ok();
     let mut small_seen = 0;
     for (key, row) in &cells {
-        for m in COUNTS {
+        for m in &counts() {
             match num(&row[*m]) {
                 Some(v) => assert!(v == 0.0 || v >= 5.0, "{key:?} {m} = {v} published"),
                 None => {
@@ -249,7 +241,7 @@ fn no_small_count_is_published_or_recoverable() {
     type Series = Vec<(String, Option<f64>)>;
     let mut series: BTreeMap<(String, String, &str), Series> = BTreeMap::new();
     for ((level, code, date), row) in &cells {
-        for m in FLOWS {
+        for m in &flows() {
             series
                 .entry((level.clone(), code.clone(), m))
                 .or_default()
@@ -279,13 +271,18 @@ fn no_small_count_is_published_or_recoverable() {
                 .iter()
                 .find(|t| t.code == code)
                 .map(|t| ("county".into(), registry.counties[t.county].code.clone())),
+            "village" => registry
+                .villages
+                .iter()
+                .find(|v| v.code == code)
+                .map(|v| ("town".into(), registry.towns[v.town].code.clone())),
             _ => None,
         }
     };
     let mut groups: BTreeMap<(String, String, String, &str), Vec<Option<f64>>> = BTreeMap::new();
     for ((level, code, date), row) in &cells {
         if let Some((pl, pc)) = parent_of(level, code) {
-            for m in COUNTS {
+            for m in &counts() {
                 groups
                     .entry((pl.clone(), pc.clone(), date.clone(), m))
                     .or_default()

@@ -66,6 +66,7 @@ pub fn object_key(
 const DICTIONARY_COLUMNS: &[&str] = &[
     "grid_id",
     "reporter_role",
+    "reporter_unit",
     "target_kind",
     "special_groups.list.item",
     "safety_checks.list.item",
@@ -252,7 +253,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 13, "the visit columns without statistics");
+        assert_eq!(checked, 14, "the visit columns without statistics");
         let ids = files[0]
             .row_group(0)
             .columns()

@@ -92,6 +92,9 @@ pub fn raw_visits_schema() -> SchemaRef {
         i32f("hazards_found"),
         i32f("hazards_fixed_on_spot"),
         i32f("hardships_raised"),
+        // Optional, and last of the visit's columns: files written before
+        // it existed read as a null here.
+        Field::new("reporter_unit", DataType::Utf8, true),
     ];
     fields.extend(lineage_fields());
     Arc::new(Schema::new(fields))
@@ -344,6 +347,7 @@ pub struct VisitBatchBuilder {
     safety_checks: StrListColumn,
     hazards: ListBuilder<StructBuilder>,
     hardships: ListBuilder<StructBuilder>,
+    reporter_unit: StringBuilder,
     lineage: LineageBuilder,
     rows: usize,
 }
@@ -371,6 +375,7 @@ impl VisitBatchBuilder {
             safety_checks: StrListColumn::new(),
             hazards: ListBuilder::new(StructBuilder::from_fields(hazard_fields(), 0)),
             hardships: ListBuilder::new(StructBuilder::from_fields(hardship_fields(), 0)),
+            reporter_unit: StringBuilder::new(),
             lineage: LineageBuilder::new(),
             rows: 0,
         }
@@ -447,6 +452,7 @@ impl VisitBatchBuilder {
             s.append(true);
         }
         self.hardships.append(true);
+        self.reporter_unit.append_option(v.reporter_unit.as_deref());
         self.lineage.append(lineage);
         self.rows += 1;
     }
@@ -477,6 +483,7 @@ impl VisitBatchBuilder {
             Arc::new(hz.finish()),
             Arc::new(hzf.finish()),
             Arc::new(hs.finish()),
+            Arc::new(self.reporter_unit.finish()),
         ];
         self.lineage.finish(&mut cols)?;
         self.rows = 0;

@@ -296,6 +296,9 @@ fn validate(
         Submission::Visit(v) => {
             check_id("submission_id", &v.submission_id)?;
             check_id("reporter_id", &v.reporter_id)?;
+            if let Some(unit) = &v.reporter_unit {
+                check_id("reporter_unit", unit)?;
+            }
             check_id("target_id", &v.target_id)?;
             for (i, h) in v.hazards.iter().enumerate() {
                 check_id_in(|| format!("hazards[{i}].hazard_id"), &h.hazard_id)?;

@@ -71,6 +71,7 @@ pub(crate) fn visit(text: &[u8]) -> Option<Visit<'_>> {
         visited_at: r.time()?,
         reporter_id: r.borrowed()?,
         reporter_role: r.variant(ReporterRole::from_wire)?,
+        reporter_unit default: Some(r.borrowed()?),
         grid_id: r.borrowed()?,
         target_kind: r.variant(TargetKind::from_wire)?,
         target_id: r.borrowed()?,

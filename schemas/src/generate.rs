@@ -2,6 +2,14 @@
 //! send, in arrival order, with known duplicates, invalid messages, late
 //! arrivals and case updates.
 //!
+//! It also makes what the checks of the data must see: cadres with the
+//! agency that sent them (`reporter_unit`, left out by some phones), visits
+//! to special groups and safety checks of every kind, cases reopened after
+//! they were resolved, updates of cases no visit opened (raised through a
+//! hotline), and a few grids with more households than the registry says,
+//! visited in full whatever the scale ([`stale_registry`]): coverage above
+//! 100 %.
+//!
 //! Same [`GenOptions`] and registry → the same bytes. The generator knows
 //! what it made ([`Expect`]), so tests can check the decoder and the whole
 //! pipeline against it.
@@ -191,13 +199,30 @@ impl<'r> Generator<'r> {
         let k = self.grid_speed[g];
         let days = f64::from(self.opts.days);
         let frac = (1.0 - (-k * f64::from(d + 1)).exp()) / (1.0 - (-k * days).exp());
-        (frac * self.opts.scale * f64::from(self.registry.grids[g].households)).round() as u64
+        let (scale, households) = match stale_registry(g) {
+            true => (1.0, self.households(g)),
+            false => (
+                self.opts.scale,
+                f64::from(self.registry.grids[g].households),
+            ),
+        };
+        (frac * scale * households).round() as u64
+    }
+
+    /// The households grid `g` really has: the registry's count, or more
+    /// where the registry is out of date ([`stale_registry`]).
+    fn households(&self, g: usize) -> f64 {
+        let registered = f64::from(self.registry.grids[g].households);
+        match stale_registry(g) {
+            true => (registered * STALE_REGISTRY_EXCESS).ceil(),
+            false => registered,
+        }
     }
 
     fn generate_day(&mut self) {
         let d = self.day;
         for g in 0..self.registry.grids.len() {
-            let households = u64::from(self.registry.grids[g].households).max(1);
+            let households = (self.households(g) as u64).max(1);
             let target = self.target(g, d);
             while self.visited[g] < target {
                 let n = self.visited[g];
@@ -267,10 +292,9 @@ impl<'r> Generator<'r> {
             ReporterRole::Volunteer => 4,
             ReporterRole::Police | ReporterRole::Deputy => 1,
         };
-        let reporter_id = hex_id(
-            "rp-",
-            mix(seed, g as u64, role as u64, self.rng.random_range(0..pool)),
-        );
+        let reporter = mix(seed, g as u64, role as u64, self.rng.random_range(0..pool));
+        let reporter_id = hex_id("rp-", reporter);
+        let reporter_unit = unit_of(&self.registry.counties[grid.county].name, role, reporter);
         let prefix = match kind {
             TargetKind::Household => "hh-",
             TargetKind::Enterprise => "en-",
@@ -305,7 +329,7 @@ impl<'r> Generator<'r> {
                 }
             }
         }
-        let safety_checks = match kind {
+        let mut safety_checks: FlagList<SafetyCheck> = match kind {
             TargetKind::Household => smallvec::smallvec![
                 SafetyCheck::Gas,
                 SafetyCheck::Electricity,
@@ -317,6 +341,10 @@ impl<'r> Generator<'r> {
                 SafetyCheck::Production,
             ],
         };
+        // Older houses get a building check (about three in ten).
+        if kind == TargetKind::Household && mix(seed, g as u64, 31, index) % 10 < 3 {
+            safety_checks.push(SafetyCheck::Building);
+        }
         let hazard_p = if kind == TargetKind::Household {
             0.05
         } else {
@@ -376,6 +404,7 @@ impl<'r> Generator<'r> {
             visited_at,
             reporter_id: reporter_id.into(),
             reporter_role: role,
+            reporter_unit: reporter_unit.map(Into::into),
             grid_id: grid_id.clone().into(),
             target_kind: kind,
             target_id: target_id.into(),
@@ -503,6 +532,16 @@ impl<'r> Generator<'r> {
                 let hours = -mean_hours * (1.0 - self.rng.random::<f64>()).ln();
                 t += Duration::minutes((hours * 60.0) as i64 + 1);
                 steps.push((CaseStatus::Resolved, t));
+                // The resident calls back: the case is assigned again (a
+                // reopening) and mostly resolved again.
+                if self.rng.random_bool(0.04) {
+                    t += Duration::minutes(self.rng.random_range(60..2880));
+                    steps.push((CaseStatus::Assigned, t));
+                    if self.rng.random_bool(0.8) {
+                        t += Duration::minutes(self.rng.random_range(60..1440));
+                        steps.push((CaseStatus::Resolved, t));
+                    }
+                }
             }
             for (status, updated_at) in steps {
                 let sent_at = updated_at + Duration::seconds(self.rng.random_range(10..600));
@@ -521,6 +560,26 @@ impl<'r> Generator<'r> {
                 self.emit(sent_at, Stream::Cases, v.grid_id.to_string(), bytes);
             }
         }
+        // Now and then the grid's handler takes a case raised elsewhere (a
+        // hotline): an update of a case no visit opened.
+        if self.rng.random_bool(UNKNOWN_CASE_RATE) {
+            let updated_at = v.visited_at + Duration::minutes(self.rng.random_range(30..600));
+            let sent_at = updated_at + Duration::seconds(self.rng.random_range(10..600));
+            let submission_id = self.uuid();
+            let update = CaseUpdate {
+                schema: CASE_SCHEMA_V1.into(),
+                case_id: format!("hl-{}", &submission_id[..18]).into(),
+                submission_id: submission_id.into(),
+                sent_at,
+                case_kind: CaseKind::Hardship,
+                grid_id: v.grid_id.clone(),
+                status: CaseStatus::Assigned,
+                updated_at,
+                handler_id: hex_id("hd-", mix(self.opts.seed, 7, 8, 0)).into(),
+            };
+            let bytes = to_json(&update);
+            self.emit(sent_at, Stream::Cases, v.grid_id.to_string(), bytes);
+        }
     }
 
     fn make_invalid(&mut self, base: &Visit) {
@@ -538,8 +597,13 @@ impl<'r> Generator<'r> {
                 raw = Some(b);
             }
             ErrorClass::MalformedJson => {
-                let b = serde_json::to_vec(&value).expect("serializes");
-                raw = Some(b[..b.len() / 2].to_vec());
+                let text = serde_json::to_string(&value).expect("serializes");
+                // Cut at a character boundary: the unit or a note is Chinese.
+                let mut cut = text.len() / 2;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                raw = Some(text.as_bytes()[..cut].to_vec());
             }
             ErrorClass::TooLarge => {
                 let pad = "备注".repeat(self.opts.max_message_bytes / 6 + 16);
@@ -676,6 +740,57 @@ fn binomial(rng: &mut Pcg64Mcg, n: u32, p: f64) -> u32 {
 
 /// A stable 64-bit hash of four numbers (splitmix64 finaliser), for
 /// pseudonymous ids that do not depend on RNG draw order.
+/// Share of visits after which a case no visit opened gets an update.
+const UNKNOWN_CASE_RATE: f64 = 0.002;
+
+/// How many more households an out-of-date registry's grid really has.
+const STALE_REGISTRY_EXCESS: f64 = 1.2;
+
+/// Whether grid `g` (its registry position) has more households than the
+/// registry says (two grids of the Jiangmen registry): they are visited
+/// in full whatever the campaign's scale, so coverage passes 100 %.
+pub fn stale_registry(g: usize) -> bool {
+    g % 1500 == 700
+}
+
+/// Agencies that send cadres down (派出单位), as a county names them.
+const AGENCIES: [&str; 16] = [
+    "委组织部",
+    "委宣传部",
+    "委统战部",
+    "委政法委",
+    "发展和改革局",
+    "教育局",
+    "民政局",
+    "财政局",
+    "人力资源和社会保障局",
+    "自然资源局",
+    "住房和城乡建设局",
+    "交通运输局",
+    "农业农村局",
+    "卫生健康局",
+    "应急管理局",
+    "市场监督管理局",
+];
+
+/// The agency that sent reporter `reporter` (its id's seed) of `role` in
+/// county `county`: cadres come from the county's agencies, police from
+/// its public security bureau; about one phone in ten leaves it out.
+fn unit_of(county: &str, role: ReporterRole, reporter: u64) -> Option<String> {
+    let pick = mix(reporter, 5, 5, 5);
+    if pick.is_multiple_of(10) {
+        return None;
+    }
+    match role {
+        ReporterRole::Cadre => Some(format!(
+            "{county}{}",
+            AGENCIES[(pick / 10) as usize % AGENCIES.len()]
+        )),
+        ReporterRole::Police => Some(format!("{county}公安局")),
+        _ => None,
+    }
+}
+
 fn mix(a: u64, b: u64, c: u64, d: u64) -> u64 {
     let mut x =
         a ^ b.rotate_left(17) ^ c.rotate_left(33) ^ d.rotate_left(47) ^ 0x9E37_79B9_7F4A_7C15;

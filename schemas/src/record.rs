@@ -239,6 +239,11 @@ pub struct Visit<'a> {
     pub reporter_id: Cow<'a, str>,
     /// Role of the reporter.
     pub reporter_role: ReporterRole,
+    /// The agency that sent the reporter down (派出单位, e.g. 台山市民政局):
+    /// optional, so producers that do not know it send visits as before.
+    #[schemars(length(min = 1, max = 128), pattern(r"\S"))]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub reporter_unit: Option<Cow<'a, str>>,
     /// Grid id from the place registry.
     #[schemars(length(min = 1))]
     #[serde(borrow)]

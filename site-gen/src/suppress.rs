@@ -13,6 +13,8 @@
 //!    too — or, with no other child, the parent — repeated until stable, so
 //!    no withheld cell equals its parent minus its siblings.
 //! 4. Shares are withheld when their numerator or denominator is.
+//! 5. A share of a registry figure above 100 % (more households visited
+//!    than registered) is not published as it is: shown as "待核实".
 
 use std::collections::BTreeMap;
 
@@ -29,6 +31,10 @@ pub enum Cell {
     Small,
     /// Withheld to protect another cell (shown as "×").
     Withheld,
+    /// A share of the registry above 100 %: the registry's count is out of
+    /// date, so the share is not published as it is (shown as "待核实";
+    /// the quality table lists the areas).
+    Unverified,
 }
 
 impl Cell {
@@ -36,7 +42,7 @@ impl Cell {
     pub fn value(self) -> Option<f64> {
         match self {
             Cell::Shown(v) => Some(v),
-            Cell::Small | Cell::Withheld => None,
+            Cell::Small | Cell::Withheld | Cell::Unverified => None,
         }
     }
 }
@@ -170,7 +176,7 @@ pub fn suppress(r: &Rollups, threshold: f64) -> Published {
                             cells.get(&den).and_then(|s| s[d].value())
                         };
                         match (n, dv) {
-                            (Some(n), Some(dv)) if dv > 0.0 => Cell::Shown(n / dv),
+                            (Some(n), Some(dv)) if dv > 0.0 => of_registry(den, n / dv),
                             _ => Cell::Withheld,
                         }
                     })
@@ -180,6 +186,15 @@ pub fn suppress(r: &Rollups, threshold: f64) -> Published {
         }
     }
     out
+}
+
+/// A share `value` of a figure of the registry (`den`), unless above 100 %.
+fn of_registry(den: Metric, value: f64) -> Cell {
+    if den.kind() == Kind::Registered && value > 1.0 {
+        Cell::Unverified
+    } else {
+        Cell::Shown(value)
+    }
 }
 
 fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize) {
@@ -319,5 +334,15 @@ mod tests {
         assert_eq!(get("b"), None, "smallest sibling withheld too");
         assert_eq!(get("d"), Some(77.0));
         assert_eq!(get("c"), Some(130.0));
+    }
+
+    #[test]
+    fn coverage_above_the_registry_is_not_published_as_it_is() {
+        let r = rollups(vec![area(Level::City, "c", None, &[900.0, 1200.0])], 2);
+        let p = suppress(&r, 5.0);
+        let city = r.city().unwrap();
+        assert_eq!(p.cell(city, Metric::Coverage, 0), Cell::Shown(0.9));
+        assert_eq!(p.cell(city, Metric::Coverage, 1), Cell::Unverified);
+        assert_eq!(p.get(city, Metric::HouseholdsVisited, 1), Some(1200.0));
     }
 }

@@ -25,7 +25,7 @@ const VISIT_COLUMNS: &str = "r.submission_id, r.sent_at, r.visited_at, r.reporte
     r.grid_id, g.village_code, g.town_code, g.county_code, r.target_kind, r.target_id, \
     r.residents_recorded, r.residents_present, r.newcomers_registered, r.residents_tested, r.residents_vaccinated, \
     r.special_groups, r.safety_checks, r.hazards, r.hardships, r.enlisted_building_leads, r.enlisted_volunteers, \
-    r.hazards_found, r.hazards_fixed_on_spot, r.hardships_raised, \
+    r.hazards_found, r.hazards_fixed_on_spot, r.hardships_raised, r.reporter_unit, \
     r.source_topic, r.source_partition, r.source_offset, r.received_at";
 
 const CASE_COLUMNS: &str = "r.submission_id, r.sent_at, r.case_id, r.case_kind, r.grid_id, g.town_code, g.county_code, \

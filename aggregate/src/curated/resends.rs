@@ -63,7 +63,9 @@ impl RawTable {
     /// The columns whose values make a submission's content: every
     /// scalar field and flag list of the message but its send time (a
     /// phone's retry may stamp a new one) and the transport's lineage; of
-    /// the hazard and hardship lists, their counts.
+    /// the hazard and hardship lists, their counts. A visit without a
+    /// `reporter_unit` has the content it had before the field existed
+    /// (`CONCAT_WS` skips a null).
     fn content(self) -> &'static str {
         match self {
             RawTable::Visits => {
@@ -72,7 +74,7 @@ impl RawTable {
                  CAST(residents_tested AS VARCHAR), CAST(residents_vaccinated AS VARCHAR), \
                  CAST(enlisted_building_leads AS VARCHAR), CAST(enlisted_volunteers AS VARCHAR), \
                  CAST(hazards_found AS VARCHAR), CAST(hazards_fixed_on_spot AS VARCHAR), CAST(hardships_raised AS VARCHAR), \
-                 CAST(special_groups AS VARCHAR), CAST(safety_checks AS VARCHAR))"
+                 CAST(special_groups AS VARCHAR), CAST(safety_checks AS VARCHAR), reporter_unit)"
             }
             RawTable::Cases => {
                 "CONCAT_WS('|', CAST(updated_at AS VARCHAR), case_id, case_kind, grid_id, status, handler_id)"

@@ -281,6 +281,15 @@ impl Executor<'_> {
         days: &[NaiveDate],
         rollups: (Vec<RecordBatch>, Vec<RecordBatch>),
     ) -> Result<usize> {
+        // The quality table checks the new cumulative rollups' coverage.
+        if let Some(first) = rollups.1.first() {
+            tables::register_batches(
+                &self.ctx,
+                rollup::quality::NEW_CUMULATIVE,
+                first.schema(),
+                rollups.1.clone(),
+            )?;
+        }
         // The quality table's queries overlap the encoding of rollup files.
         let (rollup_files, quality_files) = futures::try_join!(
             self.write_rollups(days, rollups),
@@ -290,7 +299,8 @@ impl Executor<'_> {
                     &self.ctx,
                     &self.store,
                     plan.has_quarantine,
-                    plan.quality_days.as_ref()
+                    plan.quality_days.as_ref(),
+                    days,
                 ),
             )
         )?;

@@ -1,5 +1,16 @@
 //! The data-quality table (`rollups/quality`): raw, curated, late and
-//! quarantined rows per day.
+//! quarantined rows per day; edited resends; case updates for cases no
+//! visit opened and updates after a case was resolved (reopenings); areas
+//! whose coverage is above 100 % (a registry count that is out of date).
+//!
+//! | kind | class | count |
+//! |---|---|---|
+//! | `raw_visits`, `curated_visits`, `raw_cases`, `curated_cases`, `late_arrivals` | — | rows |
+//! | `quarantined` | error class | messages |
+//! | `conflicting_resends` | raw table | submissions |
+//! | `case_updates_unknown_case` | case kind | updates of the day |
+//! | `case_updates_after_resolution` | case kind | updates of the day |
+//! | `coverage_over_100` | level | areas, cumulative |
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,13 +22,22 @@ use object_store::ObjectStore;
 use crate::curated::resends::{conflicts_schema, CONFLICTS_TABLE};
 use crate::error::Result;
 
+/// The in-memory table of the cumulative rollups this run computed, whose
+/// coverage the quality table checks.
+pub(crate) const NEW_CUMULATIVE: &str = "new_cumulative_rollups";
+
+/// The quality kind of areas whose cumulative coverage is above 100 %.
+pub(crate) const COVERAGE_OVER_100: &str = "coverage_over_100";
+
 /// Rewrite `rollups/quality`: recompute the figures of `days` (every day
-/// when `None`) and keep the file's rows of all other days.
+/// when `None`) and keep the file's rows of all other days; the coverage
+/// rows of `rollup_days` come from [`NEW_CUMULATIVE`].
 pub(crate) async fn write(
     ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     has_quarantine: bool,
     days: Option<&BTreeSet<NaiveDate>>,
+    rollup_days: &[NaiveDate],
 ) -> Result<usize> {
     let keep_old = days.is_some() && ctx.table_exist("quality").unwrap_or(false);
     let conflicts = ctx.table_exist(CONFLICTS_TABLE).unwrap_or(false);
@@ -34,6 +54,24 @@ pub(crate) async fn write(
                WHERE kept{only} GROUP BY dt, raw_table) ORDER BY dt, kind, class"
         );
     }
+    // Held in memory, so that the checks below add to a table rather than
+    // nest the query deeper (its plan is already deep).
+    let figures = crate::tables::query_batch(ctx, FIGURES, &sql).await?;
+    crate::tables::register_batches(ctx, FIGURES, figures.schema(), vec![figures])?;
+    let mut parts = vec![format!(
+        "SELECT dt, kind, class, count FROM {FIGURES} WHERE kind <> '{COVERAGE_OVER_100}'"
+    )];
+    if ctx
+        .table_exist(crate::tables::CASE_STATE.name)
+        .unwrap_or(false)
+    {
+        parts.extend(case_update_checks(days));
+    }
+    parts.extend(coverage_checks(ctx, rollup_days));
+    let sql = format!(
+        "SELECT dt, kind, class, count FROM ({}) ORDER BY dt, kind, class",
+        parts.join(" UNION ALL ")
+    );
     let (_, wrote) = crate::store::write_query(
         ctx,
         store,
@@ -79,6 +117,63 @@ async fn write_resends(
         return Ok(false);
     }
     crate::store::write_parquet(store, RESENDS, conflicts_schema(), &rows).await
+}
+
+/// The in-memory table of the figures counted from the tables alone.
+const FIGURES: &str = "quality_figures";
+
+/// The case updates of `days` (all when `None`) that name a case no
+/// visit opened, and those sent after their case was resolved that do not
+/// resolve it, per day and case kind. Such updates leave `case_state` as
+/// it is: the first resolution closes a case.
+fn case_update_checks(days: Option<&BTreeSet<NaiveDate>>) -> [String; 2] {
+    let only = days.map_or(String::new(), |d| {
+        format!(" AND c.dt IN ({})", sql_days_or_none(d))
+    });
+    let state = crate::tables::CASE_STATE.name;
+    [
+        format!(
+            "SELECT c.dt, 'case_updates_unknown_case', c.case_kind, COUNT(*) FROM curated_cases c \
+             WHERE NOT EXISTS (SELECT 1 FROM {state} s WHERE s.case_id = c.case_id){only} GROUP BY c.dt, c.case_kind"
+        ),
+        format!(
+            "SELECT c.dt, 'case_updates_after_resolution', c.case_kind, COUNT(*) FROM curated_cases c \
+             JOIN {state} s ON s.case_id = c.case_id \
+             WHERE c.status <> 'resolved' AND s.resolved_at IS NOT NULL AND c.updated_at > s.resolved_at{only} \
+             GROUP BY c.dt, c.case_kind"
+        ),
+    ]
+}
+
+/// The coverage rows: those of `rollup_days` from [`NEW_CUMULATIVE`], the
+/// old table's of other days.
+fn coverage_checks(ctx: &SessionContext, rollup_days: &[NaiveDate]) -> Vec<String> {
+    let recomputed: BTreeSet<NaiveDate> = rollup_days.iter().copied().collect();
+    let list = sql_days_or_none(&recomputed);
+    let mut parts = Vec::new();
+    if ctx.table_exist("quality").unwrap_or(false) {
+        parts.push(format!(
+            "SELECT dt, kind, class, count FROM quality \
+             WHERE kind = '{COVERAGE_OVER_100}' AND dt NOT IN ({list})"
+        ));
+    }
+    if ctx.table_exist(NEW_CUMULATIVE).unwrap_or(false) {
+        let coverage = gridstat_schemas::metrics::Metric::Coverage.name();
+        parts.push(format!(
+            "SELECT CAST(dt AS VARCHAR), '{COVERAGE_OVER_100}', level, COUNT(*) FROM {NEW_CUMULATIVE} \
+             WHERE {coverage} > 1.0 AND NOT isnan({coverage}) GROUP BY dt, level"
+        ));
+    }
+    parts
+}
+
+/// `days` as a SQL list of quoted dates, or a list that matches no day.
+fn sql_days_or_none(days: &BTreeSet<NaiveDate>) -> String {
+    if days.is_empty() {
+        "NULL".to_string()
+    } else {
+        sql_days(days)
+    }
 }
 
 /// `days` as a SQL list of quoted dates.

@@ -4,6 +4,7 @@
 
 mod curated;
 mod golden;
+mod quality;
 mod rollups;
 mod runs;
 

@@ -130,6 +130,8 @@ pub(crate) enum FigureState {
     Small,
     /// Withheld to protect another cell: shown as "×".
     Withheld,
+    /// A share of the registry above 100 %: shown as "待核实".
+    Unverified,
 }
 
 /// One published figure, formatted.
@@ -137,7 +139,7 @@ pub(crate) enum FigureState {
 pub(crate) struct Figure {
     /// The catalogue's label.
     pub(crate) label: &'static str,
-    /// As shown: a count (1234), a share (45.6%), "<5" or "×".
+    /// As shown: a count (1234), a share (45.6%), "<5", "×" or "待核实".
     pub(crate) value: String,
     /// The catalogue's unit, to write after the value; empty for shares,
     /// whose value ends in %.
@@ -158,6 +160,7 @@ impl Figure {
             Cell::Shown(v) => (format!("{v:.0}"), FigureState::Shown),
             Cell::Small => (format!("<{threshold}"), FigureState::Small),
             Cell::Withheld => ("×".into(), FigureState::Withheld),
+            Cell::Unverified => ("待核实".into(), FigureState::Unverified),
         };
         Self {
             label: metric.label(),
