@@ -316,7 +316,7 @@ fn strip_svgs(html: &str) -> String {
 }
 
 #[test]
-fn golden_bulletin_and_county_page() {
+fn golden_bulletin_county_village_and_internal_county_pages() {
     let f = demo();
     let public = f.root.join("site/public");
     let bulletin = std::fs::read_to_string(public.join("bulletins/2022-11-28/index.html")).unwrap();
@@ -326,6 +326,11 @@ fn golden_bulletin_and_county_page() {
     let svg_start = county.find("<svg").unwrap();
     let svg = &county[svg_start..svg_start + county[svg_start..].find("</svg>").unwrap() + 6];
     insta::assert_snapshot!("county_440781_coverage_chart", svg);
+    let village = std::fs::read_to_string(public.join("village/440781100001/index.html")).unwrap();
+    insta::assert_snapshot!("village_440781100001", strip_svgs(&village));
+    let internal = f.root.join("site/internal");
+    let desk = std::fs::read_to_string(internal.join("county/440781/index.html")).unwrap();
+    insta::assert_snapshot!("internal_county_440781", strip_svgs(&desk));
 }
 
 #[test]
@@ -437,59 +442,143 @@ fn pages_load_in_headless_chromium() {
     let port = serve(f.root.join("site/public"));
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let pages = [
+    let home = shots.join("home.png");
+    load_in_chromium(&chromium, port, "index.html", Some(&home));
+    for page in [
+        "county/440781/index.html",
+        "town/440781100/index.html",
+        "village/440781100001/index.html",
+        "bulletins/2022-11-28/index.html",
+    ] {
+        load_in_chromium(&chromium, port, page, None);
+    }
+    assert!(
+        home.metadata().unwrap().len() > 10_000,
+        "a screenshot of the home page"
+    );
+}
+
+/// The wire names of every enum a page could show (roles, kinds,
+/// categories, statuses, urgencies, error classes, quality kinds): none
+/// may appear in a page's text, which is Chinese throughout.
+fn wire_names() -> Vec<&'static str> {
+    use gridstat_schemas::record::*;
+    let mut names: Vec<&str> = Vec::new();
+    names.extend(ReporterRole::ALL.iter().map(|v| v.as_str()));
+    names.extend(TargetKind::ALL.iter().map(|v| v.as_str()));
+    names.extend(SpecialGroup::ALL.iter().map(|v| v.as_str()));
+    names.extend(SafetyCheck::ALL.iter().map(|v| v.as_str()));
+    names.extend(HazardKind::ALL.iter().map(|v| v.as_str()));
+    names.extend(HardshipCategory::ALL.iter().map(|v| v.as_str()));
+    names.extend(Urgency::ALL.iter().map(|v| v.as_str()));
+    names.extend(CaseKind::ALL.iter().map(|v| v.as_str()));
+    names.extend(CaseStatus::ALL.iter().map(|v| v.as_str()));
+    names.extend(gridstat_schemas::ErrorClass::ALL.iter().map(|c| c.as_str()));
+    names.extend([
+        "quarantined",
+        "conflicting_resends",
+        "case_updates_unknown_case",
+        "case_updates_after_resolution",
+        "coverage_over_100",
+        "late_arrivals",
+    ]);
+    names
+}
+
+#[test]
+fn internal_pages_load_in_headless_chromium_in_chinese() {
+    let Ok(chromium) = std::env::var("GRIDSTAT_TEST_BROWSER") else {
+        eprintln!("skipped: set GRIDSTAT_TEST_BROWSER=/usr/bin/chromium (infra/test.sh does)");
+        return;
+    };
+    let f = demo();
+    let port = serve(f.root.join("site/internal"));
+    let names = wire_names();
+    for page in [
         "index.html",
         "county/440781/index.html",
         "town/440781100/index.html",
-        "bulletins/2022-11-28/index.html",
-    ];
-    for (i, page) in pages.iter().enumerate() {
-        let profile = tempfile::tempdir().unwrap();
-        let url = format!("http://127.0.0.1:{port}/{page}");
-        let mut cmd = Command::new(&chromium);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,2000",
-        ]);
-        cmd.arg(format!("--user-data-dir={}", profile.path().display()));
-        if i == 0 {
-            cmd.arg(format!("--screenshot={}", shots.join("home.png").display()));
-        } else {
-            cmd.arg("--dump-dom");
-        }
-        let out = cmd.arg(&url).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{url}: {stderr}");
-        let console: Vec<&str> = stderr
-            .lines()
-            .filter(|l| {
-                l.contains("CONSOLE")
-                    || l.contains("Uncaught")
-                    || l.contains("Failed to load resource")
-            })
+        "village/440781100001/index.html",
+        "grid/44078110000101/index.html",
+        "quality/index.html",
+    ] {
+        let dom = load_in_chromium(&chromium, port, page, None);
+        let text = visible_text(&dom);
+        let words: HashSet<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .collect();
-        assert!(console.is_empty(), "{url}: console errors {console:?}");
-        if i > 0 {
-            let dom = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                dom.contains("<main>") && dom.contains("</html>"),
-                "{url}: no page rendered"
-            );
-        }
+        let english: Vec<&&str> = names.iter().filter(|n| words.contains(**n)).collect();
+        assert!(english.is_empty(), "{page} shows {english:?}");
     }
-    assert!(
-        shots.join("home.png").metadata().unwrap().len() > 10_000,
-        "a screenshot of the home page"
-    );
+}
+
+/// The text of an HTML document: its tags, scripts and styles left out.
+fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        out.push(' ');
+        let tag = &rest[start..];
+        let end_tag = ["style", "script", "svg"]
+            .iter()
+            .find(|t| tag[1..].starts_with(**t))
+            .map(|t| format!("</{t}>"));
+        rest = match end_tag.and_then(|e| tag.find(&e).map(|i| i + e.len())) {
+            Some(skip) => &tag[skip..],
+            None => match tag.find('>') {
+                Some(i) => &tag[i + 1..],
+                None => "",
+            },
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Load `page` from the server on `port` in headless Chromium: it must
+/// render with no console error; returns its DOM (or takes a screenshot
+/// to `screenshot`).
+fn load_in_chromium(chromium: &str, port: u16, page: &str, screenshot: Option<&Path>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/{page}");
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1280,2000",
+    ]);
+    cmd.arg(format!("--user-data-dir={}", profile.path().display()));
+    match screenshot {
+        Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd.arg(&url).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{url}: {stderr}");
+    let console: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("Failed to load resource")
+        })
+        .collect();
+    assert!(console.is_empty(), "{url}: console errors {console:?}");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    if screenshot.is_none() {
+        assert!(
+            dom.contains("<main>") && dom.contains("</html>"),
+            "{url}: no page rendered"
+        );
+    }
+    dom
 }
 
 #[test]

@@ -238,7 +238,7 @@ impl Plan {
         opts: &AggregateOptions,
         registry: &str,
     ) -> Plan {
-        let previous = previous.filter(|_| !opts.full);
+        let previous = previous.filter(|p| !opts.full && p.layout == store::LAYOUT);
         let changes = match previous {
             None => Changes::everything(&listing.files),
             Some(previous) => Changes::between(&previous.files, &listing.files),
@@ -586,6 +586,7 @@ mod tests {
     /// The state a run over `listing` leaves, with rollups through `through`.
     fn state(listing: &RawListing, through: u32) -> AggregateState {
         AggregateState {
+            layout: store::LAYOUT,
             files: listing.files.clone(),
             rollups: Some(settings(through)),
         }
@@ -753,6 +754,20 @@ mod tests {
             let mark = run.rollups_mark(false).unwrap();
             assert_eq!((mark.through, mark.overdue_hours), (day(27), overdue_hours));
         }
+    }
+
+    #[test]
+    fn a_state_of_another_layout_is_recomputed_as_with_all() {
+        let listing = lake(&[(25, 1), (26, 1)], &[]);
+        let previous = AggregateState {
+            layout: store::LAYOUT - 1,
+            ..state(&listing, 26)
+        };
+        let run = run_plan(Some(&previous), &listing);
+        assert_eq!(groups(&run), [(vec![25, 26], vec![])]);
+        assert_eq!(run.rollups.from, day(25));
+        assert_eq!(run.rollups.case_state, CaseStateWork::Rebuild);
+        assert_eq!(plan(Some(&state(&listing, 26)), &listing), Plan::Idle);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct Fingerprint {
 /// What the last run saw (`_state/aggregate.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AggregateState {
+    /// The [`LAYOUT`] of the curated and rollup tables the run left (0 in
+    /// states written before layouts were recorded).
+    #[serde(default)]
+    pub layout: u32,
     /// Raw and quarantine files by path.
     pub files: BTreeMap<String, Fingerprint>,
     /// How far the rollups go and what they were computed with (absent in
@@ -41,6 +45,12 @@ pub struct AggregateState {
     #[serde(default)]
     pub rollups: Option<RollupMark>,
 }
+
+/// The version of what the curated and rollup tables hold (their columns
+/// and levels). A run does not continue a state of another layout: it
+/// curates and rolls up everything again, as `--all` does, so a lake
+/// written by an older gridstat is upgraded by its first run.
+pub const LAYOUT: u32 = 2;
 
 /// The rollups a run left behind: every day up to `through`, computed
 /// with these settings. A later run continues from them only when its

@@ -81,6 +81,25 @@ impl ErrorClass {
         }
     }
 
+    /// Chinese name, as the internal dashboard shows it.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::InvalidUtf8 => "编码错误",
+            Self::MalformedJson => "格式错误",
+            Self::TooLarge => "内容超长",
+            Self::UnknownSchema => "未知版本",
+            Self::MissingField => "缺少字段",
+            Self::UnknownField => "多余字段",
+            Self::WrongType => "字段类型错误",
+            Self::BadEnum => "取值不在选项内",
+            Self::UnknownGrid => "网格不存在",
+            Self::ImpossibleNumber => "数字不合理",
+            Self::FutureTime => "时间超前",
+            Self::BeforeCampaign => "早于活动开始",
+            Self::Internal => "系统内部错误",
+        }
+    }
+
     /// Parse the stable name back.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|c| c.as_str() == s)

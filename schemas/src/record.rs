@@ -408,6 +408,53 @@ impl HardshipCategory {
     }
 }
 
+impl HazardKind {
+    /// Chinese label used on the dashboard.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Gas => "燃气",
+            Self::Electrical => "用电",
+            Self::Fire => "消防",
+            Self::Structural => "房屋结构",
+            Self::Production => "安全生产",
+            Self::Other => "其他",
+        }
+    }
+}
+
+impl Urgency {
+    /// Chinese label used on the dashboard.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Low => "不急",
+            Self::Normal => "一般",
+            Self::Urgent => "紧急",
+        }
+    }
+}
+
+impl CaseKind {
+    /// Chinese label used on the dashboard.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Hardship => "困难诉求",
+            Self::Hazard => "安全隐患",
+        }
+    }
+}
+
+impl CaseStatus {
+    /// Chinese label used on the dashboard: the state a case is in after
+    /// an update of this status.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Assigned => "已交办",
+            Self::Escalated => "已上报",
+            Self::Resolved => "已办结",
+        }
+    }
+}
+
 impl ReporterRole {
     /// Chinese label used on the dashboard.
     pub fn label_zh(self) -> &'static str {

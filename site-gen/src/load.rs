@@ -175,6 +175,16 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
             s("grid_id")?,
         );
         let (opened, resolved) = (t("opened_at")?, t("resolved_at")?);
+        let (assigned, escalated) = (t("assigned_at")?, t("escalated_at")?);
+        let urgency = s("urgency")?;
+        // Written by aggregate since the case's last handler is kept.
+        let handler = b
+            .column_by_name("last_handler_id")
+            .map(|_| s("last_handler_id"))
+            .transpose()?;
+        let by_end = |times: &arrow::array::TimestampMillisecondArray, i: usize| {
+            (!times.is_null(i) && times.value(i) < end_ms).then(|| times.value(i))
+        };
         for i in 0..b.num_rows() {
             let open_at = opened.value(i);
             let still_open = resolved.is_null(i) || resolved.value(i) >= end_ms;
@@ -186,6 +196,13 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
                             .to_string()
                     })
                     .unwrap_or_default();
+                let status = match (by_end(assigned, i), by_end(escalated, i)) {
+                    (Some(a), Some(e)) if a > e => Some("assigned"),
+                    (_, Some(_)) => Some("escalated"),
+                    (Some(_), None) => Some("assigned"),
+                    (None, None) => None,
+                };
+                let text = |c: &StringArray| (!c.is_null(i)).then(|| c.value(i).to_string());
                 out.push(OpenCase {
                     case_id: id.value(i).into(),
                     case_kind: kind.value(i).into(),
@@ -193,6 +210,12 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
                     grid_id: grid.value(i).into(),
                     opened_at: opened_text,
                     hours_open: (end_ms - open_at) as f64 / 3_600_000.0,
+                    urgency: text(urgency),
+                    status: status.map(str::to_string),
+                    handler_id: handler
+                        .as_ref()
+                        .and_then(|h| text(h))
+                        .filter(|h| !h.is_empty()),
                 });
             }
         }

@@ -77,6 +77,13 @@ pub struct OpenCase {
     pub opened_at: String,
     /// Hours open at the end of the last day.
     pub hours_open: f64,
+    /// A hardship's urgency (wire name); none for hazards.
+    pub urgency: Option<String>,
+    /// The status of its latest update by the last day, `assigned` or
+    /// `escalated` (wire name); none if no one has taken it yet.
+    pub status: Option<String>,
+    /// The pseudonymous handler of its latest update in the lake.
+    pub handler_id: Option<String>,
 }
 
 impl Rollups {

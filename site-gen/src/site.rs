@@ -39,6 +39,9 @@ pub struct SiteOptions {
     pub base_url: String,
     /// Templates overriding the embedded ones, by file name.
     pub template_overrides: BTreeMap<String, String>,
+    /// Hours after which an open case is overdue on the internal
+    /// dashboard's lists (aggregate's `--overdue-hours`).
+    pub overdue_hours: u32,
 }
 
 impl Default for SiteOptions {
@@ -48,6 +51,7 @@ impl Default for SiteOptions {
             threshold: 5,
             base_url: "http://127.0.0.1:8000/".into(),
             template_overrides: BTreeMap::new(),
+            overdue_hours: 72,
         }
     }
 }

@@ -159,12 +159,27 @@ fn quality() -> Vec<(String, String, Option<String>, i64)> {
     vec![
         row("2022-11-25", "raw_visits", None, 100),
         row("2022-11-25", "curated_visits", None, 97),
-        row("2022-11-25", "quarantine", Some("unknown_grid"), 2),
+        row("2022-11-25", "quarantined", Some("unknown_grid"), 2),
         row("2022-11-26", "raw_visits", None, 50),
         row("2022-11-26", "curated_visits", None, 50),
         row("2022-11-26", "late_arrivals", None, 4),
-        row("2022-11-27", "quarantine", Some("bad_json"), 1),
-        row("2022-11-27", "quarantine", Some("unknown_grid"), 3),
+        row("2022-11-26", "conflicting_resends", Some("visits"), 1),
+        row(
+            "2022-11-26",
+            "case_updates_unknown_case",
+            Some("hardship"),
+            2,
+        ),
+        row(
+            "2022-11-26",
+            "case_updates_after_resolution",
+            Some("hazard"),
+            3,
+        ),
+        row("2022-11-26", "coverage_over_100", Some("grid"), 1),
+        row("2022-11-26", "coverage_over_100", Some("village"), 1),
+        row("2022-11-27", "quarantined", Some("malformed_json"), 1),
+        row("2022-11-27", "quarantined", Some("unknown_grid"), 3),
     ]
 }
 
@@ -176,9 +191,12 @@ fn open_cases() -> Vec<OpenCase> {
         grid_id: grid.into(),
         opened_at: "2022-11-25 09:00".into(),
         hours_open: hours,
+        urgency: (kind == "hardship").then(|| "urgent".into()),
+        status: (kind == "hazard").then(|| "assigned".into()),
+        handler_id: (kind == "hazard").then(|| "hd-1".into()),
     };
     vec![
-        case("c1", "hazard", "440703001-G1", 62.4),
+        case("c1", "hazard", "440703001-G1", 86.4),
         case("c2", "hardship", "no-such-grid", 30.0),
     ]
 }

@@ -148,6 +148,10 @@ impl ConfigFile {
                 self.layer_lake(&mut args.lake, &unset);
                 unset.fill("threshold", &mut args.threshold, &self.site.threshold);
                 unset.fill("base_url", &mut args.base_url, &self.site.base_url);
+                if let Some(hours) = self.aggregate.overdue_hours {
+                    let hours = u32::try_from(hours).unwrap_or(u32::MAX);
+                    unset.fill("overdue_hours", &mut args.overdue_hours, &Some(hours));
+                }
             }
             Command::Intake(args) => {
                 let file = &self.intake;

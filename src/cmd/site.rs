@@ -42,6 +42,10 @@ pub(crate) struct SiteArgs {
         default_value = "http://127.0.0.1:8000/"
     )]
     pub(crate) base_url: String,
+    /// Hours after which an open case is listed as overdue on the internal
+    /// dashboard (the aggregate's limit: the same variable and setting).
+    #[arg(long, env = "GRIDSTAT_OVERDUE_HOURS", default_value_t = 72)]
+    pub(crate) overdue_hours: u32,
 }
 
 pub(crate) fn options(args: &SiteArgs) -> anyhow::Result<SiteOptions> {
@@ -63,6 +67,7 @@ pub(crate) fn options(args: &SiteArgs) -> anyhow::Result<SiteOptions> {
         threshold: args.threshold,
         base_url,
         template_overrides,
+        overdue_hours: args.overdue_hours,
     })
 }
 

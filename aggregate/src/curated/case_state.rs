@@ -1,6 +1,6 @@
 //! `case_state`: one row per case handed on (every hardship, and hazards
-//! not fixed on the spot) with its first opening and the first update of
-//! each status, held in memory for the rollup step and written in the
+//! not fixed on the spot) with its first opening, the first update of
+//! each status and the last update's status and handler, held in memory for the rollup step and written in the
 //! background, one object per opening day.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -120,17 +120,23 @@ pub(crate) fn case_state_sql(
         let only_cases = only
             .map(|table| format!(" WHERE {}", listed_in("case_id", table)))
             .unwrap_or_default();
+        // The last update (latest `updated_at`; of equal times the larger
+        // status, then handler) as one sortable string per update —
+        // 15-digit epoch milliseconds, status, handler — so both engines
+        // find it with MAX in the same pass.
+        let updated_ms = epoch_ms("updated_at");
         format!(
             "SELECT case_id, \
                MIN(CASE WHEN status = 'assigned' THEN updated_at END) AS assigned_at, \
                MIN(CASE WHEN status = 'escalated' THEN updated_at END) AS escalated_at, \
                MIN(CASE WHEN status = 'resolved' THEN updated_at END) AS resolved_at, \
-               MIN(CASE WHEN status = 'resolved' THEN dt END) AS resolved_dt \
+               MIN(CASE WHEN status = 'resolved' THEN dt END) AS resolved_dt, \
+               MAX(CONCAT(LPAD(CAST({updated_ms} AS VARCHAR), 15, '0'), '|', status, '|', handler_id)) AS last_update \
              FROM curated_cases{only_cases} GROUP BY case_id"
         )
     } else {
         "SELECT CAST(NULL AS VARCHAR) AS case_id, CAST(NULL AS TIMESTAMP) AS assigned_at, CAST(NULL AS TIMESTAMP) AS escalated_at, \
-           CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt WHERE false"
+           CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt, CAST(NULL AS VARCHAR) AS last_update WHERE false"
             .to_string()
     };
     format!(
@@ -148,7 +154,9 @@ pub(crate) fn case_state_sql(
            u.assigned_at, u.escalated_at, u.resolved_at, u.resolved_dt, \
            CASE WHEN u.resolved_at IS NULL THEN NULL \
                 WHEN u.resolved_at < o.opened_at THEN 0.0 \
-                ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve \
+                ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve, \
+           split_part(u.last_update, '|', 2) AS last_status, \
+           right(u.last_update, LENGTH(u.last_update) - 17 - LENGTH(split_part(u.last_update, '|', 2))) AS last_handler_id \
          FROM upd u RIGHT JOIN first_open o ON o.case_id = u.case_id \
          ORDER BY {CASE_STATE_ORDER}"
     )
@@ -417,9 +425,9 @@ mod tests {
             ),
             format!(
                 "CREATE TABLE curated_cases AS SELECT * FROM (VALUES \
-                 ('H1', 'assigned', {}, '2022-11-26'), \
-                 ('H1', 'resolved', {}, '2022-11-27')) \
-                 AS t(case_id, status, updated_at, dt)",
+                 ('H1', 'assigned', {}, '2022-11-26', 'hd-1'), \
+                 ('H1', 'resolved', {}, '2022-11-27', 'hd-2|x')) \
+                 AS t(case_id, status, updated_at, dt, handler_id)",
                 ts("2022-11-26T08:00:00"),
                 ts("2022-11-27T12:00:00"),
             ),
@@ -452,6 +460,15 @@ mod tests {
             assert_eq!(
                 text("resolved_dt"),
                 vec![None, Some("2022-11-27".to_string()), None]
+            );
+            // The last update's status and handler (a `|` in it kept).
+            assert_eq!(
+                text("last_status"),
+                vec![None, Some("resolved".into()), None]
+            );
+            assert_eq!(
+                text("last_handler_id"),
+                vec![None, Some("hd-2|x".into()), None]
             );
             let hours = batch
                 .column_by_name("hours_to_resolve")

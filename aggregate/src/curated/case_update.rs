@@ -309,12 +309,12 @@ mod tests {
             let values: Vec<String> = rows
                 .iter()
                 .map(|(id, status, at, dt)| {
-                    format!("('{id}', '{status}', {}, '{dt}')", Self::ts(at))
+                    format!("('{id}', '{status}', {}, '{dt}', 'hd-{id}')", Self::ts(at))
                 })
                 .collect();
             format!(
                 "CREATE OR REPLACE TABLE curated_cases AS SELECT * FROM (VALUES {}) \
-                 AS t(case_id, status, updated_at, dt)",
+                 AS t(case_id, status, updated_at, dt, handler_id)",
                 values.join(", ")
             )
         }

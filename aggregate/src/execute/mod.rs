@@ -239,6 +239,7 @@ impl<'a> Executor<'a> {
         let covered = Box::pin(self.rollup_step(plan.rollups.clone())).await?;
         self.report.timings.push(("rollup".into(), t.elapsed()));
         let state = AggregateState {
+            layout: store::LAYOUT,
             files: listing.files,
             rollups: plan.rollups_mark(covered),
         };

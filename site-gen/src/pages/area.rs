@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::charts::{area_charts, Chart};
 use super::common::{area_path, data_stem, depth_root, Children, Figure, Link};
+use super::desk::{self, Below, Desk};
 use super::Site;
 use crate::error::Result;
 use crate::model::{Area, Level};
@@ -35,6 +36,8 @@ pub(crate) struct AreaPage {
     pub(crate) children: Option<Children>,
     /// The area's data files (public site).
     pub(crate) downloads: Option<DataFiles>,
+    /// Leadership's desk (counties and towns on the internal dashboard).
+    pub(crate) desk: Option<Desk>,
 }
 
 /// Links to an area's data files.
@@ -46,8 +49,14 @@ pub(crate) struct DataFiles {
     pub(crate) json: String,
 }
 
-/// The model of `area`'s page, its charts' words from `texts`.
-pub(crate) fn model(site: &Site<'_>, texts: &mut ChartTexts<'_>, area: &Area) -> Result<AreaPage> {
+/// The model of `area`'s page, its charts' words from `texts`, with the
+/// desk's CSV files on the internal dashboard.
+pub(crate) fn model(
+    site: &Site<'_>,
+    texts: &mut ChartTexts<'_>,
+    below: &Below<'_>,
+    area: &Area,
+) -> Result<(AreaPage, Vec<OutputFile>)> {
     let path = area_path(area);
     let root = depth_root(&path);
     let has_children = match area.level {
@@ -62,7 +71,15 @@ pub(crate) fn model(site: &Site<'_>, texts: &mut ChartTexts<'_>, area: &Area) ->
             json: format!("{stem}.json"),
         }
     });
-    Ok(AreaPage {
+    let with_desk = !site.is_public() && matches!(area.level, Level::County | Level::Town);
+    let (desk, files) = match with_desk {
+        true => {
+            let (desk, files) = desk::desk(site, below, area, &root);
+            (Some(desk), files)
+        }
+        false => (None, Vec::new()),
+    };
+    let page = AreaPage {
         name: area.name.clone(),
         code: area.code.clone(),
         level: area.level.label(),
@@ -74,7 +91,9 @@ pub(crate) fn model(site: &Site<'_>, texts: &mut ChartTexts<'_>, area: &Area) ->
         charts: area_charts(site, texts, area)?,
         children: has_children.then(|| Children::of(site, area, &path)),
         downloads,
-    })
+        desk,
+    };
+    Ok((page, files))
 }
 
 /// The page of every county, town and village, and of every grid on the
@@ -86,13 +105,19 @@ pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
         &[Level::County, Level::Town, Level::Village, Level::Grid]
     };
     let areas: Vec<&Area> = levels.iter().flat_map(|&l| site.rollups.level(l)).collect();
+    let below = Below::of(site.rollups);
     // Chart texts are evaluated once per thread: evaluating them for each
     // page would take a tenth of the page's time.
-    parallel_map_with(
+    let pages = parallel_map_with(
         &areas,
         || site.chart_texts(),
-        |texts, a| site.render("area.html", &area_path(a), &model(site, texts, a)?),
-    )
+        |texts, a| {
+            let (page, mut files) = model(site, texts, &below, a)?;
+            files.push(site.render("area.html", &area_path(a), &page)?);
+            Ok(files)
+        },
+    )?;
+    Ok(pages.into_iter().flatten().collect())
 }
 
 /// Links to the areas above `area`, below the city, from the top.
@@ -129,7 +154,8 @@ mod tests {
     }
 
     fn page_of(site: &Site<'_>, area: &Area) -> Result<AreaPage> {
-        model(site, &mut site.chart_texts()?, area)
+        let below = Below::of(site.rollups);
+        Ok(model(site, &mut site.chart_texts()?, &below, area)?.0)
     }
 
     #[test]
@@ -237,6 +263,7 @@ mod tests {
                     .unwrap()
                     .into_iter()
                     .map(|f| f.path)
+                    .filter(|p| p.ends_with("index.html"))
                     .collect::<Vec<_>>()
             })
         };

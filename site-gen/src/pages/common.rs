@@ -224,6 +224,33 @@ impl Children {
     }
 }
 
+/// One CSV cell: quoted where it holds a separator, and a cell that a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return — an area name from a hostile registry)
+/// prefixed with `'`, so it is shown as text.
+pub(crate) fn csv_cell(value: &str) -> String {
+    let text = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// A CSV file of a list: `headings`, then each row's cells' text.
+pub(crate) fn csv_text(headings: &[&str], rows: &[Vec<TableCell>]) -> String {
+    let line = |cells: Vec<String>| cells.join(",") + "\n";
+    let mut out = line(headings.iter().map(|h| csv_cell(h)).collect());
+    for row in rows {
+        out += &line(row.iter().map(|c| csv_cell(&c.text)).collect());
+    }
+    out
+}
+
 /// The way back to the site's root from a page at `path`.
 pub(crate) fn depth_root(path: &str) -> String {
     "../".repeat(path.matches('/').count())

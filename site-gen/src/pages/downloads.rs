@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use gridstat_schemas::metrics::{Kind, PUBLIC_FIGURES};
 use serde::Serialize;
 
-use super::common::{data_name, data_stem};
+use super::common::{csv_cell, data_name, data_stem};
 use super::Site;
 use crate::error::Result;
 use crate::model::{Area, Level};
@@ -111,23 +111,6 @@ fn data_files(stem: &str, rows: &[Row]) -> [OutputFile; 2] {
 }
 
 /// CSV with a header of the rows' keys; fields quoted where needed.
-/// One CSV cell: quoted where it holds a separator, and a cell that a
-/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
-/// a tab or a carriage return — an area name from a hostile registry)
-/// prefixed with `'`, so it is shown as text.
-fn csv_cell(value: &str) -> String {
-    let text = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 fn to_csv(rows: &[Row]) -> String {
     let Some(first) = rows.first() else {
         return String::new();

@@ -1,20 +1,16 @@
 //! The home page: the city's headline figures and charts, its counties,
-//! and the latest bulletin (public) or the grids that lag and the cases
-//! open longest (internal).
+//! and the latest bulletin (public) or leadership's desk for the city
+//! (internal).
 
-use gridstat_schemas::metrics::Metric;
 use serde::Serialize;
 
 use super::bulletin::{self, Bulletin};
 use super::charts::{area_charts, county_coverage_chart, Chart};
-use super::common::{area_path, bulletin_path, labels, Children, Figure, Table, TableCell};
+use super::common::{bulletin_path, Children, Figure};
+use super::desk::{self, Below, Desk};
 use super::Site;
 use crate::error::Result;
-use crate::model::{Area, Level};
 use crate::site::OutputFile;
-
-/// How many grids and cases the internal lists show.
-const LIST_LENGTH: usize = 20;
 
 /// The home page's model.
 #[derive(Debug, Serialize)]
@@ -29,10 +25,8 @@ pub(crate) struct HomePage {
     pub(crate) children: Children,
     /// The last day's bulletin (public site).
     pub(crate) latest: Option<LatestBulletin>,
-    /// The grids of lowest coverage, lowest first (internal dashboard).
-    pub(crate) lagging_grids: Option<Table>,
-    /// The cases open longest (internal dashboard).
-    pub(crate) overdue: Option<Overdue>,
+    /// Leadership's desk for the whole city (internal dashboard).
+    pub(crate) desk: Option<Desk>,
 }
 
 /// The latest bulletin, and where its page is.
@@ -44,32 +38,9 @@ pub(crate) struct LatestBulletin {
     pub(crate) bulletin: Bulletin,
 }
 
-/// Cases still open on the last day, longest open first.
-#[derive(Debug, Serialize)]
-pub(crate) struct Overdue {
-    /// The cases.
-    pub(crate) cases: Vec<OverdueCase>,
-}
-
-/// A case still open on the last day.
-#[derive(Debug, Serialize)]
-pub(crate) struct OverdueCase {
-    /// Case id.
-    pub(crate) case_id: String,
-    /// `hazard` or `hardship`.
-    pub(crate) kind: String,
-    /// Category or hazard kind.
-    pub(crate) category: String,
-    /// The grid, linked to its page when the dashboard has one.
-    pub(crate) grid: TableCell,
-    /// When it was raised (local time).
-    pub(crate) opened_at: String,
-    /// Hours open at the end of the last day.
-    pub(crate) hours_open: String,
-}
-
-/// The home page's model.
-pub(crate) fn model(site: &Site<'_>) -> Result<HomePage> {
+/// The home page's model, with the desk's CSV files on the internal
+/// dashboard.
+pub(crate) fn model(site: &Site<'_>) -> Result<(HomePage, Vec<OutputFile>)> {
     let city = site.city();
     let mut texts = site.chart_texts()?;
     let mut charts = vec![county_coverage_chart(site, &mut texts)?];
@@ -81,88 +52,29 @@ pub(crate) fn model(site: &Site<'_>) -> Result<HomePage> {
             bulletin: bulletin::bulletin(site, day),
         }
     });
-    Ok(HomePage {
+    let (desk, files) = match site.is_public() {
+        true => (None, Vec::new()),
+        false => {
+            let (desk, files) = desk::desk(site, &Below::of(site.rollups), city, "");
+            (Some(desk), files)
+        }
+    };
+    let page = HomePage {
         city: city.name.clone(),
         cards: site.cards(city),
         charts,
         children: Children::of(site, city, "index.html"),
         latest,
-        lagging_grids: (!site.is_public()).then(|| lagging_grids(site)),
-        overdue: (!site.is_public()).then(|| overdue(site)),
-    })
+        desk,
+    };
+    Ok((page, files))
 }
 
 /// The home page.
 pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
-    Ok(vec![site.render(
-        "home.html",
-        "index.html",
-        &model(site)?,
-    )?])
-}
-
-/// The grids of lowest coverage on the last day (none counts as 0).
-fn lagging_grids(site: &Site<'_>) -> Table {
-    let last = site.last();
-    let mut grids: Vec<(&Area, f64)> = site
-        .rollups
-        .level(Level::Grid)
-        .map(|g| {
-            let coverage = site.published.get(g, Metric::Coverage, last);
-            (g, coverage.unwrap_or(0.0))
-        })
-        .collect();
-    grids.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.code.cmp(&b.0.code)));
-    let figures = [Metric::HouseholdsVisited, Metric::Coverage];
-    let rows = grids
-        .iter()
-        .take(LIST_LENGTH)
-        .map(|(g, _)| {
-            let village = site.rollups.parent(g);
-            let town = village.and_then(|v| site.rollups.parent(v));
-            let name = |a: Option<&Area>| a.map(|a| a.name.clone()).unwrap_or_default();
-            let mut row = vec![
-                TableCell::link(g.name.clone(), area_path(g)),
-                TableCell::text(name(town)),
-                TableCell::text(name(village)),
-            ];
-            row.extend(
-                figures
-                    .iter()
-                    .map(|&m| TableCell::text(site.figure(g, m, last).value)),
-            );
-            row
-        })
-        .collect();
-    Table {
-        columns: labels(&figures),
-        rows,
-    }
-}
-
-/// The cases open longest.
-fn overdue(site: &Site<'_>) -> Overdue {
-    let cases = site
-        .rollups
-        .open_cases
-        .iter()
-        .take(LIST_LENGTH)
-        .map(|c| {
-            let grid = site.rollups.areas.get(&(Level::Grid, c.grid_id.clone()));
-            OverdueCase {
-                case_id: c.case_id.clone(),
-                kind: c.case_kind.clone(),
-                category: c.category.clone(),
-                grid: grid.map_or_else(
-                    || TableCell::text(c.grid_id.clone()),
-                    |g| TableCell::link(g.name.clone(), area_path(g)),
-                ),
-                opened_at: c.opened_at.clone(),
-                hours_open: format!("{:.0}", c.hours_open),
-            }
-        })
-        .collect();
-    Overdue { cases }
+    let (page, mut files) = model(site)?;
+    files.push(site.render("home.html", "index.html", &page)?);
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -174,7 +86,8 @@ mod tests {
     #[test]
     fn the_public_home_page_has_the_latest_bulletin_and_the_counties() {
         with_site(Audience::Public, |site| {
-            let home = model(site).unwrap();
+            let (home, files) = model(site).unwrap();
+            assert!(files.is_empty());
             assert_eq!(home.city, "江门市");
             let latest = home.latest.expect("public");
             assert_eq!(latest.href, "bulletins/2022-11-27/index.html");
@@ -202,46 +115,31 @@ mod tests {
                 ]
             );
             assert_eq!(home.charts[0].table.columns, ["蓬江区", "台山市"]);
-            assert!(home.lagging_grids.is_none() && home.overdue.is_none());
+            assert!(home.desk.is_none());
         });
     }
 
     #[test]
-    fn the_dashboard_lists_lagging_grids_and_overdue_cases() {
+    fn the_dashboard_has_the_city_desk() {
         with_site(Audience::Internal, |site| {
-            let home = model(site).unwrap();
+            let (home, files) = model(site).unwrap();
             assert!(home.latest.is_none());
-            let lagging = home.lagging_grids.expect("internal");
-            let first: Vec<&str> = lagging.rows[0].iter().map(|c| c.text.as_str()).collect();
+            let desk = home.desk.expect("internal");
+            let first: Vec<&str> = desk.lagging.table.rows[0]
+                .iter()
+                .map(|c| c.text.as_str())
+                .collect();
+            assert_eq!(first, ["环市街道1号网格", "环市街道第一社区", "3", "0.3%"]);
             assert_eq!(
-                first,
-                [
-                    "环市街道1号网格",
-                    "环市街道",
-                    "环市街道第一社区",
-                    "3",
-                    "0.3%"
-                ]
-            );
-            assert_eq!(
-                lagging.rows[0][0].href.as_deref(),
+                desk.lagging.table.rows[0][0].href.as_deref(),
                 Some("grid/440703002-G1/index.html")
             );
-            assert_eq!(lagging.rows.len(), 5);
-            let cases = home.overdue.expect("internal").cases;
-            assert_eq!(
-                (cases[0].kind.as_str(), cases[0].hours_open.as_str()),
-                ("hazard", "62")
-            );
-            assert_eq!(
-                cases[0].grid.href.as_deref(),
-                Some("grid/440703001-G1/index.html")
-            );
-            assert_eq!(
-                cases[1].grid,
-                TableCell::text("no-such-grid"),
-                "an unknown grid is not linked"
-            );
+            assert_eq!(desk.lagging.total, 5);
+            // Open 86 h and 30 h against the 72 h limit.
+            assert_eq!(desk.overdue.total, 1);
+            assert!(files
+                .iter()
+                .any(|f| f.path == "data/desk/city-440700-lagging.csv"));
         });
     }
 }

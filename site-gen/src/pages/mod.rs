@@ -12,6 +12,7 @@ pub(crate) mod area;
 pub(crate) mod bulletin;
 pub(crate) mod charts;
 pub(crate) mod common;
+pub(crate) mod desk;
 pub(crate) mod downloads;
 #[cfg(test)]
 pub(crate) mod fixture;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use gridstat_schemas::ErrorClass;
 use serde::Serialize;
 
 use super::Site;
@@ -10,18 +11,23 @@ use crate::error::Result;
 use crate::model::Rollups;
 use crate::site::OutputFile;
 
-/// The quality table's kinds of count (rows without a class), as the
-/// aggregate stage names them.
+/// The quality table's kinds of count, as the aggregate stage names them.
 const RAW_VISITS: &str = "raw_visits";
 const CURATED_VISITS: &str = "curated_visits";
 const RAW_CASES: &str = "raw_cases";
 const CURATED_CASES: &str = "curated_cases";
 const LATE_VISITS: &str = "late_arrivals";
+const QUARANTINED: &str = "quarantined";
+const CONFLICTING_RESENDS: &str = "conflicting_resends";
+const UNKNOWN_CASE: &str = "case_updates_unknown_case";
+const AFTER_RESOLUTION: &str = "case_updates_after_resolution";
+const COVERAGE_OVER_100: &str = "coverage_over_100";
 
 /// The data quality page's model.
 #[derive(Debug, Serialize)]
 pub(crate) struct QualityPage {
-    /// The classes of quarantined records seen, sorted.
+    /// The Chinese names of the classes of quarantined records seen, in
+    /// the order of their wire names.
     pub(crate) quarantine_classes: Vec<String>,
     /// One row per day.
     pub(crate) days: Vec<QualityDay>,
@@ -44,8 +50,21 @@ pub(crate) struct QualityDay {
     pub(crate) curated_cases: i64,
     /// Visits sent more than a day after they happened.
     pub(crate) late_visits: i64,
+    /// Submissions sent again with other content.
+    pub(crate) conflicting_resends: i64,
+    /// Case updates of cases no visit opened.
+    pub(crate) unknown_case_updates: i64,
+    /// Case updates after the case's resolution (reopenings).
+    pub(crate) updates_after_resolution: i64,
+    /// Areas (any level) whose coverage is above 100 %.
+    pub(crate) coverage_over_100: i64,
     /// Records quarantined, per class of [`QualityPage::quarantine_classes`].
     pub(crate) quarantined: Vec<i64>,
+}
+
+/// The Chinese name of a quarantine class (its wire name if unknown).
+fn class_label(class: &str) -> String {
+    ErrorClass::parse(class).map_or_else(|| class.to_string(), |c| c.label_zh().to_string())
 }
 
 /// The data quality page's model.
@@ -53,11 +72,16 @@ pub(crate) fn model(rollups: &Rollups) -> QualityPage {
     let mut counts: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
     let mut quarantined: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
     for (day, kind, class, n) in &rollups.quality {
-        let (table, key) = match class {
-            Some(class) => (&mut quarantined, class.as_str()),
-            None => (&mut counts, kind.as_str()),
-        };
-        *table.entry(day).or_default().entry(key).or_default() += n;
+        match (kind.as_str(), class) {
+            (QUARANTINED, Some(class)) => {
+                *quarantined
+                    .entry(day)
+                    .or_default()
+                    .entry(class)
+                    .or_default() += n;
+            }
+            (kind, _) => *counts.entry(day).or_default().entry(kind).or_default() += n,
+        }
     }
     let mut classes: Vec<&str> = quarantined
         .values()
@@ -83,6 +107,10 @@ pub(crate) fn model(rollups: &Rollups) -> QualityPage {
                 raw_cases: count(RAW_CASES),
                 curated_cases: count(CURATED_CASES),
                 late_visits: count(LATE_VISITS),
+                conflicting_resends: count(CONFLICTING_RESENDS),
+                unknown_case_updates: count(UNKNOWN_CASE),
+                updates_after_resolution: count(AFTER_RESOLUTION),
+                coverage_over_100: count(COVERAGE_OVER_100),
                 quarantined: classes
                     .iter()
                     .map(|c| held.and_then(|h| h.get(c)).copied().unwrap_or(0))
@@ -91,7 +119,7 @@ pub(crate) fn model(rollups: &Rollups) -> QualityPage {
         })
         .collect();
     QualityPage {
-        quarantine_classes: classes.into_iter().map(str::to_string).collect(),
+        quarantine_classes: classes.into_iter().map(class_label).collect(),
         days,
     }
 }
@@ -110,7 +138,7 @@ mod tests {
     #[test]
     fn quality_rows_count_per_day_with_a_column_per_quarantine_class() {
         let page = model(&fixture::rollups());
-        assert_eq!(page.quarantine_classes, ["bad_json", "unknown_grid"]);
+        assert_eq!(page.quarantine_classes, ["格式错误", "网格不存在"]);
         assert_eq!(
             page.days[0],
             QualityDay {
@@ -121,10 +149,24 @@ mod tests {
                 raw_cases: 0,
                 curated_cases: 0,
                 late_visits: 0,
+                conflicting_resends: 0,
+                unknown_case_updates: 0,
+                updates_after_resolution: 0,
+                coverage_over_100: 0,
                 quarantined: vec![0, 2],
             }
         );
         assert_eq!(page.days[1].late_visits, 4);
+        assert_eq!(
+            (
+                page.days[1].conflicting_resends,
+                page.days[1].unknown_case_updates,
+                page.days[1].updates_after_resolution,
+                page.days[1].coverage_over_100
+            ),
+            (1, 2, 3, 2),
+            "kinds with a class are summed over it"
+        );
         assert_eq!(
             page.days[2].quarantined,
             [1, 3],
