@@ -109,6 +109,8 @@ struct Expected {
     hardships_resolved: i64,
     hardships_open: i64,
     hardships_overdue: i64,
+    hardships_assigned: i64,
+    hazards_overdue: i64,
     reporters_active: i64,
     grids_reached: i64,
     residents_present: i64,
@@ -190,6 +192,27 @@ fn independent(
             *e = (*e).min(u.updated_at);
         }
     }
+    // Hazards handed on (not fixed on the spot), each update's first time
+    // per status and case.
+    let mut hazards: HashMap<String, (String, chrono::DateTime<chrono::FixedOffset>)> =
+        HashMap::new();
+    for v in &visits {
+        for h in v.hazards.iter().filter(|h| !h.fixed_on_spot) {
+            hazards
+                .entry(h.hazard_id.to_string())
+                .or_insert((v.grid_id.to_string(), v.visited_at));
+        }
+    }
+    let first = |status: CaseStatus| {
+        let mut out: HashMap<String, chrono::DateTime<chrono::FixedOffset>> = HashMap::new();
+        for u in updates.iter().filter(|u| u.status == status) {
+            let e = out.entry(u.case_id.to_string()).or_insert(u.updated_at);
+            *e = (*e).min(u.updated_at);
+        }
+        out
+    };
+    let (first_resolved, first_assigned) =
+        (first(CaseStatus::Resolved), first(CaseStatus::Assigned));
     let mut out: BTreeMap<(String, String, NaiveDate), Expected> = BTreeMap::new();
     for &day in &days {
         let end = local_midnight(day) + Duration::days(1);
@@ -256,6 +279,25 @@ fn independent(
                 }
             }
         }
+        for (case, (grid, _)) in &opened {
+            if first_assigned
+                .get(case)
+                .is_some_and(|t| local_date(t) <= day)
+            {
+                for a in areas(grid) {
+                    out.get_mut(&(a.0, a.1, day)).unwrap().hardships_assigned += 1;
+                }
+            }
+        }
+        for (case, (grid, at)) in &hazards {
+            let open = local_date(at) <= day
+                && first_resolved.get(case).is_none_or(|r| local_date(r) > day);
+            if open && *at < end - Duration::hours(72) {
+                for a in areas(grid) {
+                    out.get_mut(&(a.0, a.1, day)).unwrap().hazards_overdue += 1;
+                }
+            }
+        }
         for (a, set) in households {
             out.get_mut(&(a.0, a.1, day)).unwrap().households_visited = set.len() as i64;
         }
@@ -306,6 +348,8 @@ fn from_rollups(batches: &[RecordBatch]) -> BTreeMap<(String, String, NaiveDate)
             "residents_present",
             "staff_recorded",
             "staff_tested",
+            "hardships_assigned",
+            "hazards_overdue",
         ]
         .map(i);
         let flagged: Vec<(String, arrow::array::Int64Array)> = flagged_columns()
@@ -334,6 +378,8 @@ fn from_rollups(batches: &[RecordBatch]) -> BTreeMap<(String, String, NaiveDate)
                 residents_present: cols[9].value(r),
                 staff_recorded: cols[10].value(r),
                 staff_tested: cols[11].value(r),
+                hardships_assigned: cols[12].value(r),
+                hazards_overdue: cols[13].value(r),
                 flagged: flagged
                     .iter()
                     .filter(|(_, v)| v.value(r) != 0)
@@ -366,6 +412,12 @@ async fn rollups_equal_an_independent_computation() {
 
     let got = from_rollups(&query(&lake, &registry, "SELECT * FROM rollups_cumulative").await);
     let want = independent(&registry, &msgs);
+    assert!(
+        want.values().any(|e| e.hazards_overdue > 0)
+            && want.values().any(|e| e.hardships_assigned > 0)
+            && want.values().any(|e| e.grids_reached > 0),
+        "the campaign exercises the case and reach figures"
+    );
     assert_eq!(got.len(), want.len(), "one row per area and day");
     for (key, w) in &want {
         let g = got

@@ -1,5 +1,5 @@
 //! Cases open at the end of each day, per grid: hardships and hazards
-//! handed on and not yet resolved, and hardships open longer than the
+//! handed on and not yet resolved, and those of each open longer than the
 //! overdue limit.
 //!
 //! The SQL (`st` in `grid_day_sql`, which DuckDB runs in the benchmark)
@@ -72,6 +72,7 @@ pub(crate) fn schema() -> SchemaRef {
         Field::new("hardships_open", DataType::Int64, false),
         Field::new("hazards_open", DataType::Int64, false),
         Field::new("hardships_overdue", DataType::Int64, false),
+        Field::new("hazards_overdue", DataType::Int64, false),
     ]))
 }
 
@@ -79,7 +80,8 @@ pub(crate) fn schema() -> SchemaRef {
 const HARDSHIPS_OPEN: usize = 0;
 const HAZARDS_OPEN: usize = 1;
 const HARDSHIPS_OVERDUE: usize = 2;
-const COUNTERS: usize = 3;
+const HAZARDS_OVERDUE: usize = 3;
+const COUNTERS: usize = 4;
 
 /// One row per day and grid with a case open at the day's end: counts of
 /// open hardships and hazards and of overdue hardships.
@@ -129,11 +131,15 @@ pub(crate) fn open_at_day_end(cases: &Cases, days: &Days) -> Result<RecordBatch>
             }
         };
         add(counter, first, end);
-        if counter == HARDSHIPS_OPEN && !opened_ms.is_null(r) {
+        if !opened_ms.is_null(r) {
             let opened = opened_ms.value(r);
             // Overdue on the days whose cutoff is past the opening.
             let overdue_from = days.overdue_cutoff_ms.partition_point(|&c| c <= opened);
-            add(HARDSHIPS_OVERDUE, first.max(overdue_from), end);
+            let overdue = match counter {
+                HARDSHIPS_OPEN => HARDSHIPS_OVERDUE,
+                _ => HAZARDS_OVERDUE,
+            };
+            add(overdue, first.max(overdue_from), end);
         }
     }
 
@@ -154,7 +160,7 @@ pub(crate) fn open_at_day_end(cases: &Cases, days: &Days) -> Result<RecordBatch>
             }
         }
     }
-    let [hardships, hazards, overdue] = counts;
+    let [hardships, hazards, overdue, hazards_overdue] = counts;
     Ok(RecordBatch::try_new(
         schema(),
         vec![
@@ -163,6 +169,7 @@ pub(crate) fn open_at_day_end(cases: &Cases, days: &Days) -> Result<RecordBatch>
             Arc::new(Int64Array::from(hardships)),
             Arc::new(Int64Array::from(hazards)),
             Arc::new(Int64Array::from(overdue)),
+            Arc::new(Int64Array::from(hazards_overdue)),
         ],
     )?)
 }

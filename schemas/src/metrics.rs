@@ -258,7 +258,10 @@ catalogue! {
     HazardsFixedOnSpot => "hazards_fixed_on_spot", Flow, additive: true, "当场整改隐患", "处", Internal, Count;
     HazardsHandedOn => "hazards_handed_on", Flow, additive: true, "移交隐患", "处", Internal, Count;
     HazardsResolved => "hazards_resolved", Flow, additive: true, "移交后办结隐患", "处", Internal, Count;
+    HazardsAssigned => "hazards_assigned", Flow, additive: true, "已交办隐患", "处", Internal, Count;
+    HazardsEscalated => "hazards_escalated", Flow, additive: true, "已上报隐患", "处", Internal, Count;
     HazardsOpen => "hazards_open", State, additive: true, "未整改隐患", "处", Public, Count;
+    HazardsOverdue => "hazards_overdue", State, additive: true, "超时未整改隐患", "处", Internal, Count;
     HardshipsRaised => "hardships_raised", Flow, additive: true, "收集困难诉求", "件", Public, Count;
     HardshipsMedical => "hardships_medical", Flow, additive: true, "就医诉求", "件", Internal, Count;
     HardshipsSupplies => "hardships_supplies", Flow, additive: true, "生活物资诉求", "件", Internal, Count;
@@ -267,6 +270,8 @@ catalogue! {
     HardshipsDispute => "hardships_dispute", Flow, additive: true, "矛盾纠纷", "件", Internal, Count;
     HardshipsHousing => "hardships_housing", Flow, additive: true, "住房诉求", "件", Internal, Count;
     HardshipsOther => "hardships_other", Flow, additive: true, "其他诉求", "件", Internal, Count;
+    HardshipsAssigned => "hardships_assigned", Flow, additive: true, "已交办诉求", "件", Internal, Count;
+    HardshipsEscalated => "hardships_escalated", Flow, additive: true, "已上报诉求", "件", Internal, Count;
     HardshipsResolved => "hardships_resolved", Flow, additive: true, "已解决诉求", "件", Public, Count;
     HardshipsOpen => "hardships_open", State, additive: true, "未解决诉求", "件", Public, Count;
     HardshipsOverdue => "hardships_overdue", State, additive: true, "超时未解决诉求", "件", Internal, Count;

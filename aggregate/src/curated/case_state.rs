@@ -131,12 +131,15 @@ pub(crate) fn case_state_sql(
                MIN(CASE WHEN status = 'escalated' THEN updated_at END) AS escalated_at, \
                MIN(CASE WHEN status = 'resolved' THEN updated_at END) AS resolved_at, \
                MIN(CASE WHEN status = 'resolved' THEN dt END) AS resolved_dt, \
+               MIN(CASE WHEN status = 'assigned' THEN dt END) AS assigned_dt, \
+               MIN(CASE WHEN status = 'escalated' THEN dt END) AS escalated_dt, \
                MAX(CONCAT(LPAD(CAST({updated_ms} AS VARCHAR), 15, '0'), '|', status, '|', handler_id)) AS last_update \
              FROM curated_cases{only_cases} GROUP BY case_id"
         )
     } else {
         "SELECT CAST(NULL AS VARCHAR) AS case_id, CAST(NULL AS TIMESTAMP) AS assigned_at, CAST(NULL AS TIMESTAMP) AS escalated_at, \
-           CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt, CAST(NULL AS VARCHAR) AS last_update WHERE false"
+           CAST(NULL AS TIMESTAMP) AS resolved_at, CAST(NULL AS VARCHAR) AS resolved_dt, CAST(NULL AS VARCHAR) AS assigned_dt, \
+           CAST(NULL AS VARCHAR) AS escalated_dt, CAST(NULL AS VARCHAR) AS last_update WHERE false"
             .to_string()
     };
     format!(
@@ -151,7 +154,7 @@ pub(crate) fn case_state_sql(
            WHERE rn = 1), \
          upd AS ({updates}) \
          SELECT o.case_id, o.case_kind, o.category, o.urgency, o.grid_id, o.town_code, o.county_code, o.opened_at, o.opened_dt, \
-           u.assigned_at, u.escalated_at, u.resolved_at, u.resolved_dt, \
+           u.assigned_at, u.escalated_at, u.resolved_at, u.resolved_dt, u.assigned_dt, u.escalated_dt, \
            CASE WHEN u.resolved_at IS NULL THEN NULL \
                 WHEN u.resolved_at < o.opened_at THEN 0.0 \
                 ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve, \

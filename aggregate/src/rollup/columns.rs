@@ -11,7 +11,7 @@
 use std::sync::LazyLock;
 
 use gridstat_schemas::metrics::{Kind, Metric};
-use gridstat_schemas::record::{CaseKind, TargetKind};
+use gridstat_schemas::record::{CaseKind, CaseStatus, TargetKind};
 
 /// How a metric is computed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,6 +75,9 @@ pub(crate) enum Daily {
     Raised,
     /// Cases of a kind resolved that day (`case_state`).
     Resolved(CaseKind),
+    /// Cases of a kind first assigned or escalated that day
+    /// (`case_state`'s `assigned_dt`, `escalated_dt`).
+    FirstStatus(CaseStatus, CaseKind),
 }
 
 /// How `metric` is computed.
@@ -144,7 +147,22 @@ pub(crate) fn recipe(metric: Metric) -> Recipe {
         M::HazardsFixedOnSpot => visits("SUM(hazards_fixed_on_spot)"),
         M::HazardsHandedOn => Recipe::Difference(M::HazardsFound, M::HazardsFixedOnSpot),
         M::HazardsResolved => Recipe::Flow(Daily::Resolved(CaseKind::Hazard)),
-        M::HazardsOpen | M::HardshipsOpen | M::HardshipsOverdue => Recipe::OpenCases,
+        M::HazardsAssigned => {
+            Recipe::Flow(Daily::FirstStatus(CaseStatus::Assigned, CaseKind::Hazard))
+        }
+        M::HazardsEscalated => {
+            Recipe::Flow(Daily::FirstStatus(CaseStatus::Escalated, CaseKind::Hazard))
+        }
+        M::HardshipsAssigned => {
+            Recipe::Flow(Daily::FirstStatus(CaseStatus::Assigned, CaseKind::Hardship))
+        }
+        M::HardshipsEscalated => Recipe::Flow(Daily::FirstStatus(
+            CaseStatus::Escalated,
+            CaseKind::Hardship,
+        )),
+        M::HazardsOpen | M::HardshipsOpen | M::HardshipsOverdue | M::HazardsOverdue => {
+            Recipe::OpenCases
+        }
         M::HardshipsRaised => visits("SUM(hardships_raised)"),
         M::HardshipsMedical
         | M::HardshipsSupplies

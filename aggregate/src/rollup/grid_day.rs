@@ -79,7 +79,8 @@ pub(crate) fn firsts_per_grid_sql(targets: &str) -> String {
 pub(crate) const OPEN_CASES_SQL: &str = "SELECT d.dt AS s_dt, c.grid_id AS s_grid, \
        SUM(CASE WHEN c.case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_open, \
        SUM(CASE WHEN c.case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_open, \
-       SUM(CASE WHEN c.case_kind = 'hardship' AND c.opened_at < d.overdue_cutoff THEN 1 ELSE 0 END) AS hardships_overdue \
+       SUM(CASE WHEN c.case_kind = 'hardship' AND c.opened_at < d.overdue_cutoff THEN 1 ELSE 0 END) AS hardships_overdue, \
+       SUM(CASE WHEN c.case_kind = 'hazard' AND c.opened_at < d.overdue_cutoff THEN 1 ELSE 0 END) AS hazards_overdue \
      FROM case_state c JOIN days d ON c.opened_dt <= d.dt AND (c.resolved_at IS NULL OR c.resolved_at >= d.day_end) \
      GROUP BY d.dt, c.grid_id";
 
@@ -130,6 +131,14 @@ pub(super) fn grid_day_sql(from: &str, computed: Computed) -> String {
         Daily::Resolved(kind) => Some(count_where("case_kind", kind.as_str())),
         _ => None,
     });
+    let status_changes = daily_sums(|daily, _| match daily {
+        Daily::FirstStatus(status, kind) => Some(format!(
+            "SUM(CASE WHEN status = '{}' AND case_kind = '{}' THEN 1 ELSE 0 END)",
+            status.as_str(),
+            kind.as_str()
+        )),
+        _ => None,
+    });
     let reached = Metric::GridsReached.name();
     let mut select = String::from("p.dt, p.grid_id");
     for f in FLOWS.iter().chain(STATES.iter()) {
@@ -144,6 +153,10 @@ pub(super) fn grid_day_sql(from: &str, computed: Computed) -> String {
          hs AS (SELECT opened_dt AS h_dt, grid_id AS h_grid {raised} FROM case_state WHERE case_kind = 'hardship' AND opened_dt >= '{from}' GROUP BY opened_dt, grid_id), \
          res AS (SELECT resolved_dt AS r_dt, grid_id AS r_grid{resolved} \
            FROM case_state WHERE resolved_dt >= '{from}' GROUP BY resolved_dt, grid_id), \
+         chg AS (SELECT c_dt, c_grid{status_changes} FROM ( \
+             SELECT assigned_dt AS c_dt, grid_id AS c_grid, case_kind, 'assigned' AS status FROM case_state WHERE assigned_dt >= '{from}' \
+             UNION ALL SELECT escalated_dt, grid_id, case_kind, 'escalated' FROM case_state WHERE escalated_dt >= '{from}') \
+           GROUP BY c_dt, c_grid), \
          st AS ({open_cases}) \
          SELECT {select} FROM panel p \
            LEFT JOIN v ON p.dt = v.v_dt AND p.grid_id = v.v_grid \
@@ -152,6 +165,7 @@ pub(super) fn grid_day_sql(from: &str, computed: Computed) -> String {
            LEFT JOIN grid_firsts firsts ON p.dt = firsts.f_dt AND p.grid_id = firsts.f_grid \
            LEFT JOIN hs ON p.dt = hs.h_dt AND p.grid_id = hs.h_grid \
            LEFT JOIN res ON p.dt = res.r_dt AND p.grid_id = res.r_grid \
+           LEFT JOIN chg ON p.dt = chg.c_dt AND p.grid_id = chg.c_grid \
            LEFT JOIN st ON p.dt = st.s_dt AND p.grid_id = st.s_grid"
     )
 }
