@@ -50,7 +50,7 @@ pub struct AggregateState {
 /// and levels). A run does not continue a state of another layout: it
 /// curates and rolls up everything again, as `--all` does, so a lake
 /// written by an older gridstat is upgraded by its first run.
-pub const LAYOUT: u32 = 2;
+pub const LAYOUT: u32 = 3;
 
 /// The rollups a run left behind: every day up to `through`, computed
 /// with these settings. A later run continues from them only when its

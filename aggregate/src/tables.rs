@@ -159,6 +159,11 @@ pub const TABLES: &[TableSpec] = &[
         partitions: &["dt"],
     },
     TableSpec {
+        name: "rollups_units",
+        prefix: "rollups/units",
+        partitions: &["dt"],
+    },
+    TableSpec {
         name: "quality",
         prefix: "rollups/quality",
         partitions: &[],

@@ -16,7 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
-use crate::model::{days_of, string_column, typed_column, OpenCase, Rollups};
+use crate::model::{days_of, string_column, typed_column, Level, OpenCase, Rollups, UnitRow};
 
 async fn read_parquet(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Vec<RecordBatch>> {
     let bytes: Bytes = async { store.get(path).await?.bytes().await }
@@ -149,7 +149,9 @@ pub async fn load_rollups(
             }
         }
     }
-    let last_end = local_midnight(*r.days.last().expect("non-empty")) + Duration::days(1);
+    let last_day = *r.days.last().expect("non-empty");
+    r.units = units(&read_partitioned(store, UNITS).await?, last_day)?;
+    let last_end = local_midnight(last_day) + Duration::days(1);
     r.open_cases = open_cases(
         &read_partitioned(store, CASE_STATE).await?,
         last_end.timestamp_millis(),
@@ -158,6 +160,40 @@ pub async fn load_rollups(
 }
 
 const CASE_STATE: &str = "curated/case_state";
+const UNITS: &str = "rollups/units";
+
+/// The units table's rows of `day`.
+fn units(batches: &[RecordBatch], day: NaiveDate) -> Result<Vec<UnitRow>> {
+    let day = day.to_string();
+    let mut out = Vec::new();
+    for b in batches {
+        let s = |n: &str| string_column(UNITS, b, n);
+        let n = |name: &str| {
+            typed_column(UNITS, b, name, &DataType::Int64).map(|c| c.as_primitive::<Int64Type>())
+        };
+        let (dt, level, area, unit) = (s("dt")?, s("level")?, s("area_code")?, s("reporter_unit")?);
+        let (active, visits) = (n("reporters_active")?, n("visits")?);
+        let (reporters, visits_all) = (n("reporters_since_start")?, n("visits_since_start")?);
+        for i in 0..b.num_rows() {
+            let Some(level) = Level::parse(level.value(i)) else {
+                continue;
+            };
+            if dt.value(i) != day {
+                continue;
+            }
+            out.push(UnitRow {
+                level,
+                area_code: area.value(i).into(),
+                unit: unit.value(i).into(),
+                reporters_active: active.value(i),
+                visits: visits.value(i),
+                reporters_since_start: reporters.value(i),
+                visits_since_start: visits_all.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
 
 fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
     let mut out = Vec::new();

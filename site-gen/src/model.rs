@@ -60,6 +60,28 @@ pub struct Rollups {
     pub quality: Vec<(String, String, Option<String>, i64)>,
     /// Open cases, most overdue first: (case id, kind, category, grid, opened at, hours open).
     pub open_cases: Vec<OpenCase>,
+    /// The sending agencies' participation on the last day, per area.
+    pub units: Vec<UnitRow>,
+}
+
+/// One sending agency's participation in one area on the last day
+/// (`rollups/units`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitRow {
+    /// The area's level.
+    pub level: Level,
+    /// The area's code.
+    pub area_code: String,
+    /// The agency.
+    pub unit: String,
+    /// Its reporters active that day.
+    pub reporters_active: i64,
+    /// Its visits that day.
+    pub visits: i64,
+    /// Its reporters active since the start.
+    pub reporters_since_start: i64,
+    /// Its visits since the start.
+    pub visits_since_start: i64,
 }
 
 /// A case still open at the last day (internal dashboard).

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use gridstat_schemas::metrics::Metric;
 
-use crate::model::{Area, Level, OpenCase, Rollups};
+use crate::model::{Area, Level, OpenCase, Rollups, UnitRow};
 use crate::site::{Audience, SiteOptions};
 
 /// The towns: county code, town code, name, households visited per day.
@@ -77,7 +77,27 @@ pub fn rollups() -> Rollups {
             .collect(),
         quality: quality(),
         open_cases: open_cases(),
+        units: units(),
     }
+}
+
+/// Two agencies of 蓬江区, in the county and the city.
+fn units() -> Vec<UnitRow> {
+    let row = |level, area: &str, unit: &str, figures: [i64; 4]| UnitRow {
+        level,
+        area_code: area.into(),
+        unit: unit.into(),
+        reporters_active: figures[0],
+        visits: figures[1],
+        reporters_since_start: figures[2],
+        visits_since_start: figures[3],
+    };
+    let mut rows = Vec::new();
+    for (level, area) in [(Level::City, CITY), (Level::County, "440703")] {
+        rows.push(row(level, area, "蓬江区民政局", [3, 12, 5, 40]));
+        rows.push(row(level, area, "蓬江区委组织部", [0, 0, 8, 61]));
+    }
+    rows
 }
 
 /// Options of a site of the fixture for `audience`.

@@ -104,7 +104,7 @@ pub(crate) fn summary(r: &AggregateReport) -> String {
 pub(crate) struct SqlArgs {
     #[command(flatten)]
     pub(crate) lake: LakeArgs,
-    /// The query (tables: raw_visits, raw_cases, quarantine, curated_visits, curated_cases, curated_hardships, curated_hazards, case_state, rollups_daily, rollups_cumulative, quality, registry_grids).
+    /// The query (tables: raw_visits, raw_cases, quarantine, curated_visits, curated_cases, curated_hardships, curated_hazards, case_state, rollups_daily, rollups_cumulative, rollups_units, quality, resends, registry_grids).
     pub(crate) query: Option<String>,
     /// Read the query from a file.
     #[arg(long, conflicts_with = "query")]

@@ -50,8 +50,8 @@ impl Executor<'_> {
         }
         let mut background: Vec<(&str, BackgroundWrite)> = Vec::new();
         background.extend(case_state.map(|write| ("case_state", write)));
-        let rollups = if start.days.is_empty() {
-            (Vec::new(), Vec::new())
+        let (rollups, units) = if start.days.is_empty() {
+            ((Vec::new(), Vec::new()), Vec::new())
         } else {
             self.progress.step("rollup", start.days.len() as u64 * 2);
             tables::register_days(
@@ -61,12 +61,14 @@ impl Executor<'_> {
                 self.opts.overdue_hours,
             )?;
             background.extend(self.write_visit_state(target_firsts, gate));
-            Box::pin(self.rollup_tables(&start, &writes)).await?
+            let rollups = Box::pin(self.rollup_tables(&start, &writes)).await?;
+            (rollups, timed("units", self.units(&start)).await?)
         };
         writes.open();
         self.report.files_written += self
             .write_rollups_and_quality(&plan, &start.days, rollups)
             .await?;
+        self.report.files_written += self.write_units(&start.days, units).await?;
         self.report.rollup_days = start.days;
         for (what, write) in background {
             self.report.files_written += usize::from(error::joined(write, what).await?);
@@ -130,7 +132,7 @@ impl Executor<'_> {
         };
         let start = plan.start(from, found);
         if let Some(before) = before.filter(|_| start.continuing) {
-            rollup::start::register_previous(&self.ctx, before).await?;
+            rollup::start::register_previous(&self.store, &self.ctx, before).await?;
         }
         Ok(start)
     }
@@ -271,6 +273,33 @@ impl Executor<'_> {
             rollup::final_tables::compute(ctx, false, start.continuing),
             rollup::final_tables::compute(ctx, true, start.continuing)
         )
+    }
+
+    /// The units table's rows of `start`'s days (see [`rollup::units`]),
+    /// with a `dt` column; the visit tables and `days` must be built.
+    async fn units(&self, start: &RollupStart) -> Result<Vec<RecordBatch>> {
+        let Some(first) = start.days.first() else {
+            return Ok(Vec::new());
+        };
+        let from = first.format("%Y-%m-%d").to_string();
+        let previous = self.ctx.table_exist("previous_units").unwrap_or(false);
+        rollup::units::build(&self.ctx, &from, previous).await?;
+        let sql = format!("SELECT * FROM {}", rollup::units::UNITS_TABLE);
+        Ok(tables::run_query(&self.ctx, "units", &sql).await?.1)
+    }
+
+    /// Write the units files of `days` from `units`; how many changed.
+    async fn write_units(&self, days: &[NaiveDate], units: Vec<RecordBatch>) -> Result<usize> {
+        if units.is_empty() {
+            return Ok(0);
+        }
+        let units = Arc::new(units);
+        let mut changed = 0;
+        for &day in days {
+            changed += files::write_day(&self.store, rollup::units::UNITS, day, Arc::clone(&units))
+                .await?;
+        }
+        Ok(changed)
     }
 
     /// Write the rollup files of `days` and the quality table; how many

@@ -32,6 +32,7 @@ pub(crate) mod quality;
 pub(crate) mod reporters;
 pub(crate) mod running;
 pub(crate) mod start;
+pub(crate) mod units;
 
 pub use areas::LEVELS;
 pub use columns::{FLOWS, REPORTERS, STATES};

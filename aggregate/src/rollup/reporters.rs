@@ -30,7 +30,7 @@ pub(crate) async fn build(ctx: &SessionContext, from: &str, has_previous: bool) 
 
 /// Each reporter active on a day from `from` on, per grid and role.
 fn reporter_days_sql(from: &str) -> String {
-    format!("SELECT DISTINCT dt, grid_id, reporter_id, reporter_role FROM curated_visits WHERE dt >= '{from}'")
+    format!("SELECT DISTINCT dt, grid_id, reporter_id, reporter_role, reporter_unit FROM curated_visits WHERE dt >= '{from}'")
 }
 
 /// Distinct reporters per level, area and day: those of the day, or
@@ -97,14 +97,15 @@ pub(crate) const REPORTER_FIRSTS: &str = "_state/reporter_firsts.parquet";
 /// the last run's table: its rows before `from` stay, and reporters not
 /// among them get their first day from the recomputed days.
 fn reporter_firsts_sql(from: &str, has_previous: bool) -> String {
-    let recomputed = "SELECT grid_id, reporter_id, reporter_role, MIN(dt) AS first_dt \
-                      FROM reporter_days GROUP BY grid_id, reporter_id, reporter_role";
+    let recomputed = "SELECT grid_id, reporter_id, reporter_role, reporter_unit, MIN(dt) AS first_dt \
+                      FROM reporter_days GROUP BY grid_id, reporter_id, reporter_role, reporter_unit";
     if has_previous {
         format!(
-            "SELECT grid_id, reporter_id, reporter_role, first_dt FROM previous_reporter_firsts WHERE first_dt < '{from}' \
-             UNION ALL SELECT n.grid_id, n.reporter_id, n.reporter_role, n.first_dt FROM ({recomputed}) n \
+            "SELECT grid_id, reporter_id, reporter_role, reporter_unit, first_dt FROM previous_reporter_firsts WHERE first_dt < '{from}' \
+             UNION ALL SELECT n.grid_id, n.reporter_id, n.reporter_role, n.reporter_unit, n.first_dt FROM ({recomputed}) n \
              WHERE NOT EXISTS (SELECT 1 FROM previous_reporter_firsts p WHERE p.first_dt < '{from}' \
-               AND p.grid_id = n.grid_id AND p.reporter_id = n.reporter_id AND p.reporter_role = n.reporter_role)"
+               AND p.grid_id = n.grid_id AND p.reporter_id = n.reporter_id AND p.reporter_role = n.reporter_role \
+               AND p.reporter_unit IS NOT DISTINCT FROM n.reporter_unit)"
         )
     } else {
         recomputed.to_string()
@@ -125,8 +126,8 @@ pub(crate) fn write_firsts(
             &ctx,
             &store,
             "reporter_firsts",
-            "SELECT grid_id, reporter_id, reporter_role, first_dt FROM reporter_firsts \
-              ORDER BY grid_id, reporter_id, reporter_role",
+            "SELECT grid_id, reporter_id, reporter_role, reporter_unit, first_dt FROM reporter_firsts \
+              ORDER BY grid_id, reporter_id, reporter_role, reporter_unit",
             REPORTER_FIRSTS,
         )
         .await?;

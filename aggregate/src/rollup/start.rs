@@ -45,14 +45,25 @@ pub(crate) async fn find_previous(
 }
 
 /// Register what rollups continuing the previous run's read: its
-/// cumulative rows of the day `before` (`previous_cumulative`) and its
-/// reporters' first days (`previous_reporter_firsts`).
-pub(crate) async fn register_previous(ctx: &SessionContext, before: NaiveDate) -> Result<()> {
+/// cumulative rows of the day `before` (`previous_cumulative`), its
+/// reporters' first days (`previous_reporter_firsts`) and its units' rows
+/// of the day `before` (`previous_units`).
+pub(crate) async fn register_previous(
+    store: &Arc<dyn ObjectStore>,
+    ctx: &SessionContext,
+    before: NaiveDate,
+) -> Result<()> {
     let cumulative = cumulative_path(before);
     futures::try_join!(
         tables::register_file(ctx, "previous_cumulative", &cumulative),
         tables::register_file(ctx, "previous_reporter_firsts", REPORTER_FIRSTS)
     )?;
+    // The units' rows of the day before (`previous_units`), if there were
+    // units by then: without a file, no visit named a unit up to that day.
+    let units = super::units::units_path(before);
+    if store::exists(store, &units).await? {
+        tables::register_file(ctx, "previous_units", &units).await?;
+    }
     Ok(())
 }
 

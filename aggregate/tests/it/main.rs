@@ -7,6 +7,7 @@ mod golden;
 mod quality;
 mod rollups;
 mod runs;
+mod units;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::common::{area_path, csv_text, data_name, Table, TableCell};
 use super::Site;
-use crate::model::{Area, Level, OpenCase, Rollups};
+use crate::model::{Area, Level, OpenCase, Rollups, UnitRow};
 use crate::site::OutputFile;
 
 /// How many rows a list on the page shows (its CSV file has them all).
@@ -41,6 +41,9 @@ pub(crate) struct Desk {
     pub(crate) never_villages: List,
     /// Cases open past the overdue limit, most overdue first.
     pub(crate) overdue: List,
+    /// The sending agencies with reporters in the area, most reporters
+    /// since the start first.
+    pub(crate) units: List,
     /// The overdue limit, in hours.
     pub(crate) overdue_hours: u32,
     /// How many days count as silent.
@@ -281,6 +284,43 @@ pub(crate) fn desk(
         ],
     );
 
+    let mut units: Vec<&UnitRow> = r
+        .units
+        .iter()
+        .filter(|u| u.level == area.level && u.area_code == area.code)
+        .collect();
+    units.sort_by(|a, b| {
+        b.reporters_since_start
+            .cmp(&a.reporters_since_start)
+            .then(a.unit.cmp(&b.unit))
+    });
+    let units = units
+        .iter()
+        .map(|u| {
+            [
+                u.unit.clone(),
+                u.reporters_active.to_string(),
+                u.reporters_since_start.to_string(),
+                u.visits.to_string(),
+                u.visits_since_start.to_string(),
+            ]
+            .into_iter()
+            .map(TableCell::text)
+            .collect()
+        })
+        .collect();
+    let units = list(
+        "units",
+        units,
+        &[
+            "派出单位",
+            "当日在岗人员",
+            "累计参与人员",
+            "当日走访",
+            "累计走访",
+        ],
+    );
+
     let reached = count(area, Metric::GridsReached);
     let registered = count(area, Metric::GridsRegistered);
     let desk = Desk {
@@ -291,6 +331,7 @@ pub(crate) fn desk(
         never_grids,
         never_villages,
         overdue,
+        units,
         overdue_hours: site.opts.overdue_hours,
         silent_days: SILENT_DAYS,
     };
@@ -391,6 +432,20 @@ mod tests {
             let text = String::from_utf8(csv.bytes.clone()).unwrap();
             assert!(text.starts_with("编号,类型,类别,紧急程度,网格"), "{text}");
             assert_eq!(text.lines().count(), 2);
+            let units: Vec<Vec<&str>> = desk
+                .units
+                .table
+                .rows
+                .iter()
+                .map(|r| r.iter().map(|c| c.text.as_str()).collect())
+                .collect();
+            assert_eq!(
+                units,
+                [
+                    ["蓬江区委组织部", "0", "8", "0", "61"],
+                    ["蓬江区民政局", "3", "5", "12", "40"]
+                ]
+            );
         });
     }
 }
