@@ -45,8 +45,8 @@ pub(crate) struct AreaPage {
 pub(crate) struct DataFiles {
     /// The CSV file.
     pub(crate) csv: String,
-    /// The JSON file.
-    pub(crate) json: String,
+    /// The JSON file (public site).
+    pub(crate) json: Option<String>,
 }
 
 /// The model of `area`'s page, its charts' words from `texts`, with the
@@ -64,12 +64,12 @@ pub(crate) fn model(
         Level::Village => !site.is_public(),
         Level::City | Level::County | Level::Town => true,
     };
-    let downloads = site.is_public().then(|| {
-        let stem = format!("{root}{}", data_stem(area));
-        DataFiles {
-            csv: format!("{stem}.csv"),
-            json: format!("{stem}.json"),
-        }
+    // Public: the published figures (written by the downloads pages);
+    // internal: every figure of the catalogue, written here.
+    let stem = format!("{root}{}", data_stem(area));
+    let downloads = Some(DataFiles {
+        csv: format!("{stem}.csv"),
+        json: site.is_public().then(|| format!("{stem}.json")),
     });
     let with_desk = !site.is_public() && matches!(area.level, Level::County | Level::Town);
     let (desk, files) = match with_desk {
@@ -79,6 +79,11 @@ pub(crate) fn model(
         }
         false => (None, Vec::new()),
     };
+    let mut files = files;
+    if !site.is_public() {
+        let rows = super::downloads::internal_rows(site, area);
+        files.push(super::downloads::csv_file(&data_stem(area), &rows));
+    }
     let page = AreaPage {
         name: area.name.clone(),
         code: area.code.clone(),
@@ -240,7 +245,11 @@ mod tests {
             let grids = village.children.expect("grids");
             assert_eq!(grids.table.rows[0][0].text, "环市街道1号网格");
             assert_eq!(grids.table.rows[0][1].text, "3", "nothing withheld");
-            assert!(village.downloads.is_none());
+            // Every figure of the catalogue, beside the dashboard's page.
+            assert_eq!(
+                village.downloads.expect("internal files").csv,
+                "../../data/village-440703002001.csv"
+            );
             let grid = page_of(site, area(site, Level::Grid, "440703002-G1")).unwrap();
             let crumbs: Vec<&str> = grid.ancestors.iter().map(|l| l.href.as_str()).collect();
             assert_eq!(

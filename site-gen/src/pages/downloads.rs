@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use gridstat_schemas::metrics::{Kind, PUBLIC_FIGURES};
+use gridstat_schemas::metrics::{Kind, Metric, PUBLIC_FIGURES};
 use serde::Serialize;
 
 use super::common::{csv_cell, data_name, data_stem};
@@ -94,6 +94,40 @@ pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
     out.extend(data_files(&format!("data/{ALL_NAME}"), &all_rows));
     out.push(site.render("downloads.html", "data/index.html", &model(site))?);
     Ok(out)
+}
+
+/// Every figure of the catalogue an area has, per day, for the internal
+/// dashboard: the cumulative values (shares with four decimals, hours
+/// with one; empty where there is none).
+pub(crate) fn internal_rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
+    (0..site.days().len())
+        .map(|d| {
+            let mut row = Row::new();
+            row.insert("date", site.days()[d].to_string());
+            row.insert("level", area.level.name().to_string());
+            row.insert("area_code", area.code.clone());
+            row.insert("area_name", area.name.clone());
+            for metric in Metric::all() {
+                let value = area
+                    .cum(metric, d)
+                    .map_or_else(String::new, |v| match metric.kind() {
+                        Kind::Ratio { .. } => format!("{v:.4}"),
+                        Kind::Percentile => format!("{v:.1}"),
+                        _ => format!("{v:.0}"),
+                    });
+                row.insert(metric.name(), value);
+            }
+            row
+        })
+        .collect()
+}
+
+/// `rows` as `{stem}.csv`.
+pub(crate) fn csv_file(stem: &str, rows: &[Row]) -> OutputFile {
+    OutputFile {
+        path: format!("{stem}.csv"),
+        bytes: to_csv(rows).into_bytes(),
+    }
 }
 
 /// `rows` as `{stem}.csv` and `{stem}.json`.

@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use super::bulletin::{self, Bulletin};
 use super::charts::{area_charts, county_coverage_chart, Chart};
-use super::common::{bulletin_path, Children, Figure};
+use super::common::{bulletin_path, data_stem, Children, Figure};
 use super::desk::{self, Below, Desk};
+use super::downloads;
 use super::Site;
 use crate::error::Result;
 use crate::site::OutputFile;
@@ -27,6 +28,8 @@ pub(crate) struct HomePage {
     pub(crate) latest: Option<LatestBulletin>,
     /// Leadership's desk for the whole city (internal dashboard).
     pub(crate) desk: Option<Desk>,
+    /// Every figure of the city per day (internal dashboard).
+    pub(crate) csv: Option<String>,
 }
 
 /// The latest bulletin, and where its page is.
@@ -55,7 +58,9 @@ pub(crate) fn model(site: &Site<'_>) -> Result<(HomePage, Vec<OutputFile>)> {
     let (desk, files) = match site.is_public() {
         true => (None, Vec::new()),
         false => {
-            let (desk, files) = desk::desk(site, &Below::of(site.rollups), city, "");
+            let (desk, mut files) = desk::desk(site, &Below::of(site.rollups), city, "");
+            let rows = downloads::internal_rows(site, city);
+            files.push(downloads::csv_file(&data_stem(city), &rows));
             (Some(desk), files)
         }
     };
@@ -65,6 +70,7 @@ pub(crate) fn model(site: &Site<'_>) -> Result<(HomePage, Vec<OutputFile>)> {
         charts,
         children: Children::of(site, city, "index.html"),
         latest,
+        csv: desk.as_ref().map(|_| format!("{}.csv", data_stem(city))),
         desk,
     };
     Ok((page, files))

@@ -34,12 +34,11 @@ fn each_audience_gets_its_page_kinds_sorted_by_path() {
     assert!(internal.contains(&"quality/index.html".to_string()));
     assert!(internal.contains(&"grid/440703001-G1/index.html".to_string()));
     assert!(internal.contains(&"data/desk/county-440703-overdue.csv".to_string()));
-    // The desk's lists are its only data files: no bulletins, no public
-    // downloads.
-    assert!(!internal
-        .iter()
-        .any(|p| p.starts_with("bulletins/")
-            || (p.starts_with("data/") && !p.starts_with("data/desk/"))));
+    assert!(internal.contains(&"data/grid-440703001-G1.csv".to_string()));
+    // No bulletins, no public downloads page.
+    assert!(!internal.iter().any(|p| p.starts_with("bulletins/")
+        || p == "data/index.html"
+        || p.starts_with("data/all.")));
 }
 
 #[test]
