@@ -12,7 +12,9 @@ use gridstat_aggregate::{AggregateOptions, NoProgress};
 use gridstat_ingest::file::{ingest_ndjson, FileReport};
 use gridstat_ingest::{IngestEngine, IngestMetrics, IngestOptions, LakeStore};
 use gridstat_schemas::generate::{Expect, GenOptions, GeneratedMessage, Generator};
-use gridstat_schemas::record::{CaseKind, CaseStatus, SafetyCheck, SpecialGroup, TargetKind};
+use gridstat_schemas::record::{
+    CaseKind, CaseStatus, SafetyCheck, SpecialGroup, TargetKind, Urgency,
+};
 use gridstat_schemas::time::{local_date, local_midnight};
 use gridstat_schemas::{decode_submission, DecodeOptions, Registry, Submission};
 use gridstat_testkit::campaign::{mixed as campaign, ndjson};
@@ -111,6 +113,7 @@ struct Expected {
     hardships_overdue: i64,
     hardships_assigned: i64,
     hazards_overdue: i64,
+    hazard_median: Option<f64>,
     reporters_active: i64,
     grids_reached: i64,
     residents_present: i64,
@@ -176,11 +179,19 @@ fn independent(
     // Cases: opened by hardships; resolved by the first `resolved` update.
     let mut opened: HashMap<String, (String, chrono::DateTime<chrono::FixedOffset>)> =
         HashMap::new();
+    // The overdue limit of each hardship, by its urgency.
+    let mut limit: HashMap<String, i64> = HashMap::new();
     for v in &visits {
         for h in &v.hardships {
             opened
                 .entry(h.case_id.to_string())
                 .or_insert((v.grid_id.to_string(), v.visited_at));
+            let hours = match h.urgency {
+                Urgency::Urgent => 24,
+                Urgency::Normal => 72,
+                Urgency::Low => 168,
+            };
+            limit.entry(h.case_id.to_string()).or_insert(hours);
         }
     }
     let mut resolved: HashMap<String, chrono::DateTime<chrono::FixedOffset>> = HashMap::new();
@@ -272,7 +283,7 @@ fn independent(
                     }
                     None => {
                         e.hardships_open += 1;
-                        if *at < end - Duration::hours(72) {
+                        if *at < end - Duration::hours(limit[case]) {
                             e.hardships_overdue += 1;
                         }
                     }
@@ -288,6 +299,22 @@ fn independent(
                     out.get_mut(&(a.0, a.1, day)).unwrap().hardships_assigned += 1;
                 }
             }
+        }
+        let mut hazard_hours: HashMap<(String, String), Vec<f64>> = HashMap::new();
+        for (case, (grid, at)) in &hazards {
+            let done = first_resolved
+                .get(case)
+                .filter(|r| local_date(at) <= day && local_date(r) <= day);
+            if let Some(r) = done {
+                let h = ((*r - *at).num_milliseconds().max(0)) as f64 / 3_600_000.0;
+                for a in areas(grid) {
+                    hazard_hours.entry(a).or_default().push(h);
+                }
+            }
+        }
+        for (a, mut hs) in hazard_hours {
+            hs.sort_by(f64::total_cmp);
+            out.get_mut(&(a.0, a.1, day)).unwrap().hazard_median = percentile(&hs, 0.5);
         }
         for (case, (grid, at)) in &hazards {
             let open = local_date(at) <= day
@@ -359,11 +386,16 @@ fn from_rollups(batches: &[RecordBatch]) -> BTreeMap<(String, String, NaiveDate)
                 (c, values)
             })
             .collect();
-        let median = b
-            .column_by_name("resolve_hours_median")
-            .unwrap()
-            .as_primitive::<Float64Type>()
-            .clone();
+        let real = |n: &str| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .clone()
+        };
+        let (median, hazard_median) = (
+            real("resolve_hours_median"),
+            real("hazard_resolve_hours_median"),
+        );
         for r in 0..b.num_rows() {
             let e = Expected {
                 visits: cols[0].value(r),
@@ -386,6 +418,7 @@ fn from_rollups(batches: &[RecordBatch]) -> BTreeMap<(String, String, NaiveDate)
                     .map(|(c, v)| (c.clone(), v.value(r)))
                     .collect(),
                 median: (!median.is_null(r)).then(|| median.value(r)),
+                hazard_median: (!hazard_median.is_null(r)).then(|| hazard_median.value(r)),
             };
             let day = NaiveDate::parse_from_str(dt.value(r), "%Y-%m-%d").unwrap();
             out.insert(
@@ -423,18 +456,31 @@ async fn rollups_equal_an_independent_computation() {
         let g = got
             .get(key)
             .unwrap_or_else(|| panic!("no rollup row for {key:?}"));
-        let close = match (g.median, w.median) {
+        let close = |g: Option<f64>, w: Option<f64>| match (g, w) {
             (Some(a), Some(b)) => (a - b).abs() < 1e-6,
             (a, b) => a == b,
         };
-        assert!(close, "{key:?}: median {:?} vs {:?}", g.median, w.median);
+        assert!(
+            close(g.median, w.median),
+            "{key:?}: median {:?} vs {:?}",
+            g.median,
+            w.median
+        );
+        assert!(
+            close(g.hazard_median, w.hazard_median),
+            "{key:?}: hazards' median {:?} vs {:?}",
+            g.hazard_median,
+            w.hazard_median
+        );
         assert_eq!(
             Expected {
                 median: None,
+                hazard_median: None,
                 ..g.clone()
             },
             Expected {
                 median: None,
+                hazard_median: None,
                 ..w.clone()
             },
             "{key:?}"

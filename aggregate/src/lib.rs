@@ -60,13 +60,41 @@ use object_store::ObjectStore;
 
 pub use error::{Error, Result};
 
+/// Hours after which a case open at a day's end is overdue, by urgency
+/// (hazards, which have none, as `normal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverdueLimits {
+    /// Urgent hardships.
+    pub urgent: i64,
+    /// Hardships of normal urgency, and hazards.
+    pub normal: i64,
+    /// Hardships of low urgency.
+    pub low: i64,
+}
+
+impl OverdueLimits {
+    /// The limits of `opts`.
+    pub fn of(opts: &AggregateOptions) -> Self {
+        Self {
+            urgent: opts.urgent_overdue_hours,
+            normal: opts.overdue_hours,
+            low: opts.low_overdue_hours,
+        }
+    }
+}
+
 /// Options of an aggregate run.
 #[derive(Debug, Clone)]
 pub struct AggregateOptions {
     /// Recompute everything, not only what new raw files touch.
     pub full: bool,
-    /// A hardship open longer than this at day end is overdue.
+    /// A case open longer than this at day end is overdue: a hazard, or a
+    /// hardship of normal urgency.
     pub overdue_hours: i64,
+    /// The overdue limit of an urgent hardship.
+    pub urgent_overdue_hours: i64,
+    /// The overdue limit of a hardship of low urgency.
+    pub low_overdue_hours: i64,
     /// First day of the campaign: rollups start here.
     pub campaign_start: NaiveDate,
     /// Raw data dated after this day is refused rather than rolled up
@@ -82,6 +110,8 @@ impl Default for AggregateOptions {
         Self {
             full: false,
             overdue_hours: 72,
+            urgent_overdue_hours: 24,
+            low_overdue_hours: 168,
             campaign_start: gridstat_schemas::time::DEFAULT_CAMPAIGN_START,
             latest_day: None,
             run_by: format!("pid-{}", std::process::id()),

@@ -23,8 +23,13 @@ pub(crate) struct Days {
     pub(crate) dt: Vec<String>,
     /// End of each day, in epoch milliseconds.
     pub(crate) end_ms: Vec<i64>,
-    /// The opening time before which a hardship is overdue on each day.
+    /// The opening time before which a case is overdue on each day: a
+    /// hazard or a hardship of normal urgency.
     pub(crate) overdue_cutoff_ms: Vec<i64>,
+    /// The same for urgent hardships.
+    pub(crate) urgent_cutoff_ms: Vec<i64>,
+    /// The same for hardships of low urgency.
+    pub(crate) low_cutoff_ms: Vec<i64>,
 }
 
 impl Days {
@@ -50,6 +55,8 @@ impl Days {
                 .collect(),
             end_ms: ms("day_end")?,
             overdue_cutoff_ms: ms("overdue_cutoff")?,
+            urgent_cutoff_ms: ms("overdue_cutoff_urgent")?,
+            low_cutoff_ms: ms("overdue_cutoff_low")?,
         })
     }
 }
@@ -62,6 +69,8 @@ pub(crate) struct Cases {
     pub(crate) opened_dt: ArrayRef,
     pub(crate) opened_ms: ArrayRef,
     pub(crate) resolved_ms: ArrayRef,
+    /// A hardship's urgency (null for hazards).
+    pub(crate) urgency: ArrayRef,
 }
 
 /// Output columns, as `st` in `grid_day_sql` names them.
@@ -101,6 +110,8 @@ pub(crate) fn open_at_day_end(cases: &Cases, days: &Days) -> Result<RecordBatch>
     let opened_ms = opened_ms.as_primitive::<Int64Type>();
     let resolved_ms = cast(&cases.resolved_ms, &DataType::Int64)?;
     let resolved_ms = resolved_ms.as_primitive::<Int64Type>();
+    let urgency = cast(&cases.urgency, &DataType::Utf8)?;
+    let urgency = urgency.as_string::<i32>();
 
     // Per grid, day and counter: +1 where a run starts, -1 after it ends.
     let stride = (n + 1) * COUNTERS;
@@ -134,7 +145,17 @@ pub(crate) fn open_at_day_end(cases: &Cases, days: &Days) -> Result<RecordBatch>
         if !opened_ms.is_null(r) {
             let opened = opened_ms.value(r);
             // Overdue on the days whose cutoff is past the opening.
-            let overdue_from = days.overdue_cutoff_ms.partition_point(|&c| c <= opened);
+            let urgency = if urgency.is_null(r) {
+                ""
+            } else {
+                urgency.value(r)
+            };
+            let cutoffs = match (counter, urgency) {
+                (HARDSHIPS_OPEN, "urgent") => &days.urgent_cutoff_ms,
+                (HARDSHIPS_OPEN, "low") => &days.low_cutoff_ms,
+                _ => &days.overdue_cutoff_ms,
+            };
+            let overdue_from = cutoffs.partition_point(|&c| c <= opened);
             let overdue = match counter {
                 HARDSHIPS_OPEN => HARDSHIPS_OVERDUE,
                 _ => HAZARDS_OVERDUE,
@@ -190,7 +211,12 @@ mod tests {
     async fn open_cases_equal_the_sql() {
         let mut random = Random::new(0x0123_4567_89AB_CDEF);
         let day = |d: u32| NaiveDate::from_ymd_opt(2022, 11, d).unwrap();
-        let days = crate::tables::days_batch(day(24), day(28), 30).unwrap();
+        let limits = crate::OverdueLimits {
+            urgent: 10,
+            normal: 30,
+            low: 50,
+        };
+        let days = crate::tables::days_batch(day(24), day(28), limits).unwrap();
         let table = Days::from_batch(&days).unwrap();
         let end = table.end_ms.clone();
         let hour = 3_600_000i64;
@@ -198,13 +224,19 @@ mod tests {
             let rows = 1 + random.below(200) as usize;
             let (mut grid, mut kind, mut dt, mut opened, mut resolved) =
                 (vec![], vec![], vec![], vec![], vec![]);
+            let mut urgency = vec![];
             for _ in 0..rows {
                 let d = 21 + random.below(10) as u32; // 21st … 30th
                 let at = end[0] - 4 * 24 * hour
                     + (d as i64 - 21) * 24 * hour
                     + random.below(24) as i64 * hour;
                 grid.push(format!("G{}", random.below(4)));
-                kind.push(["hardship", "hazard"][random.below(2) as usize]);
+                let k = ["hardship", "hazard"][random.below(2) as usize];
+                kind.push(k);
+                urgency.push(
+                    (k == "hardship")
+                        .then(|| ["low", "normal", "urgent"][random.below(3) as usize]),
+                );
                 dt.push(format!("2022-11-{d}"));
                 opened.push(at);
                 resolved.push(match random.below(4) {
@@ -224,6 +256,7 @@ mod tests {
                 opened_dt: Arc::new(StringArray::from(dt)),
                 opened_ms: cast(&Int64Array::from(opened), &ts).unwrap(),
                 resolved_ms: cast(&Int64Array::from(resolved), &ts).unwrap(),
+                urgency: Arc::new(StringArray::from(urgency)),
             };
             let ctx = SessionContext::new();
             let state = RecordBatch::try_from_iter([
@@ -232,6 +265,7 @@ mod tests {
                 ("opened_dt", Arc::clone(&cases.opened_dt)),
                 ("opened_at", Arc::clone(&cases.opened_ms)),
                 ("resolved_at", Arc::clone(&cases.resolved_ms)),
+                ("urgency", Arc::clone(&cases.urgency)),
             ])
             .unwrap();
             for (name, batch) in [("case_state", state), ("days", days.clone())] {

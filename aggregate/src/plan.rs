@@ -248,6 +248,7 @@ impl Plan {
             through: last_day,
             campaign_start: opts.campaign_start,
             overdue_hours: opts.overdue_hours,
+            urgency_overdue_hours: (opts.urgent_overdue_hours, opts.low_overdue_hours),
             registry: registry.to_string(),
         };
         let previous_rollups = previous.and_then(|p| p.rollups.as_ref());
@@ -597,6 +598,7 @@ mod tests {
             through: day(through),
             campaign_start: day(25),
             overdue_hours: 72,
+            urgency_overdue_hours: (24, 168),
             registry: "registry".into(),
         }
     }

@@ -40,9 +40,13 @@ pub fn registry_grids(registry: &Registry) -> Result<RecordBatch> {
 
 /// The `days` table of the rollups from `first` to `last`, with each
 /// day's end and the cutoff after which a hardship still open at that end
-/// is overdue (`overdue_hours` before it).
-pub fn days(first: NaiveDate, last: NaiveDate, overdue_hours: i64) -> Result<RecordBatch> {
-    tables::days_batch(first, last, overdue_hours)
+/// is overdue (the limit of its urgency before it).
+pub fn days(
+    first: NaiveDate,
+    last: NaiveDate,
+    limits: crate::OverdueLimits,
+) -> Result<RecordBatch> {
+    tables::days_batch(first, last, limits)
 }
 
 /// The query behind `case_state`, one row per case, over every case;

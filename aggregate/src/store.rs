@@ -61,8 +61,11 @@ pub struct RollupMark {
     pub through: NaiveDate,
     /// First day of the campaign.
     pub campaign_start: NaiveDate,
-    /// The overdue limit in hours.
+    /// The overdue limit in hours (normal urgency and hazards).
     pub overdue_hours: i64,
+    /// The overdue limits of urgent and low-urgency hardships.
+    #[serde(default)]
+    pub urgency_overdue_hours: (i64, i64),
     /// Fingerprint of the registry (grids, their places and households).
     pub registry: String,
 }
@@ -78,6 +81,7 @@ impl RollupMark {
             through,
             campaign_start: opts.campaign_start,
             overdue_hours: opts.overdue_hours,
+            urgency_overdue_hours: (opts.urgent_overdue_hours, opts.low_overdue_hours),
             registry: registry_fingerprint(registry),
         }
     }
@@ -86,6 +90,7 @@ impl RollupMark {
     pub fn same_settings(&self, other: &RollupMark) -> bool {
         self.campaign_start == other.campaign_start
             && self.overdue_hours == other.overdue_hours
+            && self.urgency_overdue_hours == other.urgency_overdue_hours
             && self.registry == other.registry
     }
 }

@@ -428,8 +428,14 @@ pub(crate) fn register_registry(ctx: &SessionContext, r: &Registry) -> Result<()
 }
 
 /// The campaign's days: `dt` (ISO string, as in partitions), `day_end`
-/// (next local midnight) and `overdue_cutoff` (day end − the overdue limit).
-pub fn days_batch(first: NaiveDate, last: NaiveDate, overdue_hours: i64) -> Result<RecordBatch> {
+/// (next local midnight), and the openings before which a case still open
+/// then is overdue: `overdue_cutoff` (day end − the normal limit, also
+/// hazards'), `overdue_cutoff_urgent` and `overdue_cutoff_low`.
+pub fn days_batch(
+    first: NaiveDate,
+    last: NaiveDate,
+    limits: crate::OverdueLimits,
+) -> Result<RecordBatch> {
     let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
     let ends: Vec<i64> = days
         .iter()
@@ -441,8 +447,20 @@ pub fn days_batch(first: NaiveDate, last: NaiveDate, overdue_hours: i64) -> Resu
         Field::new("dt", DataType::Utf8, false),
         Field::new("day", DataType::Date32, false),
         Field::new("day_end", ts.clone(), false),
-        Field::new("overdue_cutoff", ts, false),
+        Field::new("overdue_cutoff", ts.clone(), false),
+        Field::new("overdue_cutoff_urgent", ts.clone(), false),
+        Field::new("overdue_cutoff_low", ts, false),
     ]));
+    let cutoff = |hours: i64| {
+        Arc::new(
+            TimestampMillisecondArray::from(
+                ends.iter()
+                    .map(|e| e - hours * 3_600_000)
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone(TZ),
+        )
+    };
     Ok(RecordBatch::try_new(
         schema,
         vec![
@@ -453,14 +471,9 @@ pub fn days_batch(first: NaiveDate, last: NaiveDate, overdue_hours: i64) -> Resu
                 days.iter().map(|d| (*d - epoch).num_days() as i32),
             )),
             Arc::new(TimestampMillisecondArray::from(ends.clone()).with_timezone(TZ)),
-            Arc::new(
-                TimestampMillisecondArray::from(
-                    ends.iter()
-                        .map(|e| e - overdue_hours * 3_600_000)
-                        .collect::<Vec<_>>(),
-                )
-                .with_timezone(TZ),
-            ),
+            cutoff(limits.normal),
+            cutoff(limits.urgent),
+            cutoff(limits.low),
         ],
     )?)
 }
@@ -469,9 +482,9 @@ pub(crate) fn register_days(
     ctx: &SessionContext,
     first: NaiveDate,
     last: NaiveDate,
-    overdue_hours: i64,
+    limits: crate::OverdueLimits,
 ) -> Result<()> {
-    let batch = days_batch(first, last, overdue_hours)?;
+    let batch = days_batch(first, last, limits)?;
     register_batches(ctx, "days", batch.schema(), vec![batch])
 }
 

@@ -57,7 +57,7 @@ pub fn rollup_script(
     registry: &Registry,
     first: NaiveDate,
     last: NaiveDate,
-    overdue_hours: i64,
+    overdue: gridstat_aggregate::OverdueLimits,
 ) -> anyhow::Result<Vec<String>> {
     let mut script = Vec::new();
     let present = |name: &str| {
@@ -75,7 +75,7 @@ pub fn rollup_script(
     }
     for (table, batch) in [
         ("registry_grids", reference::registry_grids(registry)?),
-        ("days", reference::days(first, last, overdue_hours)?),
+        ("days", reference::days(first, last, overdue)?),
     ] {
         let file = scratch.join(format!("{table}.parquet"));
         write_parquet(&file, &batch)?;

@@ -100,7 +100,7 @@ pub(crate) fn run(registry_dir: Option<&Path>, args: RollupArgs) -> anyhow::Resu
             &registry,
             *first,
             *last,
-            opts.overdue_hours,
+            gridstat_aggregate::OverdueLimits::of(&opts),
         )?;
         let script_file = scratch.path().join("script.json");
         std::fs::write(&script_file, serde_json::to_vec(&script)?)?;

@@ -277,6 +277,8 @@ catalogue! {
     HardshipsOverdue => "hardships_overdue", State, additive: true, "超时未解决诉求", "件", Internal, Count;
     ResolveHoursMedian => "resolve_hours_median", Percentile, additive: false, "诉求办结时长中位数", "小时", Internal, Real;
     ResolveHoursP90 => "resolve_hours_p90", Percentile, additive: false, "诉求办结时长90百分位", "小时", Internal, Real;
+    HazardResolveHoursMedian => "hazard_resolve_hours_median", Percentile, additive: false, "隐患办结时长中位数", "小时", Internal, Real;
+    HazardResolveHoursP90 => "hazard_resolve_hours_p90", Percentile, additive: false, "隐患办结时长90百分位", "小时", Internal, Real;
     ReportersActive => "reporters_active", Distinct, additive: false, "参与走访人员", "名", Internal, Count;
     ReportersCadre => "reporters_cadre", Distinct, additive: false, "下沉机关干部", "名", Public, Count;
     ReportersGridWorker => "reporters_grid_worker", Distinct, additive: false, "网格员", "名", Internal, Count;

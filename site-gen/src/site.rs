@@ -40,8 +40,25 @@ pub struct SiteOptions {
     /// Templates overriding the embedded ones, by file name.
     pub template_overrides: BTreeMap<String, String>,
     /// Hours after which an open case is overdue on the internal
-    /// dashboard's lists (aggregate's `--overdue-hours`).
+    /// dashboard's lists: a hazard or a hardship of normal urgency
+    /// (aggregate's `--overdue-hours`).
     pub overdue_hours: u32,
+    /// The same for urgent hardships (`--urgent-overdue-hours`).
+    pub urgent_overdue_hours: u32,
+    /// The same for hardships of low urgency (`--low-overdue-hours`).
+    pub low_overdue_hours: u32,
+}
+
+impl SiteOptions {
+    /// The overdue limit of a case of `urgency` (a wire name; none for
+    /// hazards), in hours.
+    pub fn overdue_limit(&self, urgency: Option<&str>) -> u32 {
+        match urgency {
+            Some("urgent") => self.urgent_overdue_hours,
+            Some("low") => self.low_overdue_hours,
+            _ => self.overdue_hours,
+        }
+    }
 }
 
 impl Default for SiteOptions {
@@ -52,6 +69,8 @@ impl Default for SiteOptions {
             base_url: "http://127.0.0.1:8000/".into(),
             template_overrides: BTreeMap::new(),
             overdue_hours: 72,
+            urgent_overdue_hours: 24,
+            low_overdue_hours: 168,
         }
     }
 }

@@ -17,9 +17,16 @@ pub(crate) struct AggregateArgs {
     /// Recompute every day, not only those new raw files touch.
     #[arg(long)]
     pub(crate) all: bool,
-    /// Hours after which an open hardship counts as overdue.
+    /// Hours after which an open case counts as overdue: a hazard, or a
+    /// hardship of normal urgency.
     #[arg(long, env = "GRIDSTAT_OVERDUE_HOURS", default_value_t = 72)]
     pub(crate) overdue_hours: i64,
+    /// Hours after which an open urgent hardship counts as overdue.
+    #[arg(long, env = "GRIDSTAT_URGENT_OVERDUE_HOURS", default_value_t = 24)]
+    pub(crate) urgent_overdue_hours: i64,
+    /// Hours after which an open hardship of low urgency counts as overdue.
+    #[arg(long, env = "GRIDSTAT_LOW_OVERDUE_HOURS", default_value_t = 168)]
+    pub(crate) low_overdue_hours: i64,
     /// First day of the campaign: rollups start here.
     #[arg(long, default_value = "2022-11-25", env = "GRIDSTAT_CAMPAIGN_START")]
     pub(crate) campaign_start: chrono::NaiveDate,
@@ -58,10 +65,22 @@ impl Progress for Bars {
 
 pub(crate) fn run(registry_dir: Option<&Path>, args: AggregateArgs) -> anyhow::Result<()> {
     let registry = super::load_registry(registry_dir)?;
+    for (flag, hours) in [
+        ("--overdue-hours", args.overdue_hours),
+        ("--urgent-overdue-hours", args.urgent_overdue_hours),
+        ("--low-overdue-hours", args.low_overdue_hours),
+    ] {
+        anyhow::ensure!(
+            hours > 0,
+            "{flag} must be a positive number of hours, not {hours}"
+        );
+    }
     let store = args.lake.open()?;
     let opts = AggregateOptions {
         full: args.all,
         overdue_hours: args.overdue_hours,
+        urgent_overdue_hours: args.urgent_overdue_hours,
+        low_overdue_hours: args.low_overdue_hours,
         campaign_start: args.campaign_start,
         latest_day: Some(super::latest_day()),
         run_by: super::this_process(),

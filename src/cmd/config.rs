@@ -73,6 +73,8 @@ struct IngestSection {
 #[serde(deny_unknown_fields)]
 struct AggregateSection {
     overdue_hours: Option<i64>,
+    urgent_overdue_hours: Option<i64>,
+    low_overdue_hours: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +140,16 @@ impl ConfigFile {
                     &file.overdue_hours,
                 );
                 unset.fill(
+                    "urgent_overdue_hours",
+                    &mut args.urgent_overdue_hours,
+                    &file.urgent_overdue_hours,
+                );
+                unset.fill(
+                    "low_overdue_hours",
+                    &mut args.low_overdue_hours,
+                    &file.low_overdue_hours,
+                );
+                unset.fill(
                     "campaign_start",
                     &mut args.campaign_start,
                     &self.campaign_start,
@@ -148,9 +160,22 @@ impl ConfigFile {
                 self.layer_lake(&mut args.lake, &unset);
                 unset.fill("threshold", &mut args.threshold, &self.site.threshold);
                 unset.fill("base_url", &mut args.base_url, &self.site.base_url);
-                if let Some(hours) = self.aggregate.overdue_hours {
-                    let hours = u32::try_from(hours).unwrap_or(u32::MAX);
-                    unset.fill("overdue_hours", &mut args.overdue_hours, &Some(hours));
+                let file = &self.aggregate;
+                for (id, setting, value) in [
+                    ("overdue_hours", &mut args.overdue_hours, file.overdue_hours),
+                    (
+                        "urgent_overdue_hours",
+                        &mut args.urgent_overdue_hours,
+                        file.urgent_overdue_hours,
+                    ),
+                    (
+                        "low_overdue_hours",
+                        &mut args.low_overdue_hours,
+                        file.low_overdue_hours,
+                    ),
+                ] {
+                    let hours = value.map(|h| u32::try_from(h).unwrap_or(u32::MAX));
+                    unset.fill(id, setting, &hours);
                 }
             }
             Command::Intake(args) => {

@@ -43,9 +43,16 @@ pub(crate) struct SiteArgs {
     )]
     pub(crate) base_url: String,
     /// Hours after which an open case is listed as overdue on the internal
-    /// dashboard (the aggregate's limit: the same variable and setting).
+    /// dashboard: a hazard or a hardship of normal urgency (the aggregate's
+    /// limits: the same variables and settings).
     #[arg(long, env = "GRIDSTAT_OVERDUE_HOURS", default_value_t = 72)]
     pub(crate) overdue_hours: u32,
+    /// The same for urgent hardships.
+    #[arg(long, env = "GRIDSTAT_URGENT_OVERDUE_HOURS", default_value_t = 24)]
+    pub(crate) urgent_overdue_hours: u32,
+    /// The same for hardships of low urgency.
+    #[arg(long, env = "GRIDSTAT_LOW_OVERDUE_HOURS", default_value_t = 168)]
+    pub(crate) low_overdue_hours: u32,
 }
 
 pub(crate) fn options(args: &SiteArgs) -> anyhow::Result<SiteOptions> {
@@ -68,6 +75,8 @@ pub(crate) fn options(args: &SiteArgs) -> anyhow::Result<SiteOptions> {
         base_url,
         template_overrides,
         overdue_hours: args.overdue_hours,
+        urgent_overdue_hours: args.urgent_overdue_hours,
+        low_overdue_hours: args.low_overdue_hours,
     })
 }
 

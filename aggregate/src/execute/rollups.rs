@@ -58,7 +58,7 @@ impl Executor<'_> {
                 &self.ctx,
                 start.from,
                 plan.last_day,
-                self.opts.overdue_hours,
+                crate::OverdueLimits::of(self.opts),
             )?;
             background.extend(self.write_visit_state(target_firsts, gate));
             let rollups = Box::pin(self.rollup_tables(&start, &writes)).await?;

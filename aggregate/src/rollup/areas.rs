@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
 
-use super::columns::{stored, Recipe, FLOWS, STATES};
+use gridstat_schemas::record::CaseKind;
+
+use super::columns::{hours_columns, hours_tables, stored, Recipe, FLOWS, STATES};
 use super::grid_day::grid_day_sql;
 use super::materialize_in_turn;
 use crate::error::Result;
@@ -69,21 +71,19 @@ fn area_day_sql() -> String {
         .join(" UNION ALL ")
 }
 
-/// Resolve-time percentiles per level, area and day: of the day's
-/// resolutions from `from` on, or (`cumulative`) of every resolution up to
-/// each day of `days` (the SQL that [`crate::percentiles`] replaces in
-/// gridstat).
-pub(super) fn hours_sql(cumulative: bool, from: &str) -> String {
-    let percentiles = stored()
-        .filter_map(|(metric, recipe)| match recipe {
-            Recipe::HoursToResolve(p) => Some(format!(
-                "percentile_cont({p}) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS {}",
-                metric.name()
-            )),
-            _ => None,
+/// Resolve-time percentiles of cases of `kind` per level, area and day:
+/// of the day's resolutions from `from` on, or (`cumulative`) of every
+/// resolution up to each day of `days` (the SQL that
+/// [`crate::percentiles`] replaces in gridstat).
+pub(super) fn hours_sql(cumulative: bool, from: &str, kind: CaseKind) -> String {
+    let percentiles = hours_columns(kind)
+        .into_iter()
+        .map(|(name, p)| {
+            format!("percentile_cont({p}) WITHIN GROUP (ORDER BY c.hours_to_resolve) AS {name}")
         })
         .collect::<Vec<_>>()
         .join(", ");
+    let kind = kind.as_str();
     LEVELS
         .iter()
         .map(|(level, key, _, _)| {
@@ -103,14 +103,14 @@ pub(super) fn hours_sql(cumulative: bool, from: &str) -> String {
                 "SELECT '{level}' AS hl, {key} AS ha, {day} AS hdt, \
                  {percentiles} \
                  FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id {join} \
-                 WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL{since} GROUP BY {key}, {day}"
+                 WHERE c.case_kind = '{kind}' AND c.resolved_dt IS NOT NULL{since} GROUP BY {key}, {day}"
             )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
 }
 
-/// Build both resolve-time tables for `days` with
+/// Build the resolve-time tables of both case kinds for `days` with
 /// [`crate::percentiles::hours_to_resolve`] rather than [`hours_sql`].
 pub(crate) async fn build_resolve_hours(ctx: &SessionContext, days: &Days) -> Result<()> {
     let started = std::time::Instant::now();
@@ -122,29 +122,58 @@ pub(crate) async fn build_resolve_hours(ctx: &SessionContext, days: &Days) -> Re
         .enumerate()
         .map(|(i, (_, key, _, _))| format!("{key} AS area{i}, "))
         .collect();
-    let sql = format!(
-        "SELECT {keys}c.resolved_dt, c.hours_to_resolve \
-         FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id \
-         WHERE c.case_kind = 'hardship' AND c.resolved_dt IS NOT NULL AND c.resolved_dt <= '{last}'"
-    );
-    let input = query_batch(ctx, "hours to resolve", &sql).await?;
-    let resolutions = crate::percentiles::Resolutions {
-        levels: LEVELS
-            .iter()
-            .enumerate()
-            .map(|(i, (level, _, _, _))| (*level, Arc::clone(input.column(i))))
-            .collect(),
-        day: Arc::clone(input.column(LEVELS.len())),
-        hours: Arc::clone(input.column(LEVELS.len() + 1)),
-    };
-    let (daily, cumulative) = crate::percentiles::hours_to_resolve(&resolutions, &days.dt)?;
-    for (name, batch) in [("hours_day", daily), ("hours_cum", cumulative)] {
-        register_batches(ctx, name, batch.schema(), vec![batch])?;
+    for kind in CaseKind::ALL.iter().copied() {
+        let sql = format!(
+            "SELECT {keys}c.resolved_dt, c.hours_to_resolve \
+             FROM case_state c JOIN registry_grids g ON c.grid_id = g.grid_id \
+             WHERE c.case_kind = '{}' AND c.resolved_dt IS NOT NULL AND c.resolved_dt <= '{last}'",
+            kind.as_str()
+        );
+        let input = query_batch(ctx, "hours to resolve", &sql).await?;
+        let resolutions = crate::percentiles::Resolutions {
+            levels: LEVELS
+                .iter()
+                .enumerate()
+                .map(|(i, (level, _, _, _))| (*level, Arc::clone(input.column(i))))
+                .collect(),
+            day: Arc::clone(input.column(LEVELS.len())),
+            hours: Arc::clone(input.column(LEVELS.len() + 1)),
+        };
+        let (daily, cumulative) = crate::percentiles::hours_to_resolve(&resolutions, &days.dt)?;
+        let tables = hours_tables(kind);
+        for (name, batch) in [(tables.daily, daily), (tables.cumulative, cumulative)] {
+            let batch = named_as(batch, &hours_columns(kind))?;
+            register_batches(ctx, name, batch.schema(), vec![batch])?;
+        }
     }
     tracing::debug!(
-        tables = "hours_day, hours_cum",
+        tables = "hours_day, hours_cum, hazard_hours_day, hazard_hours_cum",
         seconds = started.elapsed().as_secs_f64(),
         "Materialized."
     );
     Ok(())
+}
+
+/// `batch` (of [`crate::percentiles::schema`]) with its value columns
+/// named as `columns`, in order.
+fn named_as(
+    batch: arrow::array::RecordBatch,
+    columns: &[(&str, f64)],
+) -> Result<arrow::array::RecordBatch> {
+    let schema = batch.schema();
+    let keys = schema.fields().len() - columns.len();
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match i.checked_sub(keys) {
+            Some(c) => f.as_ref().clone().with_name(columns[c].0),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    Ok(arrow::array::RecordBatch::try_new(
+        schema,
+        batch.columns().to_vec(),
+    )?)
 }

@@ -44,9 +44,9 @@ pub(crate) enum Recipe {
         /// Whether a zero denominator gives no value.
         null_when_zero: bool,
     },
-    /// This percentile of the hours taken to resolve a hardship, per level
-    /// (`hours_day`, `hours_cum`).
-    HoursToResolve(f64),
+    /// This percentile of the hours taken to resolve a case of a kind,
+    /// per level (the kind's [`hours_tables`]).
+    HoursToResolve(f64, CaseKind),
     /// Distinct reporters per level: of the metric's role
     /// ([`Metric::reporter_role`]), or all of them.
     Reporters,
@@ -172,8 +172,10 @@ pub(crate) fn recipe(metric: Metric) -> Recipe {
         | M::HardshipsHousing
         | M::HardshipsOther => Recipe::Flow(Daily::Raised),
         M::HardshipsResolved => Recipe::Flow(Daily::Resolved(CaseKind::Hardship)),
-        M::ResolveHoursMedian => Recipe::HoursToResolve(0.5),
-        M::ResolveHoursP90 => Recipe::HoursToResolve(0.9),
+        M::ResolveHoursMedian => Recipe::HoursToResolve(0.5, CaseKind::Hardship),
+        M::ResolveHoursP90 => Recipe::HoursToResolve(0.9, CaseKind::Hardship),
+        M::HazardResolveHoursMedian => Recipe::HoursToResolve(0.5, CaseKind::Hazard),
+        M::HazardResolveHoursP90 => Recipe::HoursToResolve(0.9, CaseKind::Hazard),
         M::ReportersActive
         | M::ReportersCadre
         | M::ReportersGridWorker
@@ -184,6 +186,46 @@ pub(crate) fn recipe(metric: Metric) -> Recipe {
         M::EnlistedVolunteers => visits("SUM(enlisted_volunteers)"),
         M::HazardsFixed | M::Enlisted => Recipe::Derived,
     }
+}
+
+/// The tables of resolve-time percentiles of a case kind: of the day's
+/// resolutions, of all up to the day, and their alias in the final
+/// tables' query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HoursTables {
+    /// Of the day's resolutions.
+    pub(crate) daily: &'static str,
+    /// Of every resolution up to the day.
+    pub(crate) cumulative: &'static str,
+    /// Alias in [`super::final_tables::final_sql`].
+    pub(crate) alias: &'static str,
+}
+
+/// The resolve-time tables of `kind`.
+pub(crate) fn hours_tables(kind: CaseKind) -> HoursTables {
+    match kind {
+        CaseKind::Hardship => HoursTables {
+            daily: "hours_day",
+            cumulative: "hours_cum",
+            alias: "h",
+        },
+        CaseKind::Hazard => HoursTables {
+            daily: "hazard_hours_day",
+            cumulative: "hazard_hours_cum",
+            alias: "hz",
+        },
+    }
+}
+
+/// The columns of `kind`'s resolve-time percentiles, with each one's
+/// percentile, in column order.
+pub(crate) fn hours_columns(kind: CaseKind) -> Vec<(&'static str, f64)> {
+    stored()
+        .filter_map(|(metric, recipe)| match recipe {
+            Recipe::HoursToResolve(p, k) if k == kind => Some((metric.name(), p)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every rollup column's metric with its recipe, in column order.
@@ -305,7 +347,7 @@ pub(super) fn value(metric: Metric, cumulative: bool) -> Option<String> {
                 ratio
             }
         }
-        Recipe::HoursToResolve(_) => format!("h.{name}"),
+        Recipe::HoursToResolve(_, kind) => format!("{}.{name}", hours_tables(kind).alias),
         Recipe::Reporters if cumulative => format!("(COALESCE(p.{name}, 0) + a.{name})"),
         Recipe::Reporters => format!("COALESCE(r.{name}, 0)"),
         Recipe::Derived => return None,
@@ -317,7 +359,7 @@ pub(super) fn value(metric: Metric, cumulative: bool) -> Option<String> {
 pub(super) fn select_item(metric: Metric, cumulative: bool) -> Option<String> {
     let value = value(metric, cumulative)?;
     Some(match recipe(metric) {
-        Recipe::Registry(_) | Recipe::OpenCases | Recipe::HoursToResolve(_) => value,
+        Recipe::Registry(_) | Recipe::OpenCases | Recipe::HoursToResolve(..) => value,
         _ => format!("{value} AS {}", metric.name()),
     })
 }
@@ -348,7 +390,7 @@ mod tests {
                 (Kind::Distinct, Recipe::Reporters) => metric.is_reporter_count(),
                 (Kind::State, Recipe::OpenCases) => true,
                 (Kind::Ratio { .. }, Recipe::Ratio { .. }) => true,
-                (Kind::Percentile, Recipe::HoursToResolve(_)) => true,
+                (Kind::Percentile, Recipe::HoursToResolve(..)) => true,
                 (Kind::Sum(_), Recipe::Derived) => true,
                 _ => false,
             };
@@ -388,7 +430,7 @@ mod tests {
         assert_eq!(open, states);
         assert_eq!(
             names(crate::percentiles::schema(), 3),
-            of(|r| matches!(r, Recipe::HoursToResolve(_)))
+            of(|r| matches!(r, Recipe::HoursToResolve(_, CaseKind::Hardship)))
         );
     }
 

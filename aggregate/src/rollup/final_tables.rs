@@ -5,7 +5,9 @@ use datafusion::execution::context::SessionContext;
 use gridstat_schemas::metrics::{Metric, KEY_COLUMNS};
 
 use super::collect;
-use super::columns::{cumulative_column, select_item, FLOWS, REPORTERS};
+use gridstat_schemas::record::CaseKind;
+
+use super::columns::{cumulative_column, hours_tables, select_item, FLOWS, REPORTERS};
 use crate::error::Result;
 
 /// The previous run's cumulative row of the day before the first
@@ -41,18 +43,27 @@ pub(crate) fn final_sql(cumulative: bool, has_previous: bool) -> String {
         .chain(["a.dt".to_string()]);
     let metrics = Metric::stored().filter_map(|metric| select_item(metric, cumulative));
     let cols: Vec<String> = keys.chain(metrics).collect();
+    // The resolve-time tables of each case kind, by their aliases.
+    let hours: String = CaseKind::ALL
+        .iter()
+        .map(|&kind| {
+            let t = hours_tables(kind);
+            let table = if cumulative { t.cumulative } else { t.daily };
+            let h = t.alias;
+            format!(" LEFT JOIN {table} {h} ON a.level = {h}.hl AND a.area_code = {h}.ha AND a.dt = {h}.hdt")
+        })
+        .collect();
     let joins = if cumulative {
         format!(
-            "area_running a \
-             LEFT JOIN hours_cum h ON a.level = h.hl AND a.area_code = h.ha AND a.dt = h.hdt \
+            "area_running a{hours} \
              LEFT JOIN {} p ON a.level = p.level AND a.area_code = p.area_code",
             previous_sql(has_previous)
         )
     } else {
-        "area_day a \
-         LEFT JOIN reporters_day r ON a.level = r.rl AND a.area_code = r.ra AND a.dt = r.rdt \
-         LEFT JOIN hours_day h ON a.level = h.hl AND a.area_code = h.ha AND a.dt = h.hdt"
-            .to_string()
+        format!(
+            "area_day a \
+             LEFT JOIN reporters_day r ON a.level = r.rl AND a.area_code = r.ra AND a.dt = r.rdt{hours}"
+        )
     };
     format!(
         "SELECT {} FROM {joins} ORDER BY a.dt, a.level_rank, a.area_code",

@@ -79,7 +79,8 @@ pub(crate) fn firsts_per_grid_sql(targets: &str) -> String {
 pub(crate) const OPEN_CASES_SQL: &str = "SELECT d.dt AS s_dt, c.grid_id AS s_grid, \
        SUM(CASE WHEN c.case_kind = 'hardship' THEN 1 ELSE 0 END) AS hardships_open, \
        SUM(CASE WHEN c.case_kind = 'hazard' THEN 1 ELSE 0 END) AS hazards_open, \
-       SUM(CASE WHEN c.case_kind = 'hardship' AND c.opened_at < d.overdue_cutoff THEN 1 ELSE 0 END) AS hardships_overdue, \
+       SUM(CASE WHEN c.case_kind = 'hardship' AND c.opened_at < CASE c.urgency WHEN 'urgent' THEN d.overdue_cutoff_urgent \
+         WHEN 'low' THEN d.overdue_cutoff_low ELSE d.overdue_cutoff END THEN 1 ELSE 0 END) AS hardships_overdue, \
        SUM(CASE WHEN c.case_kind = 'hazard' AND c.opened_at < d.overdue_cutoff THEN 1 ELSE 0 END) AS hazards_overdue \
      FROM case_state c JOIN days d ON c.opened_dt <= d.dt AND (c.resolved_at IS NULL OR c.resolved_at >= d.day_end) \
      GROUP BY d.dt, c.grid_id";
@@ -179,7 +180,7 @@ pub(crate) async fn build_open_cases(ctx: &SessionContext, days: &Days) -> Resul
     let what = OPEN_CASES_TABLE;
     let sql = format!(
         "SELECT grid_id, case_kind, opened_dt, CAST(opened_at AS BIGINT) AS opened_ms, \
-           CAST(resolved_at AS BIGINT) AS resolved_ms \
+           CAST(resolved_at AS BIGINT) AS resolved_ms, urgency \
          FROM case_state WHERE opened_dt <= '{last}'"
     );
     let input = query_batch(ctx, what, &sql).await?;
@@ -189,6 +190,7 @@ pub(crate) async fn build_open_cases(ctx: &SessionContext, days: &Days) -> Resul
         opened_dt: Arc::clone(input.column(2)),
         opened_ms: Arc::clone(input.column(3)),
         resolved_ms: Arc::clone(input.column(4)),
+        urgency: Arc::clone(input.column(5)),
     };
     let open = crate::open_cases::open_at_day_end(&cases, days)?;
     register_batches(ctx, what, open.schema(), vec![open])?;

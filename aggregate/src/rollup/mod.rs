@@ -72,8 +72,11 @@ pub(crate) fn materialized(
     tables.extend(areas::tables(from, computed));
     if computed == Computed::InSql {
         // gridstat builds these with `areas::build_resolve_hours`.
-        tables.push(("hours_day", areas::hours_sql(false, from)));
-        tables.push(("hours_cum", areas::hours_sql(true, from)));
+        for kind in gridstat_schemas::record::CaseKind::ALL.iter().copied() {
+            let names = columns::hours_tables(kind);
+            tables.push((names.daily, areas::hours_sql(false, from, kind)));
+            tables.push((names.cumulative, areas::hours_sql(true, from, kind)));
+        }
     }
     tables
 }

@@ -57,7 +57,7 @@ async fn duckdb_computes_the_same_rollups() {
         &registry,
         start,
         last,
-        AggregateOptions::default().overdue_hours,
+        gridstat_aggregate::OverdueLimits::of(&AggregateOptions::default()),
     )
     .unwrap();
     let script_file = scratch.path().join("script.json");

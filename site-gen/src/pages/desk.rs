@@ -44,8 +44,8 @@ pub(crate) struct Desk {
     /// The sending agencies with reporters in the area, most reporters
     /// since the start first.
     pub(crate) units: List,
-    /// The overdue limit, in hours.
-    pub(crate) overdue_hours: u32,
+    /// The overdue limits, in hours: urgent, normal (and hazards), low.
+    pub(crate) overdue_hours: [u32; 3],
     /// How many days count as silent.
     pub(crate) silent_days: usize,
 }
@@ -93,8 +93,11 @@ impl<'a> Below<'a> {
                 below.villages.entry(key).or_default().push(village);
             }
         }
+        // A case of a grid the registry no longer has is still the city's.
+        let city = r.city().map(|c| vec![(c.level, c.code.clone())]);
         for case in &r.open_cases {
-            for key in grid_keys.get(case.grid_id.as_str()).into_iter().flatten() {
+            let keys = grid_keys.get(case.grid_id.as_str()).or(city.as_ref());
+            for key in keys.into_iter().flatten() {
                 below.cases.entry(key.clone()).or_default().push(case);
             }
         }
@@ -245,11 +248,10 @@ pub(crate) fn desk(
         &["村(社区)", "镇(街道)", "网格数", "登记住户"],
     );
 
-    let limit = f64::from(site.opts.overdue_hours);
     let overdue = below
         .cases(area)
         .iter()
-        .filter(|c| c.hours_open > limit)
+        .filter(|c| c.hours_open > f64::from(site.opts.overdue_limit(c.urgency.as_deref())))
         .map(|c| {
             let grid = r.areas.get(&(Level::Grid, c.grid_id.clone()));
             vec![
@@ -332,7 +334,11 @@ pub(crate) fn desk(
         never_villages,
         overdue,
         units,
-        overdue_hours: site.opts.overdue_hours,
+        overdue_hours: [
+            site.opts.urgent_overdue_hours,
+            site.opts.overdue_hours,
+            site.opts.low_overdue_hours,
+        ],
         silent_days: SILENT_DAYS,
     };
     (desk, files)

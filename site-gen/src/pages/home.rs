@@ -141,8 +141,13 @@ mod tests {
                 Some("grid/440703002-G1/index.html")
             );
             assert_eq!(desk.lagging.total, 5);
-            // Open 86 h and 30 h against the 72 h limit.
-            assert_eq!(desk.overdue.total, 1);
+            // A hazard open 86 h (limit 72 h) and an urgent hardship open
+            // 30 h (limit 24 h) in a grid the registry does not have.
+            assert_eq!(desk.overdue.total, 2);
+            assert_eq!(
+                desk.overdue.table.rows[1][4],
+                crate::pages::common::TableCell::text("no-such-grid")
+            );
             assert!(files
                 .iter()
                 .any(|f| f.path == "data/desk/city-440700-lagging.csv"));
