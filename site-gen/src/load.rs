@@ -213,11 +213,16 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
         let (opened, resolved) = (t("opened_at")?, t("resolved_at")?);
         let (assigned, escalated) = (t("assigned_at")?, t("escalated_at")?);
         let urgency = s("urgency")?;
-        // Written by aggregate since the case's last handler is kept.
-        let handler = b
-            .column_by_name("last_handler_id")
-            .map(|_| s("last_handler_id"))
-            .transpose()?;
+        // The latest update (written by aggregate since it keeps it).
+        let last = match b.column_by_name("last_update_ms") {
+            Some(_) => Some((
+                typed_column(CASE_STATE, b, "last_update_ms", &DataType::Int64)?
+                    .as_primitive::<Int64Type>(),
+                s("last_status")?,
+                s("last_handler_id")?,
+            )),
+            None => None,
+        };
         let by_end = |times: &arrow::array::TimestampMillisecondArray, i: usize| {
             (!times.is_null(i) && times.value(i) < end_ms).then(|| times.value(i))
         };
@@ -232,13 +237,25 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
                             .to_string()
                     })
                     .unwrap_or_default();
-                let status = match (by_end(assigned, i), by_end(escalated, i)) {
-                    (Some(a), Some(e)) if a > e => Some("assigned"),
-                    (_, Some(_)) => Some("escalated"),
-                    (Some(_), None) => Some("assigned"),
-                    (None, None) => None,
-                };
                 let text = |c: &StringArray| (!c.is_null(i)).then(|| c.value(i).to_string());
+                // The latest update by the day's end gives the status and
+                // the handler; past it (an earlier `--as-of`), the first
+                // assignment and escalation by then give the status.
+                let latest = last.and_then(|(at, status, handler)| {
+                    (!at.is_null(i) && at.value(i) < end_ms).then(|| (text(status), text(handler)))
+                });
+                let (status, handler_id) = match latest {
+                    Some((status, handler)) => (status, handler),
+                    None => {
+                        let status = match (by_end(assigned, i), by_end(escalated, i)) {
+                            (Some(a), Some(e)) if a > e => Some("assigned"),
+                            (_, Some(_)) => Some("escalated"),
+                            (Some(_), None) => Some("assigned"),
+                            (None, None) => None,
+                        };
+                        (status.map(str::to_string), None)
+                    }
+                };
                 out.push(OpenCase {
                     case_id: id.value(i).into(),
                     case_kind: kind.value(i).into(),
@@ -247,11 +264,8 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
                     opened_at: opened_text,
                     hours_open: (end_ms - open_at) as f64 / 3_600_000.0,
                     urgency: text(urgency),
-                    status: status.map(str::to_string),
-                    handler_id: handler
-                        .as_ref()
-                        .and_then(|h| text(h))
-                        .filter(|h| !h.is_empty()),
+                    status: status.filter(|s| !s.is_empty()),
+                    handler_id: handler_id.filter(|h| !h.is_empty()),
                 });
             }
         }

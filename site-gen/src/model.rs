@@ -101,10 +101,10 @@ pub struct OpenCase {
     pub hours_open: f64,
     /// A hardship's urgency (wire name); none for hazards.
     pub urgency: Option<String>,
-    /// The status of its latest update by the last day, `assigned` or
-    /// `escalated` (wire name); none if no one has taken it yet.
+    /// The status of its latest update by the last day's end, `assigned`
+    /// or `escalated` (wire name); none if no one has taken it yet.
     pub status: Option<String>,
-    /// The pseudonymous handler of its latest update in the lake.
+    /// The pseudonymous handler of that update.
     pub handler_id: Option<String>,
 }
 

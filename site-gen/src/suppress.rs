@@ -10,8 +10,10 @@
 //!    published only as such differences.
 //! 3. **Complementary**: when exactly one child of a published parent is
 //!    withheld (for a metric and day), the smallest other child is withheld
-//!    too — or, with no other child, the parent — repeated until stable, so
-//!    no withheld cell equals its parent minus its siblings.
+//!    too — or, with no other child, the parent; and when a parent is
+//!    withheld while all its children are shown, its smallest non-zero
+//!    child is withheld — repeated until stable, so no withheld cell equals
+//!    its parent minus its siblings, nor the sum of its children.
 //! 4. Shares are withheld when their numerator or denominator is.
 //! 5. A share of a registry figure above 100 % (more households visited
 //!    than registered) is not published as it is: shown as "待核实".
@@ -207,6 +209,31 @@ fn complementary(r: &Rollups, public: &[&Area], out: &mut Published, days: usize
                 for d in 0..days {
                     let pkey = (parent.level, parent.code.clone());
                     if out.cells[&pkey][&key][d].value().is_none() {
+                        // A withheld parent whose children are all shown
+                        // is their sum: withhold the smallest non-zero one.
+                        let shown: Vec<(&&Area, f64)> = children
+                            .iter()
+                            .filter_map(|c| {
+                                out.cells[&(c.level, c.code.clone())][&key][d]
+                                    .value()
+                                    .map(|v| (c, v))
+                            })
+                            .collect();
+                        if shown.is_empty() || shown.len() < children.len() {
+                            continue;
+                        }
+                        let smallest = shown
+                            .iter()
+                            .filter(|(_, v)| *v != 0.0)
+                            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.code.cmp(&b.0.code)));
+                        if let Some((c, _)) = smallest {
+                            out.cells
+                                .get_mut(&(c.level, c.code.clone()))
+                                .expect("public area")
+                                .get_mut(&key)
+                                .expect("metric")[d] = Cell::Withheld;
+                            changed = true;
+                        }
                         continue;
                     }
                     let withheld = children
@@ -334,6 +361,33 @@ mod tests {
         assert_eq!(get("b"), None, "smallest sibling withheld too");
         assert_eq!(get("d"), Some(77.0));
         assert_eq!(get("c"), Some(130.0));
+    }
+
+    #[test]
+    fn a_withheld_parent_is_not_the_sum_of_shown_children() {
+        let r = rollups(
+            vec![
+                area(Level::City, "c", None, &[200.0]),
+                area(Level::County, "a", Some("c"), &[97.0]),
+                area(Level::County, "b", Some("c"), &[3.0]),
+                area(Level::County, "d", Some("c"), &[100.0]),
+                area(Level::Town, "a1", Some("a"), &[60.0]),
+                area(Level::Town, "a2", Some("a"), &[37.0]),
+            ],
+            1,
+        );
+        let p = suppress(&r, 5.0);
+        let get = |level: Level, code: &str| {
+            p.get(
+                &r.areas[&(level, code.to_string())],
+                Metric::HouseholdsVisited,
+                0,
+            )
+        };
+        assert_eq!(get(Level::County, "b"), None, "small");
+        assert_eq!(get(Level::County, "a"), None, "protects b");
+        assert_eq!(get(Level::Town, "a2"), None, "a is not a1 + a2");
+        assert_eq!(get(Level::Town, "a1"), Some(60.0));
     }
 
     #[test]

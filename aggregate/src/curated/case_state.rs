@@ -158,6 +158,7 @@ pub(crate) fn case_state_sql(
            CASE WHEN u.resolved_at IS NULL THEN NULL \
                 WHEN u.resolved_at < o.opened_at THEN 0.0 \
                 ELSE (CAST({resolved_ms} AS DOUBLE) - CAST({opened_ms} AS DOUBLE)) / 3600000.0 END AS hours_to_resolve, \
+           CAST(split_part(u.last_update, '|', 1) AS BIGINT) AS last_update_ms, \
            split_part(u.last_update, '|', 2) AS last_status, \
            right(u.last_update, LENGTH(u.last_update) - 17 - LENGTH(split_part(u.last_update, '|', 2))) AS last_handler_id \
          FROM upd u RIGHT JOIN first_open o ON o.case_id = u.case_id \

@@ -77,7 +77,7 @@ impl Executor<'_> {
     }
 
     /// Where the rollups must start instead of at `start`, if a case
-    /// opened on or after it was resolved before it.
+    /// opened on or after it was resolved, assigned or escalated before it.
     async fn earlier_start(
         &self,
         plan: &RollupPlan,
@@ -122,6 +122,11 @@ impl Executor<'_> {
     /// `previous_cumulative` and `previous_reporter_firsts` when they
     /// continue them.
     async fn start(&self, plan: &RollupPlan, from: NaiveDate) -> Result<RollupStart> {
+        // A start moved earlier must not read the units of the day before
+        // the first start.
+        self.ctx
+            .deregister_table("previous_units")
+            .map_err(crate::error::query("previous_units"))?;
         let before = plan.day_before(from);
         let found = match before {
             Some(before) => {
@@ -282,7 +287,7 @@ impl Executor<'_> {
             return Ok(Vec::new());
         };
         let from = first.format("%Y-%m-%d").to_string();
-        let previous = self.ctx.table_exist("previous_units").unwrap_or(false);
+        let previous = start.continuing && self.ctx.table_exist("previous_units").unwrap_or(false);
         rollup::units::build(&self.ctx, &from, previous).await?;
         let sql = format!("SELECT * FROM {}", rollup::units::UNITS_TABLE);
         Ok(tables::run_query(&self.ctx, "units", &sql).await?.1)

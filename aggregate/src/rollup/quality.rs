@@ -58,14 +58,17 @@ pub(crate) async fn write(
     // nest the query deeper (its plan is already deep).
     let figures = crate::tables::query_batch(ctx, FIGURES, &sql).await?;
     crate::tables::register_batches(ctx, FIGURES, figures.schema(), vec![figures])?;
+    // The case-update checks depend on every case, so they are counted
+    // again for every day; the coverage rows on the days rolled up.
     let mut parts = vec![format!(
-        "SELECT dt, kind, class, count FROM {FIGURES} WHERE kind <> '{COVERAGE_OVER_100}'"
+        "SELECT dt, kind, class, count FROM {FIGURES} \
+         WHERE kind NOT IN ('{COVERAGE_OVER_100}', '{UNKNOWN_CASE}', '{AFTER_RESOLUTION}')"
     )];
     if ctx
         .table_exist(crate::tables::CASE_STATE.name)
         .unwrap_or(false)
     {
-        parts.extend(case_update_checks(days));
+        parts.extend(case_update_checks());
     }
     parts.extend(coverage_checks(ctx, rollup_days));
     let sql = format!(
@@ -122,24 +125,27 @@ async fn write_resends(
 /// The in-memory table of the figures counted from the tables alone.
 const FIGURES: &str = "quality_figures";
 
-/// The case updates of `days` (all when `None`) that name a case no
-/// visit opened, and those sent after their case was resolved that do not
-/// resolve it, per day and case kind. Such updates leave `case_state` as
-/// it is: the first resolution closes a case.
-fn case_update_checks(days: Option<&BTreeSet<NaiveDate>>) -> [String; 2] {
-    let only = days.map_or(String::new(), |d| {
-        format!(" AND c.dt IN ({})", sql_days_or_none(d))
-    });
+/// The quality kind of case updates of a case no visit opened.
+const UNKNOWN_CASE: &str = "case_updates_unknown_case";
+
+/// The quality kind of updates after a case's first resolution.
+const AFTER_RESOLUTION: &str = "case_updates_after_resolution";
+
+/// The case updates of every day that name a case no visit opened, and
+/// those sent after their case was resolved that do not resolve it, per
+/// day and case kind. Such updates leave `case_state` as it is: the first
+/// resolution closes a case.
+fn case_update_checks() -> [String; 2] {
     let state = crate::tables::CASE_STATE.name;
     [
         format!(
-            "SELECT c.dt, 'case_updates_unknown_case', c.case_kind, COUNT(*) FROM curated_cases c \
-             WHERE NOT EXISTS (SELECT 1 FROM {state} s WHERE s.case_id = c.case_id){only} GROUP BY c.dt, c.case_kind"
+            "SELECT c.dt, '{UNKNOWN_CASE}', c.case_kind, COUNT(*) FROM curated_cases c \
+             WHERE NOT EXISTS (SELECT 1 FROM {state} s WHERE s.case_id = c.case_id) GROUP BY c.dt, c.case_kind"
         ),
         format!(
-            "SELECT c.dt, 'case_updates_after_resolution', c.case_kind, COUNT(*) FROM curated_cases c \
+            "SELECT c.dt, '{AFTER_RESOLUTION}', c.case_kind, COUNT(*) FROM curated_cases c \
              JOIN {state} s ON s.case_id = c.case_id \
-             WHERE c.status <> 'resolved' AND s.resolved_at IS NOT NULL AND c.updated_at > s.resolved_at{only} \
+             WHERE c.status <> 'resolved' AND s.resolved_at IS NOT NULL AND c.updated_at > s.resolved_at \
              GROUP BY c.dt, c.case_kind"
         ),
     ]
@@ -149,12 +155,15 @@ fn case_update_checks(days: Option<&BTreeSet<NaiveDate>>) -> [String; 2] {
 /// old table's of other days.
 fn coverage_checks(ctx: &SessionContext, rollup_days: &[NaiveDate]) -> Vec<String> {
     let recomputed: BTreeSet<NaiveDate> = rollup_days.iter().copied().collect();
-    let list = sql_days_or_none(&recomputed);
+    let other_days = match recomputed.is_empty() {
+        true => String::new(),
+        false => format!(" AND dt NOT IN ({})", sql_days(&recomputed)),
+    };
     let mut parts = Vec::new();
     if ctx.table_exist("quality").unwrap_or(false) {
         parts.push(format!(
             "SELECT dt, kind, class, count FROM quality \
-             WHERE kind = '{COVERAGE_OVER_100}' AND dt NOT IN ({list})"
+             WHERE kind = '{COVERAGE_OVER_100}'{other_days}"
         ));
     }
     if ctx.table_exist(NEW_CUMULATIVE).unwrap_or(false) {
@@ -165,15 +174,6 @@ fn coverage_checks(ctx: &SessionContext, rollup_days: &[NaiveDate]) -> Vec<Strin
         ));
     }
     parts
-}
-
-/// `days` as a SQL list of quoted dates, or a list that matches no day.
-fn sql_days_or_none(days: &BTreeSet<NaiveDate>) -> String {
-    if days.is_empty() {
-        "NULL".to_string()
-    } else {
-        sql_days(days)
-    }
 }
 
 /// `days` as a SQL list of quoted dates.

@@ -67,16 +67,23 @@ pub(crate) async fn register_previous(
     Ok(())
 }
 
-/// The earliest day on which a case opened on or after `from` was
-/// resolved before `from` (a resolution stamped before the opening).
+/// The earliest day before `from` on which a case opened on or after
+/// `from` was resolved, first assigned or first escalated (an update
+/// stamped before the opening, or whose visit arrived late): those counts
+/// lie on days before `from`.
 pub(crate) async fn earliest_resolution_before(
     ctx: &SessionContext,
     from: NaiveDate,
 ) -> Result<Option<NaiveDate>> {
-    let sql = format!(
-        "SELECT CAST(MIN(resolved_dt) AS VARCHAR) AS day FROM case_state \
-         WHERE opened_dt >= '{from}' AND resolved_dt < '{from}'"
-    );
+    let early = ["resolved_dt", "assigned_dt", "escalated_dt"]
+        .map(|column| {
+            format!(
+                "SELECT {column} AS d FROM case_state \
+                 WHERE opened_dt >= '{from}' AND {column} < '{from}'"
+            )
+        })
+        .join(" UNION ALL ");
+    let sql = format!("SELECT CAST(MIN(d) AS VARCHAR) AS day FROM ({early})");
     for b in collect(ctx, "case_state", &sql).await? {
         if let Some(day) = days_of(b.column(0))?.into_iter().flatten().next() {
             return Ok(Some(day));
