@@ -17,7 +17,8 @@
 //! let scratch = tempfile::tempdir().unwrap();
 //! let start = gridstat_schemas::time::DEFAULT_CAMPAIGN_START;
 //! let registry = gridstat_schemas::Registry::jiangmen();
-//! let script = gridstat_benchmarks::duckdb::rollup_script(lake, scratch.path(), &registry, start, start, 72).unwrap();
+//! let limits = gridstat_aggregate::OverdueLimits::of(&Default::default());
+//! let script = gridstat_benchmarks::duckdb::rollup_script(lake, scratch.path(), &registry, start, start, limits).unwrap();
 //! assert!(script.last().unwrap().starts_with("COPY"));
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
