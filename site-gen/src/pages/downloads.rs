@@ -61,15 +61,21 @@ pub(crate) fn model(site: &Site<'_>) -> DownloadsPage {
     }
 }
 
+/// The columns that name a row: the day, the area's level, code and name.
+fn row_head(site: &Site<'_>, area: &Area, day: usize) -> Row {
+    let mut row = Row::new();
+    row.insert("date", site.days()[day].to_string());
+    row.insert("level", area.level.name().to_string());
+    row.insert("area_code", area.code.clone());
+    row.insert("area_name", area.name.clone());
+    row
+}
+
 /// `area`'s rows, one per day.
 pub(crate) fn rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
     (0..site.days().len())
         .map(|d| {
-            let mut row = Row::new();
-            row.insert("date", site.days()[d].to_string());
-            row.insert("level", area.level.name().to_string());
-            row.insert("area_code", area.code.clone());
-            row.insert("area_name", area.name.clone());
+            let mut row = row_head(site, area, d);
             for &m in PUBLIC_FIGURES {
                 let value = match site.published.cell(area, m, d) {
                     Cell::Shown(v) if matches!(m.kind(), Kind::Ratio { .. }) => format!("{v:.4}"),
@@ -102,11 +108,7 @@ pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
 pub(crate) fn internal_rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
     (0..site.days().len())
         .map(|d| {
-            let mut row = Row::new();
-            row.insert("date", site.days()[d].to_string());
-            row.insert("level", area.level.name().to_string());
-            row.insert("area_code", area.code.clone());
-            row.insert("area_name", area.name.clone());
+            let mut row = row_head(site, area, d);
             for metric in Metric::all() {
                 let value = area
                     .cum(metric, d)
