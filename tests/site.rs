@@ -118,6 +118,7 @@ fn demo_writes_lake_rollups_and_both_sites_that_agree() {
     let home = std::fs::read_to_string(f.root.join("site/public/index.html")).unwrap();
     let page: usize = card_value(&home, "累计走访住户")
         .trim_end_matches('户')
+        .replace(',', "")
         .parse()
         .unwrap();
     assert_eq!(rollup, households.len());

@@ -64,6 +64,7 @@ impl Templates {
     /// The embedded templates, each replaced by its override if there is one.
     pub(crate) fn new(overrides: &BTreeMap<String, String>) -> Result<Self> {
         let mut env = Environment::new();
+        env.add_filter("wan", wan);
         for (name, body) in TEMPLATES {
             let body = overrides
                 .get(*name)
@@ -132,6 +133,23 @@ impl ChartTexts<'_> {
     }
 }
 
+/// A count of 100,000 or more in 万 (or 亿 from 100,000,000) with at most
+/// two decimals; any other text unchanged.
+pub(crate) fn wan(text: &str) -> String {
+    let digits: String = text.chars().filter(|&c| c != ',').collect();
+    let Ok(n) = digits.parse::<u64>() else {
+        return text.to_string();
+    };
+    let (scaled, unit) = match n {
+        0..=99_999 => return text.to_string(),
+        100_000..=99_999_999 => (n as f64 / 1e4, "万"),
+        _ => (n as f64 / 1e8, "亿"),
+    };
+    let fixed = format!("{scaled:.2}");
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    format!("{trimmed}{unit}")
+}
+
 fn template_error(name: &str) -> impl FnOnce(minijinja::Error) -> Error + '_ {
     move |source| Error::Template {
         name: name.to_string(),
@@ -142,6 +160,18 @@ fn template_error(name: &str) -> impl FnOnce(minijinja::Error) -> Error + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_counts_read_in_wan_and_yi() {
+        assert_eq!(wan("99,999"), "99,999");
+        assert_eq!(wan("100,000"), "10万");
+        assert_eq!(wan("1,234,567"), "123.46万");
+        assert_eq!(wan("4,800,000"), "480万");
+        assert_eq!(wan("123,456,789"), "1.23亿");
+        for unchanged in ["45.6%", "<5", "×", "待核实", ""] {
+            assert_eq!(wan(unchanged), unchanged);
+        }
+    }
 
     #[test]
     fn a_broken_override_names_its_template() {

@@ -6,7 +6,7 @@ use gridstat_schemas::metrics::Metric;
 use serde::Serialize;
 
 use super::charts::{area_charts, Chart};
-use super::common::{area_path, data_stem, depth_root, Children, Figure, Link};
+use super::common::{area_path, data_stem, depth_root, grouped_count, Children, Figure, Link};
 use super::desk::{self, Below, Desk};
 use super::Site;
 use crate::error::Result;
@@ -90,7 +90,7 @@ pub(crate) fn model(
         level: area.level.label(),
         registered: area
             .cum(Metric::HouseholdsRegistered, site.last())
-            .map_or_else(|| "—".into(), |v| format!("{v:.0}")),
+            .map_or_else(|| "—".into(), grouped_count),
         ancestors: ancestors(site, area, &root),
         cards: site.cards(area),
         charts: area_charts(site, texts, area)?,

@@ -139,7 +139,7 @@ fn chart(
             row.extend(
                 lines
                     .iter()
-                    .map(|l| TableCell::text(site.figure(l.area, l.metric, d).value)),
+                    .map(|l| TableCell::figure(site.figure(l.area, l.metric, d))),
             );
             row
         })

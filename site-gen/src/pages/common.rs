@@ -49,10 +49,14 @@ pub(crate) struct DayLink {
 /// One cell of a table: text, and a link if it has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct TableCell {
-    /// The text (a figure, a name, a date).
+    /// The text (a figure, a name, a date), as a reader sees it.
     pub(crate) text: String,
     /// Where it links to, relative to the page.
     pub(crate) href: Option<String>,
+    /// The text in a CSV file where it differs from `text`: a count's
+    /// plain digits rather than the grouped ones of the page.
+    #[serde(skip)]
+    pub(crate) plain: Option<String>,
 }
 
 impl TableCell {
@@ -61,6 +65,7 @@ impl TableCell {
         Self {
             text: text.into(),
             href: None,
+            plain: None,
         }
     }
 
@@ -69,8 +74,69 @@ impl TableCell {
         Self {
             text: text.into(),
             href: Some(href),
+            plain: None,
         }
     }
+
+    /// A count: grouped digits on the page, plain ones in CSV files.
+    pub(crate) fn count(v: f64) -> Self {
+        Self {
+            text: grouped_count(v),
+            href: None,
+            plain: Some(plain_count(v)),
+        }
+    }
+
+    /// A published figure, as the page and as the files show it.
+    pub(crate) fn figure(f: Figure) -> Self {
+        Self {
+            plain: (f.plain != f.value).then_some(f.plain),
+            text: f.value,
+            href: None,
+        }
+    }
+
+    /// The cell's text in a CSV file.
+    pub(crate) fn csv_text(&self) -> &str {
+        self.plain.as_deref().unwrap_or(&self.text)
+    }
+}
+
+/// A count as the data files write it: plain digits (1234567).
+pub(crate) fn plain_count(v: f64) -> String {
+    // Counts are whole numbers; integer formatting is several times faster
+    // than rounding a float, and there are millions of them in a site.
+    if v.fract() == 0.0 && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
+        (v as i64).to_string()
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// A count as a reader of a zh-CN page reads it: digits grouped by three
+/// with commas (1,234,567), as zh-CN number formatting writes them.
+pub(crate) fn grouped_count(v: f64) -> String {
+    group_digits(&plain_count(v))
+}
+
+/// `digits` (an optional sign, then digits) grouped by three from the right.
+fn group_digits(digits: &str) -> String {
+    let (sign, digits) = match digits.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", digits),
+    };
+    if digits.len() <= 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return format!("{sign}{digits}");
+    }
+    let mut out = String::with_capacity(sign.len() + digits.len() + digits.len() / 3);
+    out.push_str(sign);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A table's data. The template gives it a caption and headings; `columns`
@@ -103,7 +169,7 @@ impl Table {
                 row.extend(
                     metrics
                         .iter()
-                        .map(|&m| TableCell::text(site.figure(a, m, day).value)),
+                        .map(|&m| TableCell::figure(site.figure(a, m, day))),
                 );
                 row
             })
@@ -139,8 +205,13 @@ pub(crate) enum FigureState {
 pub(crate) struct Figure {
     /// The catalogue's label.
     pub(crate) label: &'static str,
-    /// As shown: a count (1234), a share (45.6%), "<5", "×" or "待核实".
+    /// As a reader sees it: a count (1,234), a share (45.6%), "<5", "×"
+    /// or "待核实".
     pub(crate) value: String,
+    /// As the data files write it: a count's plain digits (1234), else
+    /// the same as `value`.
+    #[serde(skip)]
+    pub(crate) plain: String,
     /// The catalogue's unit, to write after the value; empty for shares,
     /// whose value ends in %.
     pub(crate) unit: &'static str,
@@ -155,16 +226,21 @@ impl Figure {
     /// The figure of `metric` in a published `cell`.
     pub(crate) fn new(metric: Metric, cell: Cell, threshold: u32) -> Self {
         let share = matches!(metric.kind(), Kind::Ratio { .. });
-        let (value, state) = match cell {
+        let (plain, state) = match cell {
             Cell::Shown(v) if share => (format!("{:.1}%", v * 100.0), FigureState::Shown),
-            Cell::Shown(v) => (format!("{v:.0}"), FigureState::Shown),
+            Cell::Shown(v) => (plain_count(v), FigureState::Shown),
             Cell::Small => (format!("<{threshold}"), FigureState::Small),
             Cell::Withheld => ("×".into(), FigureState::Withheld),
             Cell::Unverified => ("待核实".into(), FigureState::Unverified),
         };
+        let value = match cell {
+            Cell::Shown(_) if !share => group_digits(&plain),
+            _ => plain.clone(),
+        };
         Self {
             label: metric.label(),
             value,
+            plain,
             unit: if share { "" } else { metric.spec().unit },
             state,
         }
@@ -246,7 +322,7 @@ pub(crate) fn csv_text(headings: &[&str], rows: &[Vec<TableCell>]) -> String {
     let line = |cells: Vec<String>| cells.join(",") + "\n";
     let mut out = line(headings.iter().map(|h| csv_cell(h)).collect());
     for row in rows {
-        out += &line(row.iter().map(|c| csv_cell(&c.text)).collect());
+        out += &line(row.iter().map(|c| csv_cell(c.csv_text())).collect());
     }
     out
 }
@@ -286,9 +362,10 @@ mod tests {
     #[test]
     fn figures_format_counts_shares_and_withheld_cells() {
         let f = |m, c| Figure::new(m, c, 5);
+        let count = f(Metric::HouseholdsVisited, Cell::Shown(1234.0));
         assert_eq!(
-            f(Metric::HouseholdsVisited, Cell::Shown(1234.0)).value,
-            "1234"
+            (count.value.as_str(), count.plain.as_str()),
+            ("1,234", "1234")
         );
         assert_eq!(f(Metric::HouseholdsVisited, Cell::Shown(1234.0)).unit, "户");
         let share = f(Metric::Coverage, Cell::Shown(0.4567));
@@ -303,6 +380,22 @@ mod tests {
             (withheld.value.as_str(), withheld.state),
             ("×", FigureState::Withheld)
         );
+    }
+
+    #[test]
+    fn counts_are_grouped_for_readers_and_plain_for_files() {
+        assert_eq!(plain_count(0.0), "0");
+        assert_eq!(plain_count(-0.0), "-0");
+        assert_eq!(plain_count(1234567.0), "1234567");
+        assert_eq!(plain_count(2.5), format!("{:.0}", 2.5));
+        assert_eq!(grouped_count(0.0), "0");
+        assert_eq!(grouped_count(999.0), "999");
+        assert_eq!(grouped_count(1000.0), "1,000");
+        assert_eq!(grouped_count(4_800_000.0), "4,800,000");
+        assert_eq!(grouped_count(-12345.0), "-12,345");
+        let cell = TableCell::count(12345.0);
+        assert_eq!((cell.text.as_str(), cell.csv_text()), ("12,345", "12345"));
+        assert_eq!(TableCell::text("<5").csv_text(), "<5");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use gridstat_schemas::metrics::Metric;
 use gridstat_schemas::record::{CaseKind, CaseStatus, HardshipCategory, HazardKind, Urgency};
 use serde::Serialize;
 
-use super::common::{area_path, csv_text, data_name, Table, TableCell};
+use super::common::{area_path, csv_text, data_name, grouped_count, Table, TableCell};
 use super::Site;
 use crate::model::{Area, Level, OpenCase, Rollups, UnitRow};
 use crate::site::OutputFile;
@@ -167,10 +167,7 @@ pub(crate) fn desk(
         .iter()
         .map(|(g, coverage)| {
             let mut row = grid_row(g);
-            row.push(TableCell::text(format!(
-                "{:.0}",
-                count(g, Metric::HouseholdsVisited)
-            )));
+            row.push(TableCell::count(count(g, Metric::HouseholdsVisited)));
             row.push(TableCell::text(percent(*coverage)));
             row
         })
@@ -214,10 +211,7 @@ pub(crate) fn desk(
         .iter()
         .map(|g| {
             let mut row = grid_row(g);
-            row.push(TableCell::text(format!(
-                "{:.0}",
-                count(g, Metric::HouseholdsRegistered)
-            )));
+            row.push(TableCell::count(count(g, Metric::HouseholdsRegistered)));
             row
         })
         .collect();
@@ -237,8 +231,8 @@ pub(crate) fn desk(
             vec![
                 TableCell::link(v.name.clone(), format!("{root}{}", area_path(v))),
                 TableCell::text(name_of(r.parent(v))),
-                TableCell::text(format!("{:.0}", count(v, Metric::GridsRegistered))),
-                TableCell::text(format!("{:.0}", count(v, Metric::HouseholdsRegistered))),
+                TableCell::count(count(v, Metric::GridsRegistered)),
+                TableCell::count(count(v, Metric::HouseholdsRegistered)),
             ]
         })
         .collect();
@@ -299,16 +293,17 @@ pub(crate) fn desk(
     let units = units
         .iter()
         .map(|u| {
-            [
-                u.unit.clone(),
-                u.reporters_active.to_string(),
-                u.reporters_since_start.to_string(),
-                u.visits.to_string(),
-                u.visits_since_start.to_string(),
-            ]
-            .into_iter()
-            .map(TableCell::text)
-            .collect()
+            let mut row = vec![TableCell::text(u.unit.clone())];
+            row.extend(
+                [
+                    u.reporters_active,
+                    u.reporters_since_start,
+                    u.visits,
+                    u.visits_since_start,
+                ]
+                .map(|n| TableCell::count(n as f64)),
+            );
+            row
         })
         .collect();
     let units = list(
@@ -326,7 +321,7 @@ pub(crate) fn desk(
     let reached = count(area, Metric::GridsReached);
     let registered = count(area, Metric::GridsRegistered);
     let desk = Desk {
-        grids_reached: format!("{reached:.0}/{registered:.0}"),
+        grids_reached: format!("{}/{}", grouped_count(reached), grouped_count(registered)),
         villages_reached: format!("{reached_villages}/{}", villages.len()),
         lagging,
         silent,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use gridstat_schemas::metrics::{Kind, Metric, PUBLIC_FIGURES};
 use serde::Serialize;
 
-use super::common::{csv_cell, data_name, data_stem};
+use super::common::{csv_cell, data_name, data_stem, plain_count};
 use super::Site;
 use crate::error::Result;
 use crate::model::{Area, Level};
@@ -79,7 +79,7 @@ pub(crate) fn rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
             for &m in PUBLIC_FIGURES {
                 let value = match site.published.cell(area, m, d) {
                     Cell::Shown(v) if matches!(m.kind(), Kind::Ratio { .. }) => format!("{v:.4}"),
-                    _ => site.figure(area, m, d).value,
+                    _ => site.figure(area, m, d).plain,
                 };
                 row.insert(m.name(), value);
             }
@@ -115,7 +115,7 @@ pub(crate) fn internal_rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
                     .map_or_else(String::new, |v| match metric.kind() {
                         Kind::Ratio { .. } => format!("{v:.4}"),
                         Kind::Percentile => format!("{v:.1}"),
-                        _ => format!("{v:.0}"),
+                        _ => plain_count(v),
                     });
                 row.insert(metric.name(), value);
             }
