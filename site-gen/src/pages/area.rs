@@ -81,8 +81,7 @@ pub(crate) fn model(
     };
     let mut files = files;
     if !site.is_public() {
-        let rows = super::downloads::internal_rows(site, area);
-        files.push(super::downloads::csv_file(&data_stem(area), &rows));
+        files.push(super::downloads::internal_csv(site, area));
     }
     let page = AreaPage {
         name: area.name.clone(),
@@ -168,7 +167,7 @@ mod tests {
         with_site(Audience::Public, |site| {
             let page = page_of(site, area(site, Level::County, "440703")).unwrap();
             assert_eq!((page.name.as_str(), page.level), ("蓬江区", "县(市、区)"));
-            assert_eq!(page.registered, "3000");
+            assert_eq!(page.registered, "3,000");
             assert!(
                 page.ancestors.is_empty(),
                 "the home page stands for the city"

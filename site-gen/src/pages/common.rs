@@ -305,15 +305,26 @@ impl Children {
 /// a tab or a carriage return — an area name from a hostile registry)
 /// prefixed with `'`, so it is shown as text.
 pub(crate) fn csv_cell(value: &str) -> String {
-    let text = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
+    let mut out = String::with_capacity(value.len());
+    push_csv_cell(&mut out, value);
+    out
+}
+
+/// [`csv_cell`], appended to `out`.
+pub(crate) fn push_csv_cell(out: &mut String, value: &str) {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quoted = value.contains([',', '"', '\n', '\r']);
+    if quoted {
+        out.push('"');
+    }
+    if formula {
+        out.push('\'');
+    }
+    if quoted {
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
     } else {
-        value.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
+        out.push_str(value);
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use gridstat_schemas::metrics::{Kind, Metric, PUBLIC_FIGURES};
 use serde::Serialize;
 
-use super::common::{csv_cell, data_name, data_stem, plain_count};
+use super::common::{csv_cell, data_name, data_stem, plain_count, push_csv_cell};
 use super::Site;
 use crate::error::Result;
 use crate::model::{Area, Level};
@@ -102,33 +102,52 @@ pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
     Ok(out)
 }
 
-/// Every figure of the catalogue an area has, per day, for the internal
-/// dashboard: the cumulative values (shares with four decimals, hours
-/// with one; empty where there is none).
-pub(crate) fn internal_rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
-    (0..site.days().len())
-        .map(|d| {
-            let mut row = row_head(site, area, d);
-            for metric in Metric::all() {
-                let value = area
-                    .cum(metric, d)
-                    .map_or_else(String::new, |v| match metric.kind() {
+/// The CSV file of every figure of the catalogue an area has, per day,
+/// for the internal dashboard: the cumulative values (shares with four
+/// decimals, hours with one; empty where there is none). Columns in name
+/// order, as the public files have them. Written straight into the text:
+/// the internal dashboard has one for each of thousands of areas.
+pub(crate) fn internal_csv(site: &Site<'_>, area: &Area) -> OutputFile {
+    let mut columns: Vec<(&'static str, Option<Metric>)> =
+        ["date", "level", "area_code", "area_name"]
+            .into_iter()
+            .map(|head| (head, None))
+            .chain(Metric::all().map(|m| (m.name(), Some(m))))
+            .collect();
+    columns.sort_by_key(|(name, _)| *name);
+    let mut out = String::with_capacity(512 * (site.days().len() + 1));
+    for (i, (name, _)) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    for (d, day) in site.days().iter().enumerate() {
+        for (i, (name, metric)) in columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let value = match (metric, *name) {
+                (Some(m), _) => area
+                    .cum(*m, d)
+                    .map_or_else(String::new, |v| match m.kind() {
                         Kind::Ratio { .. } => format!("{v:.4}"),
                         Kind::Percentile => format!("{v:.1}"),
                         _ => plain_count(v),
-                    });
-                row.insert(metric.name(), value);
-            }
-            row
-        })
-        .collect()
-}
-
-/// `rows` as `{stem}.csv`.
-pub(crate) fn csv_file(stem: &str, rows: &[Row]) -> OutputFile {
+                    }),
+                (None, "date") => day.to_string(),
+                (None, "level") => area.level.name().to_string(),
+                (None, "area_code") => area.code.clone(),
+                (None, _) => area.name.clone(),
+            };
+            push_csv_cell(&mut out, &value);
+        }
+        out.push('\n');
+    }
     OutputFile {
-        path: format!("{stem}.csv"),
-        bytes: to_csv(rows).into_bytes(),
+        path: format!("{}.csv", data_stem(area)),
+        bytes: out.into_bytes(),
     }
 }
 
@@ -215,6 +234,35 @@ mod tests {
             let text = String::from_utf8(all.bytes.clone()).unwrap();
             assert_eq!(text.lines().count(), 1 + 13 * 3);
             assert!(text.starts_with("area_code,area_name,"), "{text}");
+        });
+    }
+
+    #[test]
+    fn the_internal_csv_holds_every_figure_of_the_catalogue_per_day() {
+        with_site(Audience::Internal, |site| {
+            let town = &site.rollups.areas[&(Level::Town, "440703001".to_string())];
+            let file = internal_csv(site, town);
+            assert_eq!(file.path, "data/town-440703001.csv");
+            let text = String::from_utf8(file.bytes).unwrap();
+            let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+            assert_eq!(lines.len(), 1 + site.days().len());
+            let header = &lines[0];
+            assert_eq!(header.len(), 4 + Metric::all().count());
+            assert!(header.windows(2).all(|w| w[0] < w[1]), "{header:?}");
+            let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+            let last = &lines[site.days().len()];
+            assert_eq!(last[column("date")], "2022-11-27");
+            assert_eq!(last[column("level")], "town");
+            assert_eq!(last[column("area_code")], "440703001");
+            let visited = Metric::HouseholdsVisited;
+            assert_eq!(
+                last[column(visited.name())],
+                plain_count(town.cum(visited, site.last()).unwrap())
+            );
+            let missing = Metric::all()
+                .find(|m| town.cum(*m, site.last()).is_none())
+                .expect("a figure the fixture lacks");
+            assert_eq!(last[column(missing.name())], "", "{missing:?}");
         });
     }
 

@@ -59,8 +59,7 @@ pub(crate) fn model(site: &Site<'_>) -> Result<(HomePage, Vec<OutputFile>)> {
         true => (None, Vec::new()),
         false => {
             let (desk, mut files) = desk::desk(site, &Below::of(site.rollups), city, "");
-            let rows = downloads::internal_rows(site, city);
-            files.push(downloads::csv_file(&data_stem(city), &rows));
+            files.push(downloads::internal_csv(site, city));
             (Some(desk), files)
         }
     };
