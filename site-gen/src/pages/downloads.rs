@@ -11,7 +11,7 @@ use super::common::{csv_cell, data_name, data_stem, plain_count, push_csv_cell};
 use super::Site;
 use crate::error::Result;
 use crate::model::{Area, Level};
-use crate::site::OutputFile;
+use crate::site::{parallel_map, OutputFile};
 use crate::suppress::Cell;
 
 /// The name of the data files with every area's rows, without extension.
@@ -90,14 +90,26 @@ pub(crate) fn rows(site: &Site<'_>, area: &Area) -> Vec<Row> {
 
 /// Every area's data files, all rows' files, and the page.
 pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
+    let areas: Vec<&Area> = areas(site).collect();
+    let per_area = parallel_map(&areas, |area| {
+        let rows = rows(site, area);
+        let files = data_files(&data_stem(area), &rows);
+        Ok((rows, files))
+    })?;
     let mut out = Vec::new();
     let mut all_rows = Vec::new();
-    for area in areas(site) {
-        let rows = rows(site, area);
-        out.extend(data_files(&data_stem(area), &rows));
+    for (rows, files) in per_area {
+        out.extend(files);
         all_rows.extend(rows);
     }
-    out.extend(data_files(&format!("data/{ALL_NAME}"), &all_rows));
+    // The two largest files of the site, side by side.
+    let stem = format!("data/{ALL_NAME}");
+    let (csv, json) = std::thread::scope(|scope| {
+        let json = scope.spawn(|| json_file(&stem, &all_rows));
+        let csv = csv_file(&stem, &all_rows);
+        (csv, json.join().expect("serializing rows does not panic"))
+    });
+    out.extend([csv, json]);
     out.push(site.render("downloads.html", "data/index.html", &model(site))?);
     Ok(out)
 }
@@ -115,6 +127,11 @@ pub(crate) fn internal_csv(site: &Site<'_>, area: &Area) -> OutputFile {
             .chain(Metric::all().map(|m| (m.name(), Some(m))))
             .collect();
     columns.sort_by_key(|(name, _)| *name);
+    // Each metric's series looked up once per area, not once per day.
+    let series: Vec<Option<&Vec<Option<f64>>>> = columns
+        .iter()
+        .map(|(_, metric)| metric.and_then(|m| area.cumulative.get(&m)))
+        .collect();
     let mut out = String::with_capacity(512 * (site.days().len() + 1));
     for (i, (name, _)) in columns.iter().enumerate() {
         if i > 0 {
@@ -124,13 +141,13 @@ pub(crate) fn internal_csv(site: &Site<'_>, area: &Area) -> OutputFile {
     }
     out.push('\n');
     for (d, day) in site.days().iter().enumerate() {
-        for (i, (name, metric)) in columns.iter().enumerate() {
+        for (i, ((name, metric), series)) in columns.iter().zip(&series).enumerate() {
             if i > 0 {
                 out.push(',');
             }
             let value = match (metric, *name) {
-                (Some(m), _) => area
-                    .cum(*m, d)
+                (Some(m), _) => series
+                    .and_then(|s| s.get(d).copied().flatten())
                     .map_or_else(String::new, |v| match m.kind() {
                         Kind::Ratio { .. } => format!("{v:.4}"),
                         Kind::Percentile => format!("{v:.1}"),
@@ -153,16 +170,23 @@ pub(crate) fn internal_csv(site: &Site<'_>, area: &Area) -> OutputFile {
 
 /// `rows` as `{stem}.csv` and `{stem}.json`.
 fn data_files(stem: &str, rows: &[Row]) -> [OutputFile; 2] {
-    [
-        OutputFile {
-            path: format!("{stem}.csv"),
-            bytes: to_csv(rows).into_bytes(),
-        },
-        OutputFile {
-            path: format!("{stem}.json"),
-            bytes: serde_json::to_vec_pretty(rows).expect("rows serialize"),
-        },
-    ]
+    [csv_file(stem, rows), json_file(stem, rows)]
+}
+
+/// `rows` as `{stem}.csv`.
+fn csv_file(stem: &str, rows: &[Row]) -> OutputFile {
+    OutputFile {
+        path: format!("{stem}.csv"),
+        bytes: to_csv(rows).into_bytes(),
+    }
+}
+
+/// `rows` as `{stem}.json`.
+fn json_file(stem: &str, rows: &[Row]) -> OutputFile {
+    OutputFile {
+        path: format!("{stem}.json"),
+        bytes: serde_json::to_vec_pretty(rows).expect("rows serialize"),
+    }
 }
 
 /// CSV with a header of the rows' keys; fields quoted where needed.
