@@ -604,3 +604,84 @@ fn every_page_is_valid_html5() {
         );
     }
 }
+
+/// The city's desk lists as reopened exactly the cases opened by a visit
+/// whose latest update, by the end of the last day, came after their first
+/// resolution and left them in another state — computed here from the
+/// generated messages.
+#[test]
+fn the_desk_lists_every_reopened_case() {
+    use gridstat_schemas::record::CaseStatus;
+    let f = demo();
+    let registry = Registry::jiangmen();
+    let mut opened: HashSet<String> = HashSet::new();
+    // Per case: each distinct update's time, status and handler.
+    let mut updates: BTreeMap<String, HashSet<(i64, &'static str, String)>> = BTreeMap::new();
+    for m in Generator::new(&registry, options()) {
+        if m.expect != Expect::Valid {
+            continue;
+        }
+        match decode_submission(&m.bytes, &registry, &DecodeOptions::default(), None) {
+            Ok(Submission::Visit(v)) => {
+                opened.extend(v.hazards.iter().map(|h| h.hazard_id.to_string()));
+                opened.extend(v.hardships.iter().map(|h| h.case_id.to_string()));
+            }
+            Ok(Submission::Case(u)) => {
+                let status = match u.status {
+                    CaseStatus::Assigned => "assigned",
+                    CaseStatus::Escalated => "escalated",
+                    CaseStatus::Resolved => "resolved",
+                };
+                updates.entry(u.case_id.to_string()).or_default().insert((
+                    u.updated_at.timestamp_millis(),
+                    status,
+                    u.handler_id.to_string(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_gridstat"))
+        .args(["sql", "--lake", f.root.join("lake").to_str().unwrap()])
+        .arg("SELECT MAX(dt) AS last FROM rollups_cumulative")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text
+        .split(|c: char| c == '|' || c.is_whitespace())
+        .find_map(|w| chrono::NaiveDate::parse_from_str(w, "%Y-%m-%d").ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    // The end of the last day in Jiangmen (UTC+8).
+    let end_ms = (last + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+        - 8 * 3_600_000;
+    let mut expected: Vec<&str> = updates
+        .iter()
+        .filter(|(case, _)| opened.contains(*case))
+        .filter(|(_, ups)| {
+            let resolved = ups.iter().filter(|u| u.1 == "resolved").map(|u| u.0).min();
+            // The latest update; of equal times the larger status, then handler.
+            let latest = ups.iter().max().expect("at least one update");
+            resolved.is_some_and(|r| r < end_ms && latest.0 > r && latest.0 < end_ms)
+                && latest.1 != "resolved"
+        })
+        .map(|(case, _)| case.as_str())
+        .collect();
+    expected.sort_unstable();
+    assert!(!expected.is_empty(), "the campaign reopens cases");
+    let csv = std::fs::read_to_string(
+        f.root
+            .join("site/internal/data/desk/city-440700-reopened.csv"),
+    )
+    .unwrap();
+    let mut listed: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, expected);
+}

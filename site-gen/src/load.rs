@@ -229,7 +229,17 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
         for i in 0..b.num_rows() {
             let open_at = opened.value(i);
             let still_open = resolved.is_null(i) || resolved.value(i) >= end_ms;
-            if open_at < end_ms && still_open {
+            // Resolved by the end, and its latest update by then, after the
+            // resolution, left it in another state.
+            let reopened = !still_open
+                && last.is_some_and(|(at, status, _)| {
+                    !at.is_null(i)
+                        && at.value(i) < end_ms
+                        && at.value(i) > resolved.value(i)
+                        && !status.is_null(i)
+                        && status.value(i) != "resolved"
+                });
+            if open_at < end_ms && (still_open || reopened) {
                 let opened_text = DateTime::from_timestamp_millis(open_at)
                     .map(|d| {
                         d.with_timezone(&shanghai())
@@ -266,6 +276,7 @@ fn open_cases(batches: &[RecordBatch], end_ms: i64) -> Result<Vec<OpenCase>> {
                     urgency: text(urgency),
                     status: status.filter(|s| !s.is_empty()),
                     handler_id: handler_id.filter(|h| !h.is_empty()),
+                    reopened,
                 });
             }
         }

@@ -106,6 +106,10 @@ pub struct OpenCase {
     pub status: Option<String>,
     /// The pseudonymous handler of that update.
     pub handler_id: Option<String>,
+    /// Resolved, then updated again (a reopening): handled again, but
+    /// closed for the figures, which count a case open until its first
+    /// resolution; the desk lists it apart.
+    pub reopened: bool,
 }
 
 impl Rollups {

@@ -214,9 +214,16 @@ fn open_cases() -> Vec<OpenCase> {
         urgency: (kind == "hardship").then(|| "urgent".into()),
         status: (kind == "hazard").then(|| "assigned".into()),
         handler_id: (kind == "hazard").then(|| "hd-1".into()),
+        reopened: false,
+    };
+    let reopened = OpenCase {
+        status: Some("assigned".into()),
+        reopened: true,
+        ..case("c3", "hazard", "440703001-G1", 100.0)
     };
     vec![
         case("c1", "hazard", "440703001-G1", 86.4),
         case("c2", "hardship", "no-such-grid", 30.0),
+        reopened,
     ]
 }

@@ -41,6 +41,8 @@ pub(crate) struct Desk {
     pub(crate) never_villages: List,
     /// Cases open past the overdue limit, most overdue first.
     pub(crate) overdue: List,
+    /// Cases resolved and then taken up again, longest since opening first.
+    pub(crate) reopened: List,
     /// The sending agencies with reporters in the area, most reporters
     /// since the start first.
     pub(crate) units: List,
@@ -245,7 +247,9 @@ pub(crate) fn desk(
     let overdue = below
         .cases(area)
         .iter()
-        .filter(|c| c.hours_open > f64::from(site.opts.overdue_limit(c.urgency.as_deref())))
+        .filter(|c| {
+            !c.reopened && c.hours_open > f64::from(site.opts.overdue_limit(c.urgency.as_deref()))
+        })
         .map(|c| {
             let grid = r.areas.get(&(Level::Grid, c.grid_id.clone()));
             vec![
@@ -277,6 +281,40 @@ pub(crate) fn desk(
             "当前状态",
             "经办人",
             "已历时(天)",
+        ],
+    );
+
+    let reopened = below
+        .cases(area)
+        .iter()
+        .filter(|c| c.reopened)
+        .map(|c| {
+            let grid = r.areas.get(&(Level::Grid, c.grid_id.clone()));
+            vec![
+                TableCell::text(c.case_id.clone()),
+                TableCell::text(kind_label(&c.case_kind)),
+                TableCell::text(category_label(&c.case_kind, &c.category)),
+                grid.map_or_else(
+                    || TableCell::text(c.grid_id.clone()),
+                    |g| TableCell::link(g.name.clone(), format!("{root}{}", area_path(g))),
+                ),
+                TableCell::text(c.opened_at.clone()),
+                TableCell::text(status_label(c.status.as_deref())),
+                TableCell::text(c.handler_id.clone().unwrap_or_else(|| "—".into())),
+            ]
+        })
+        .collect();
+    let reopened = list(
+        "reopened",
+        reopened,
+        &[
+            "编号",
+            "类型",
+            "类别",
+            "网格",
+            "登记时间",
+            "当前状态",
+            "经办人",
         ],
     );
 
@@ -328,6 +366,7 @@ pub(crate) fn desk(
         never_grids,
         never_villages,
         overdue,
+        reopened,
         units,
         overdue_hours: [
             site.opts.urgent_overdue_hours,
@@ -433,6 +472,24 @@ mod tests {
             let text = String::from_utf8(csv.bytes.clone()).unwrap();
             assert!(text.starts_with("编号,类型,类别,紧急程度,网格"), "{text}");
             assert_eq!(text.lines().count(), 2);
+            // Reopened after its resolution: listed apart, not overdue.
+            assert_eq!(desk.reopened.total, 1);
+            let reopened: Vec<&str> = desk.reopened.table.rows[0]
+                .iter()
+                .map(|c| c.text.as_str())
+                .collect();
+            assert_eq!(
+                reopened,
+                [
+                    "c3",
+                    "安全隐患",
+                    "燃气",
+                    "白沙街道1号网格",
+                    "2022-11-25 09:00",
+                    "已交办",
+                    "hd-1"
+                ]
+            );
             let units: Vec<Vec<&str>> = desk
                 .units
                 .table
