@@ -17,14 +17,19 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
 use crate::model::{days_of, string_column, typed_column, Level, OpenCase, Rollups, UnitRow};
+use crate::site::parallel_map;
 
-async fn read_parquet(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Vec<RecordBatch>> {
-    let bytes: Bytes = async { store.get(path).await?.bytes().await }
+async fn fetch(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes> {
+    async { store.get(path).await?.bytes().await }
         .await
         .map_err(|source| Error::Store {
             path: path.to_string(),
             source,
-        })?;
+        })
+}
+
+/// The batches of the Parquet object `bytes` read from `path`.
+fn decode_parquet(path: &Path, bytes: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
         .map_err(|source| Error::Parquet {
@@ -74,17 +79,23 @@ async fn read_partitioned(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<
         })?;
     paths.retain(|p| p.as_ref().ends_with(".parquet"));
     paths.sort();
-    let mut out = Vec::new();
+    let mut objects = Vec::with_capacity(paths.len());
     for p in paths {
-        let dt = p.as_ref().split('/').find_map(parse_dt_partition);
-        for b in read_parquet(store, &p).await? {
-            out.push(match dt {
-                Some(day) => with_dt(&b, day)?,
-                None => b,
-            });
-        }
+        let bytes = fetch(store, &p).await?;
+        objects.push((p, bytes));
     }
-    Ok(out)
+    // Decoding is the work: one object per day, decoded on every core.
+    let decoded = parallel_map(&objects, |(p, bytes)| {
+        let dt = p.as_ref().split('/').find_map(parse_dt_partition);
+        decode_parquet(p, bytes.clone())?
+            .iter()
+            .map(|b| match dt {
+                Some(day) => with_dt(b, day),
+                None => Ok(b.clone()),
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(decoded.into_iter().flatten().collect())
 }
 
 fn with_dt(b: &RecordBatch, day: NaiveDate) -> Result<RecordBatch> {

@@ -126,7 +126,8 @@ pub fn build(r: &Rollups, opts: &SiteOptions) -> Result<Vec<OutputFile>> {
     Ok(out)
 }
 
-/// `f` over `items` on every core, results in input order; the first error wins.
+/// `f` over `items` on every core, results in input order; an error stops
+/// the work and is returned (one of them, if several items fail).
 pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(&T) -> Result<R> + Sync,
@@ -137,21 +138,43 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
 /// [`parallel_map`] with a working state per thread, made by `init` on the
 /// thread: for what is costly to make for each item and cannot be shared
 /// between threads.
+///
+/// Threads take small blocks of items in turn rather than a fixed share
+/// each: pages differ in cost (a county's desk against a grid's page), and
+/// a fixed share leaves one core idle while the other finishes.
 pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
     items: &[T],
     init: impl Fn() -> Result<S> + Sync,
     f: impl Fn(&mut S, &T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const BLOCK: usize = 8;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(threads).max(1);
-    let run = |part: &[T]| -> Result<Vec<R>> {
+    let blocks = items.len().div_ceil(BLOCK);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let run = || -> Result<Vec<(usize, Vec<R>)>> {
         let mut state = init()?;
-        part.iter().map(|item| f(&mut state, item)).collect()
+        let mut done = Vec::new();
+        loop {
+            let block = next.fetch_add(1, Ordering::Relaxed);
+            if block >= blocks || failed.load(Ordering::Relaxed) {
+                return Ok(done);
+            }
+            let part = &items[block * BLOCK..((block + 1) * BLOCK).min(items.len())];
+            let results: Result<Vec<R>> = part.iter().map(|item| f(&mut state, item)).collect();
+            match results {
+                Ok(results) => done.push((block, results)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
     };
-    let parts: Vec<Result<Vec<R>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| run(part)))
+    let parts: Vec<Result<Vec<(usize, Vec<R>)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(blocks).max(1))
+            .map(|_| scope.spawn(run))
             .collect();
         handles
             .into_iter()
@@ -161,9 +184,44 @@ pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
             })
             .collect()
     });
-    let mut out = Vec::with_capacity(items.len());
+    let mut done = Vec::with_capacity(blocks);
     for part in parts {
-        out.extend(part?);
+        done.extend(part?);
+    }
+    done.sort_unstable_by_key(|(block, _)| *block);
+    let mut out = Vec::with_capacity(items.len());
+    for (_, results) in done {
+        out.extend(results);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[test]
+    fn parallel_results_keep_the_input_order() {
+        let items: Vec<usize> = (0..1000).collect();
+        let doubled = parallel_map(&items, |&i| Ok(i * 2)).unwrap();
+        assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert!(parallel_map(&[] as &[usize], |&i| Ok(i))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_failing_item_fails_the_map() {
+        let items: Vec<usize> = (0..100).collect();
+        let err = parallel_map(&items, |&i| {
+            if i == 57 {
+                Err(Error::NoRollups)
+            } else {
+                Ok(i)
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::NoRollups));
+    }
 }
