@@ -135,6 +135,9 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
     parallel_map_with(items, || Ok(()), |(), item| f(item))
 }
 
+/// A block of results: its index among the blocks, then its items' results.
+type Block<R> = (usize, Vec<R>);
+
 /// [`parallel_map`] with a working state per thread, made by `init` on the
 /// thread: for what is costly to make for each item and cannot be shared
 /// between threads.
@@ -153,7 +156,7 @@ pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
     let blocks = items.len().div_ceil(BLOCK);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let run = || -> Result<Vec<(usize, Vec<R>)>> {
+    let run = || -> Result<Vec<Block<R>>> {
         let mut state = init()?;
         let mut done = Vec::new();
         loop {
@@ -172,7 +175,7 @@ pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
             }
         }
     };
-    let parts: Vec<Result<Vec<(usize, Vec<R>)>>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<Block<R>>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads.min(blocks).max(1))
             .map(|_| scope.spawn(run))
             .collect();
