@@ -61,19 +61,25 @@ impl Executor<'_> {
                 crate::OverdueLimits::of(self.opts),
             )?;
             background.extend(self.write_visit_state(target_firsts, gate));
-            // The units table needs only the visit tables: its queries
-            // fill the gaps the rollups' leave on the cores.
-            futures::try_join!(
-                Box::pin(self.rollup_tables(&start, &writes)),
-                timed("units", self.units(&start))
-            )?
+            // The units table needs only `days` and the visit tables: on a
+            // refresh its queries fill the gaps the rollups leave on the
+            // cores; a rebuild runs them after, to keep its peak memory.
+            match start.order.pace {
+                Pace::Overlapped => futures::try_join!(
+                    Box::pin(self.rollup_tables(&start, &writes)),
+                    timed("units", self.units(&start))
+                )?,
+                Pace::InTurn => {
+                    let rollups = Box::pin(self.rollup_tables(&start, &writes)).await?;
+                    (rollups, timed("units", self.units(&start)).await?)
+                }
+            }
         };
         writes.open();
-        let (rollup_files, unit_files) = futures::try_join!(
-            self.write_rollups_and_quality(&plan, &start.days, rollups),
-            self.write_units(&start.days, units)
-        )?;
-        self.report.files_written += rollup_files + unit_files;
+        self.report.files_written += self
+            .write_rollups_and_quality(&plan, &start.days, rollups)
+            .await?;
+        self.report.files_written += self.write_units(&start.days, units).await?;
         self.report.rollup_days = start.days;
         for (what, write) in background {
             self.report.files_written += usize::from(error::joined(write, what).await?);
