@@ -662,11 +662,19 @@ fn the_desk_lists_every_reopened_case() {
         .iter()
         .filter(|(case, _)| opened.contains(*case))
         .filter(|(_, ups)| {
-            let resolved = ups.iter().filter(|u| u.1 == "resolved").map(|u| u.0).min();
-            // The latest update; of equal times the larger status, then handler.
-            let latest = ups.iter().max().expect("at least one update");
-            resolved.is_some_and(|r| r < end_ms && latest.0 > r && latest.0 < end_ms)
-                && latest.1 != "resolved"
+            let by_end: Vec<_> = ups.iter().filter(|u| u.0 < end_ms).collect();
+            let resolved = by_end
+                .iter()
+                .filter(|u| u.1 == "resolved")
+                .map(|u| u.0)
+                .min();
+            // The latest update by the end; of equal times the resolution
+            // first, as the desk has it.
+            let latest = by_end.iter().max_by_key(|u| (u.0, u.1 == "resolved"));
+            match (resolved, latest) {
+                (Some(r), Some(latest)) => latest.0 > r && latest.1 != "resolved",
+                _ => false,
+            }
         })
         .map(|(case, _)| case.as_str())
         .collect();

@@ -50,7 +50,7 @@ impl Build {
 async fn build_both(store: &Arc<dyn ObjectStore>, out: &Path) -> anyhow::Result<Build> {
     let started = Instant::now();
     let rollups = load_rollups(store, None).await?;
-    let mut build_ = Build {
+    let mut timing = Build {
         pages: 0,
         load: started.elapsed().as_secs_f64(),
         render: 0.0,
@@ -66,13 +66,13 @@ async fn build_both(store: &Arc<dyn ObjectStore>, out: &Path) -> anyhow::Result<
         };
         let started = Instant::now();
         let files = build(&rollups, &opts)?;
-        build_.render += started.elapsed().as_secs_f64();
+        timing.render += started.elapsed().as_secs_f64();
         let started = Instant::now();
         write_site(&out.join(dir), &files)?;
-        build_.write += started.elapsed().as_secs_f64();
-        build_.pages += files.iter().filter(|f| f.path.ends_with(".html")).count();
+        timing.write += started.elapsed().as_secs_f64();
+        timing.pages += files.iter().filter(|f| f.path.ends_with(".html")).count();
     }
-    Ok(build_)
+    Ok(timing)
 }
 
 /// The faster of two builds.

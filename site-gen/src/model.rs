@@ -58,7 +58,9 @@ pub struct Rollups {
     pub areas: BTreeMap<(Level, String), Area>,
     /// Data-quality rows: (day, kind, class, count).
     pub quality: Vec<(String, String, Option<String>, i64)>,
-    /// Open cases, most overdue first: (case id, kind, category, grid, opened at, hours open).
+    /// The cases the desk lists, longest open first: those open at the end
+    /// of the last day, and those resolved by then but handled again
+    /// since ([`OpenCase::reopened`]; closed for the figures).
     pub open_cases: Vec<OpenCase>,
     /// The sending agencies' participation on the last day, per area.
     pub units: Vec<UnitRow>,

@@ -154,10 +154,13 @@ pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
     const BLOCK: usize = 8;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let blocks = items.len().div_ceil(BLOCK);
+    if blocks == 0 {
+        return Ok(Vec::new());
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let run = || -> Result<Vec<Block<R>>> {
-        let mut state = init()?;
+        let mut state = init().inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
         let mut done = Vec::new();
         loop {
             let block = next.fetch_add(1, Ordering::Relaxed);
@@ -176,9 +179,7 @@ pub(crate) fn parallel_map_with<T: Sync, S, R: Send>(
         }
     };
     let parts: Vec<Result<Vec<Block<R>>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads.min(blocks).max(1))
-            .map(|_| scope.spawn(run))
-            .collect();
+        let handles: Vec<_> = (0..threads.min(blocks)).map(|_| scope.spawn(run)).collect();
         handles
             .into_iter()
             .map(|h| {

@@ -7,6 +7,15 @@
 //! `root` (the way back to the site's root, `../` per level), `audience`
 //! (`public` or `internal`), `threshold`, `as_of` (the last day: `iso`,
 //! `year`, `month`, `day`) and `base_url`.
+//!
+//! Figures come formatted for reading (counts grouped by three: 1,234,567).
+//! The filter `wan` writes a count of a hundred thousand or more in 万 or
+//! 亿, as press releases do (`{{ f.value|wan }}`: 1,234,567 → 123.46万);
+//! anything else (a share, "<5", "×") passes through unchanged; it needs
+//! a string, so an override naming a figure that does not exist fails the
+//! build instead of printing nothing. The filter `grouped` groups a plain
+//! number of a model (a list's length, a quality count) the same way:
+//! `{{ n|grouped }}`.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +74,9 @@ impl Templates {
     pub(crate) fn new(overrides: &BTreeMap<String, String>) -> Result<Self> {
         let mut env = Environment::new();
         env.add_filter("wan", wan);
+        env.add_filter("grouped", |n: i64| {
+            crate::pages::common::grouped_count(n as f64)
+        });
         for (name, body) in TEMPLATES {
             let body = overrides
                 .get(*name)
@@ -133,21 +145,28 @@ impl ChartTexts<'_> {
     }
 }
 
-/// A count of 100,000 or more in 万 (or 亿 from 100,000,000) with at most
-/// two decimals; any other text unchanged.
+/// A count of 100,000 or more in 万 (or 亿 from what rounds to 10000万)
+/// with at most two decimals, rounded half up; any other text unchanged.
 pub(crate) fn wan(text: &str) -> String {
     let digits: String = text.chars().filter(|&c| c != ',').collect();
     let Ok(n) = digits.parse::<u64>() else {
         return text.to_string();
     };
-    let (scaled, unit) = match n {
-        0..=99_999 => return text.to_string(),
-        100_000..=99_999_999 => (n as f64 / 1e4, "万"),
-        _ => (n as f64 / 1e8, "亿"),
+    if n < 100_000 {
+        return text.to_string();
+    }
+    // Hundredths of 万, rounded half up (四舍五入) in integers; from
+    // 10000万 on, hundredths of 亿.
+    let (hundredths, unit) = match n.saturating_add(50) / 100 {
+        h if h < 1_000_000 => (h, "万"),
+        _ => (n.saturating_add(500_000) / 1_000_000, "亿"),
     };
-    let fixed = format!("{scaled:.2}");
-    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
-    format!("{trimmed}{unit}")
+    let (whole, fraction) = (hundredths / 100, hundredths % 100);
+    match fraction {
+        0 => format!("{whole}{unit}"),
+        f if f % 10 == 0 => format!("{whole}.{}{unit}", f / 10),
+        f => format!("{whole}.{f:02}{unit}"),
+    }
 }
 
 fn template_error(name: &str) -> impl FnOnce(minijinja::Error) -> Error + '_ {
@@ -168,6 +187,21 @@ mod tests {
         assert_eq!(wan("1,234,567"), "123.46万");
         assert_eq!(wan("4,800,000"), "480万");
         assert_eq!(wan("123,456,789"), "1.23亿");
+        assert_eq!(wan("1,234,550"), "123.46万", "half up");
+        assert_eq!(wan("12,345,650"), "1234.57万");
+        assert_eq!(wan("1,234,549"), "123.45万");
+        assert_eq!(wan("1,200,000"), "120万");
+        assert_eq!(wan("1,230,000"), "123万");
+        assert_eq!(wan("1,234,000"), "123.4万");
+        assert_eq!(wan("99,999,949"), "9999.99万");
+        assert_eq!(wan("99,999,950"), "1亿");
+        assert_eq!(wan("100,000,000"), "1亿");
+        assert_eq!(wan("1,234,567,890,123"), "12345.68亿");
+        assert_eq!(wan("12,300,000,000"), "123亿");
+        assert!(
+            wan("18,446,744,073,709,551,615").ends_with('亿'),
+            "no overflow"
+        );
         for unchanged in ["45.6%", "<5", "×", "待核实", ""] {
             assert_eq!(wan(unchanged), unchanged);
         }

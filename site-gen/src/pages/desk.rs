@@ -1,8 +1,9 @@
 //! Leadership's desk on the internal dashboard: for the city, each county
 //! and each town, what is behind and who must act — the grids of lowest
 //! coverage, grids without a visit for days, grids and villages never
-//! reached, and the cases open past the overdue limit with whom they lie.
-//! Each list is also a CSV file beside the page.
+//! reached, the cases open past the overdue limit with whom they lie, and
+//! the cases handled again after their resolution. Each list is also a CSV
+//! file beside the page.
 
 use std::collections::BTreeMap;
 
@@ -360,7 +361,11 @@ pub(crate) fn desk(
     let registered = count(area, Metric::GridsRegistered);
     let desk = Desk {
         grids_reached: format!("{}/{}", grouped_count(reached), grouped_count(registered)),
-        villages_reached: format!("{reached_villages}/{}", villages.len()),
+        villages_reached: format!(
+            "{}/{}",
+            grouped_count(reached_villages as f64),
+            grouped_count(villages.len() as f64)
+        ),
         lagging,
         silent,
         never_grids,
