@@ -245,6 +245,24 @@ pub(crate) fn desk(
         &["村(社区)", "镇(街道)", "网格数", "登记住户"],
     );
 
+    // A case's id, kind, category, grid (linked where the registry has
+    // it), opening time, current status and handler: the columns both case
+    // lists share.
+    let case_row = |c: &&OpenCase| -> Vec<TableCell> {
+        let grid = r.areas.get(&(Level::Grid, c.grid_id.clone()));
+        vec![
+            TableCell::text(c.case_id.clone()),
+            TableCell::text(kind_label(&c.case_kind)),
+            TableCell::text(category_label(&c.case_kind, &c.category)),
+            grid.map_or_else(
+                || TableCell::text(c.grid_id.clone()),
+                |g| TableCell::link(g.name.clone(), format!("{root}{}", area_path(g))),
+            ),
+            TableCell::text(c.opened_at.clone()),
+            TableCell::text(status_label(c.status.as_deref())),
+            TableCell::text(c.handler_id.clone().unwrap_or_else(|| "—".into())),
+        ]
+    };
     let overdue = below
         .cases(area)
         .iter()
@@ -252,21 +270,10 @@ pub(crate) fn desk(
             !c.reopened && c.hours_open > f64::from(site.opts.overdue_limit(c.urgency.as_deref()))
         })
         .map(|c| {
-            let grid = r.areas.get(&(Level::Grid, c.grid_id.clone()));
-            vec![
-                TableCell::text(c.case_id.clone()),
-                TableCell::text(kind_label(&c.case_kind)),
-                TableCell::text(category_label(&c.case_kind, &c.category)),
-                TableCell::text(urgency_label(c.urgency.as_deref())),
-                grid.map_or_else(
-                    || TableCell::text(c.grid_id.clone()),
-                    |g| TableCell::link(g.name.clone(), format!("{root}{}", area_path(g))),
-                ),
-                TableCell::text(c.opened_at.clone()),
-                TableCell::text(status_label(c.status.as_deref())),
-                TableCell::text(c.handler_id.clone().unwrap_or_else(|| "—".into())),
-                TableCell::text(format!("{:.1}", c.hours_open / 24.0)),
-            ]
+            let mut row = case_row(c);
+            row.insert(3, TableCell::text(urgency_label(c.urgency.as_deref())));
+            row.push(TableCell::text(format!("{:.1}", c.hours_open / 24.0)));
+            row
         })
         .collect();
     let overdue = list(
@@ -289,21 +296,7 @@ pub(crate) fn desk(
         .cases(area)
         .iter()
         .filter(|c| c.reopened)
-        .map(|c| {
-            let grid = r.areas.get(&(Level::Grid, c.grid_id.clone()));
-            vec![
-                TableCell::text(c.case_id.clone()),
-                TableCell::text(kind_label(&c.case_kind)),
-                TableCell::text(category_label(&c.case_kind, &c.category)),
-                grid.map_or_else(
-                    || TableCell::text(c.grid_id.clone()),
-                    |g| TableCell::link(g.name.clone(), format!("{root}{}", area_path(g))),
-                ),
-                TableCell::text(c.opened_at.clone()),
-                TableCell::text(status_label(c.status.as_deref())),
-                TableCell::text(c.handler_id.clone().unwrap_or_else(|| "—".into())),
-            ]
-        })
+        .map(case_row)
         .collect();
     let reopened = list(
         "reopened",
