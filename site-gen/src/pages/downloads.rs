@@ -120,13 +120,7 @@ pub(crate) fn pages(site: &Site<'_>) -> Result<Vec<OutputFile>> {
 /// order, as the public files have them. Written straight into the text:
 /// the internal dashboard has one for each of thousands of areas.
 pub(crate) fn internal_csv(site: &Site<'_>, area: &Area) -> OutputFile {
-    let mut columns: Vec<(&'static str, Option<Metric>)> =
-        ["date", "level", "area_code", "area_name"]
-            .into_iter()
-            .map(|head| (head, None))
-            .chain(Metric::all().map(|m| (m.name(), Some(m))))
-            .collect();
-    columns.sort_by_key(|(name, _)| *name);
+    let columns = internal_columns();
     // Each metric's series looked up once per area, not once per day.
     let series: Vec<Option<&Vec<Option<f64>>>> = columns
         .iter()
@@ -166,6 +160,24 @@ pub(crate) fn internal_csv(site: &Site<'_>, area: &Area) -> OutputFile {
         path: format!("{}.csv", data_stem(area)),
         bytes: out.into_bytes(),
     }
+}
+
+/// The internal CSV's columns in name order: the four that name a row
+/// (`None`) and every metric of the catalogue. The same for every area, so
+/// sorted once.
+fn internal_columns() -> &'static [(&'static str, Option<Metric>)] {
+    static COLUMNS: std::sync::OnceLock<Vec<(&'static str, Option<Metric>)>> =
+        std::sync::OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        let mut columns: Vec<(&'static str, Option<Metric>)> =
+            ["date", "level", "area_code", "area_name"]
+                .into_iter()
+                .map(|head| (head, None))
+                .chain(Metric::all().map(|m| (m.name(), Some(m))))
+                .collect();
+        columns.sort_by_key(|(name, _)| *name);
+        columns
+    })
 }
 
 /// `rows` as `{stem}.csv` and `{stem}.json`.
