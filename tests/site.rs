@@ -73,6 +73,21 @@ fn card_value(html: &str, label: &str) -> String {
     rest[..rest.find("</dd>").unwrap()].to_string()
 }
 
+/// What `gridstat sql` prints for `query` over the demo's lake.
+fn sql(f: &Fixture, query: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gridstat"))
+        .args(["sql", "--lake", f.root.join("lake").to_str().unwrap()])
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn demo_writes_lake_rollups_and_both_sites_that_agree() {
     let f = demo();
@@ -104,12 +119,10 @@ fn demo_writes_lake_rollups_and_both_sites_that_agree() {
         }
     }
     // The rollup's figure, through `gridstat sql`.
-    let out = Command::new(env!("CARGO_BIN_EXE_gridstat"))
-        .args(["sql", "--lake", f.root.join("lake").to_str().unwrap()])
-        .arg("SELECT households_visited FROM rollups_cumulative WHERE level = 'city' ORDER BY dt DESC LIMIT 1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = sql(
+        f,
+        "SELECT households_visited FROM rollups_cumulative WHERE level = 'city' ORDER BY dt DESC LIMIT 1",
+    );
     let rollup: usize = text
         .lines()
         .filter_map(|l| l.trim_matches(|c| c == '|' || c == ' ').parse().ok())
@@ -641,12 +654,7 @@ fn the_desk_lists_every_reopened_case() {
             _ => {}
         }
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_gridstat"))
-        .args(["sql", "--lake", f.root.join("lake").to_str().unwrap()])
-        .arg("SELECT MAX(dt) AS last FROM rollups_cumulative")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = sql(f, "SELECT MAX(dt) AS last FROM rollups_cumulative");
     let last = text
         .split(|c: char| c == '|' || c.is_whitespace())
         .find_map(|w| chrono::NaiveDate::parse_from_str(w, "%Y-%m-%d").ok())
